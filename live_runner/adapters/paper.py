@@ -1,0 +1,155 @@
+"""PaperExecutionClient: the embedded simulated broker, with DESIGN.md's fill model.
+
+- Market orders fill at the next bar's open (slippage against the trader), or at the last bar's
+  close when the session ends first.
+- Sell stops trigger when a bar's low <= stop (fill at the stop, or the open if it opened below);
+  sell limits when high >= limit (fill at the limit, or the open if it opened above). Stops are
+  matched before limits, so a bar that could hit both is a stop.
+- Orders act from the bar after the one during which they were placed.
+- Commission per share with a per-order minimum; optional volume participation cap.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from decimal import Decimal
+
+from live_runner.adapters.base import FillHandler, OrderEventHandler
+from live_runner.config import PaperConfig
+from live_runner.models import (
+    NANOS_PER_MINUTE, Bar, Fill, OrderEvent, OrderRequest, OrderStatus, OrderType, Side,
+)
+from live_runner.money import ZERO, commission, round_to_tick
+
+
+@dataclass(slots=True)
+class _Resting:
+    request: OrderRequest
+    placed_bar: int
+    filled: int = 0
+    commission: Decimal = ZERO
+    fills: int = 0
+    active: bool = True
+
+
+class PaperExecutionClient:
+    name = "paper"
+
+    def __init__(self, config: PaperConfig) -> None:
+        self._slip = config.slippage_bps / 10_000.0
+        self._per_share = Decimal(repr(config.commission_per_share))
+        self._min = Decimal(repr(config.commission_min))
+        self._participation = config.max_participation
+        self._books: dict[str, list[_Resting]] = {}
+        self._by_id: dict[str, _Resting] = {}
+        self._bar_count: dict[str, int] = {}
+        self._last_bar: dict[str, Bar] = {}
+        self._on_event: OrderEventHandler = lambda e: None
+        self._on_fill: FillHandler = lambda f: None
+        self.submitted = 0
+
+    def set_handlers(self, on_event: OrderEventHandler, on_fill: FillHandler) -> None:
+        self._on_event = on_event
+        self._on_fill = on_fill
+
+    # --- orders ------------------------------------------------------------------------------
+    def submit(self, request: OrderRequest) -> None:
+        self.submitted += 1
+        self._accept(request)
+
+    def recover(self, request: OrderRequest) -> None:
+        """The simulated book is rebuilt by re-delivering journaled orders; nothing is 'sent'."""
+        self._accept(request)
+
+    def _accept(self, request: OrderRequest) -> None:
+        cid = request.client_order_id
+        if cid in self._by_id:
+            self._on_event(OrderEvent(cid, OrderStatus.REJECTED, request.ts, "duplicate client order id"))
+            return
+        resting = _Resting(request, self._bar_count.get(request.symbol, 0))
+        self._by_id[cid] = resting
+        self._books.setdefault(request.symbol, []).append(resting)
+        self._on_event(OrderEvent(cid, OrderStatus.ACCEPTED, request.ts, broker_order_id=cid))
+
+    def cancel(self, client_order_id: str) -> None:
+        resting = self._by_id.get(client_order_id)
+        if resting is None or not resting.active:
+            return
+        self._deactivate(resting)
+        self._on_event(OrderEvent(client_order_id, OrderStatus.CANCELED, resting.request.ts))
+
+    def _deactivate(self, resting: _Resting) -> None:
+        resting.active = False
+        book = self._books.get(resting.request.symbol)
+        if book is not None:
+            try:
+                book.remove(resting)
+            except ValueError:
+                pass
+
+    # --- market ------------------------------------------------------------------------------
+    def on_bar(self, bar: Bar) -> None:
+        sym = bar.symbol
+        n = self._bar_count.get(sym, 0) + 1
+        self._bar_count[sym] = n
+        self._last_bar[sym] = bar
+        book = self._books.get(sym)
+        if not book:
+            return
+        ready = [r for r in book if r.placed_bar < n]
+        if not ready:
+            return
+        # Market orders first (they fill at the open), then stops, then limits.
+        for r in ready:
+            if r.active and r.request.order_type is OrderType.MARKET:
+                price = bar.open * (1.0 + self._slip) if r.request.side is Side.BUY else bar.open * (1.0 - self._slip)
+                self._fill(r, round_to_tick(price), bar.ts, bar.volume)
+        for r in ready:
+            if not r.active or r.request.order_type is not OrderType.STOP:
+                continue
+            stop = r.request.stop_price
+            if r.request.side is Side.SELL and bar.low <= stop:
+                self._fill(r, bar.open if bar.open < stop else stop, bar.ts, bar.volume)
+            elif r.request.side is Side.BUY and bar.high >= stop:
+                self._fill(r, bar.open if bar.open > stop else stop, bar.ts, bar.volume)
+        for r in ready:
+            if not r.active or r.request.order_type is not OrderType.LIMIT:
+                continue
+            limit = r.request.limit_price
+            if r.request.side is Side.SELL and bar.high >= limit:
+                self._fill(r, bar.open if bar.open > limit else limit, bar.ts, bar.volume)
+            elif r.request.side is Side.BUY and bar.low <= limit:
+                self._fill(r, bar.open if bar.open < limit else limit, bar.ts, bar.volume)
+
+    def end_session(self, ts: int) -> None:
+        """Fill what the last bar can still fill (market orders at its close), expire the rest."""
+        for sym, book in list(self._books.items()):
+            last = self._last_bar.get(sym)
+            for r in list(book):
+                if r.active and r.request.order_type is OrderType.MARKET and last is not None:
+                    self._fill(r, last.close, last.ts + NANOS_PER_MINUTE, math.inf)
+            for r in list(book):
+                if r.active:
+                    self._deactivate(r)
+                    self._on_event(OrderEvent(r.request.client_order_id, OrderStatus.EXPIRED, ts, "day order expired"))
+        self._books.clear()
+        self._bar_count.clear()
+
+    def _fill(self, r: _Resting, price: float, ts: int, bar_volume: float) -> None:
+        req = r.request
+        qty = req.qty - r.filled
+        if self._participation is not None and bar_volume != math.inf:
+            cap = int(self._participation * bar_volume)
+            if cap < 1:
+                return
+            qty = min(qty, cap)
+        before = r.commission
+        r.filled += qty
+        r.fills += 1
+        total = commission(r.filled, self._per_share, self._min)
+        r.commission = total
+        if r.filled >= req.qty:
+            self._deactivate(r)
+        self._on_fill(Fill(req.client_order_id, f"{req.client_order_id}-F{r.fills}", req.symbol,
+                           req.side, qty, price, total - before, ts))

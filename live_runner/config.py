@@ -1,0 +1,217 @@
+"""Runner configuration: strict, frozen, and refused at start when wrong.
+
+The field names and defaults of the original sketch's `SystemConfig` are kept. Unknown keys, wrong
+types and impossible values are refused with a message naming the key, before anything trades.
+Secrets never live here: they come from the environment (see `secret`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+BUILTIN_STRATEGIES = ("gap_and_go", "vwap_reclaim")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, validate_default=True)
+
+
+class GapAndGoConfig(_Strict):
+    gap_pct_min: float = Field(0.04, ge=0)
+    premarket_volume_min: float = Field(50_000, ge=0)
+    price_min: float = Field(1.0, gt=0)
+    price_max: float = Field(20.0, gt=0)
+    hold_ratio_min: float = Field(0.9, ge=0, le=1)
+    entry_end: str = "10:30"
+    target_r: float = Field(2.0, gt=0)
+
+    @field_validator("entry_end")
+    @classmethod
+    def _hhmm(cls, v: str) -> str:
+        return _check_hhmm(v)
+
+    @model_validator(mode="after")
+    def _band(self) -> "GapAndGoConfig":
+        if self.price_min > self.price_max:
+            raise ValueError("price_min must not exceed price_max")
+        return self
+
+
+class VwapReclaimConfig(_Strict):
+    min_bars_below: int = Field(3, ge=1)
+    volume_mult: float = Field(1.5, ge=0)
+    volume_lookback: int = Field(20, ge=5)
+    min_lookback_bars: int = Field(5, ge=1)
+    entry_start: str = "09:45"
+    entry_end: str = "15:30"
+    target_r: float = Field(2.0, gt=0)
+    max_entries_per_symbol: int = Field(2, ge=1)
+
+    @field_validator("entry_start", "entry_end")
+    @classmethod
+    def _hhmm(cls, v: str) -> str:
+        return _check_hhmm(v)
+
+
+class StrategiesConfig(_Strict):
+    gap_and_go: GapAndGoConfig = GapAndGoConfig()
+    vwap_reclaim: VwapReclaimConfig = VwapReclaimConfig()
+    # Parameters of user strategies, keyed by the import path given in active_strategies.
+    custom: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class PaperConfig(_Strict):
+    slippage_bps: float = Field(0.0, ge=0)
+    commission_per_share: float = Field(0.0035, ge=0)
+    commission_min: float = Field(0.35, ge=0)
+    max_participation: float | None = Field(None, gt=0, le=1)
+
+
+class RiskConfig(_Strict):
+    """Limits beyond the sketch's top-level ones (those stay top-level for compatibility)."""
+
+    max_orders_per_minute: int = Field(60, ge=1)
+    price_collar_pct: float = Field(0.10, gt=0)
+    flatten_on_daily_loss: bool = False
+    halt_on_backup_data: bool = True
+
+
+class JournalConfig(_Strict):
+    url: str = "sqlite:///var/journal.db"
+    batch_size: int = Field(1000, ge=1)
+
+
+class SystemConfig(_Strict):
+    """The sketch's SystemConfig, plus the sections the design adds."""
+
+    account_size: float = Field(100_000, gt=0)
+    max_positions: int = Field(5, ge=1)
+    max_daily_loss_pct: float = Field(0.05, gt=0, le=1)
+    max_position_size_pct: float = Field(0.20, gt=0, le=1)
+    risk_per_trade_pct: float = Field(0.01, gt=0, le=1)
+    update_frequency_ms: int = Field(1000, ge=1)
+    data_retention_days: int = Field(30, ge=1)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    active_strategies: list[str] = Field(default_factory=lambda: list(BUILTIN_STRATEGIES))
+    market_open_time: str = "09:30"
+    market_close_time: str = "16:00"
+    premarket_start: str = "04:00"
+    afterhours_end: str = "20:00"
+    flatten_time: str = "15:55"
+    primary_broker: Literal["paper", "ibkr", "alpaca"] = "paper"
+    backup_broker: Literal["paper", "ibkr", "alpaca"] | None = None
+    primary_data_provider: Literal["replay", "polygon", "yahoo"] = "replay"
+    backup_data_provider: Literal["replay", "polygon", "yahoo"] | None = None
+    universe: list[str] | None = None
+    strategies: StrategiesConfig = StrategiesConfig()
+    paper: PaperConfig = PaperConfig()
+    risk: RiskConfig = RiskConfig()
+    journal: JournalConfig = JournalConfig()
+    session_id_prefix: str = Field("LR", pattern=r"^[A-Za-z0-9]{1,8}$")
+
+    @field_validator("market_open_time", "market_close_time", "premarket_start", "afterhours_end",
+                     "flatten_time")
+    @classmethod
+    def _hhmm(cls, v: str) -> str:
+        return _check_hhmm(v)
+
+    @field_validator("active_strategies")
+    @classmethod
+    def _strategies(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("at least one strategy must be active")
+        if len(set(v)) != len(v):
+            raise ValueError("a strategy is listed twice")
+        for name in v:
+            if name not in BUILTIN_STRATEGIES and not re.fullmatch(
+                r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", name
+            ):
+                raise ValueError(
+                    f"unknown strategy {name!r}: use one of {', '.join(BUILTIN_STRATEGIES)} "
+                    "or an import path 'package.module:ClassName'"
+                )
+        return v
+
+    @field_validator("universe")
+    @classmethod
+    def _universe(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        for sym in v:
+            if not re.fullmatch(r"[A-Z][A-Z0-9.\-]{0,9}", sym):
+                raise ValueError(f"bad symbol {sym!r} in universe")
+        return sorted(set(v))
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with the offending key spelled out."""
+
+
+def _check_hhmm(v: str) -> str:
+    if not isinstance(v, str) or not _HHMM.match(v):
+        raise ValueError(f"expected HH:MM, got {v!r}")
+    return v
+
+
+def hhmm(v: str) -> tuple[int, int]:
+    h, m = v.split(":")
+    return int(h), int(m)
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{source}: {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data: dict[str, Any] | None, source: str = "config") -> SystemConfig:
+    """Validate a mapping; raise ConfigError naming each bad key."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping, got {type(data).__name__}")
+    try:
+        return SystemConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None
+
+
+def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> SystemConfig:
+    """Read a YAML file (or the defaults when path is None) and apply top-level overrides."""
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot read: {exc.strerror}") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{source}: the top level must be a mapping")
+        data = dict(loaded or {})
+    if overrides:
+        data.update(overrides)
+    return parse_config(data, source)
+
+
+def secret(name: str, environ: dict[str, str] | None = None) -> str | None:
+    """Credentials come only from the environment (or a mounted Kubernetes Secret as env)."""
+    env = os.environ if environ is None else environ
+    value = env.get(name)
+    return value or None

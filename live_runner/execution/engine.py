@@ -1,0 +1,38 @@
+"""ExecutionEngine: the single door to the brokers.
+
+It routes orders to the primary execution client and wires broker reports back to the
+OrderManager. Failover to a backup broker (issue: real brokers) plugs in here and only ever moves
+an order that the primary provably did not accept.
+"""
+
+from __future__ import annotations
+
+from live_runner.adapters.base import ExecutionClient, FillHandler, OrderEventHandler
+from live_runner.models import Bar, OrderRequest
+
+
+class ExecutionEngine:
+    def __init__(self, primary: ExecutionClient, backup: ExecutionClient | None = None) -> None:
+        self.primary = primary
+        self.backup = backup
+        self.active = primary
+
+    def connect(self, on_event: OrderEventHandler, on_fill: FillHandler) -> None:
+        self.primary.set_handlers(on_event, on_fill)
+        if self.backup is not None:
+            self.backup.set_handlers(on_event, on_fill)
+
+    def submit(self, request: OrderRequest) -> None:
+        self.active.submit(request)
+
+    def recover(self, request: OrderRequest) -> None:
+        self.active.recover(request)
+
+    def cancel(self, client_order_id: str) -> None:
+        self.active.cancel(client_order_id)
+
+    def on_bar(self, bar: Bar) -> None:
+        self.active.on_bar(bar)
+
+    def end_session(self, ts: int) -> None:
+        self.active.end_session(ts)

@@ -1,0 +1,356 @@
+"""OrderManager: signals become sized, risk-checked, journaled orders; fills become positions.
+
+It owns the order state machine, the deterministic client order ids, the one-cancels-other exit
+pair (stop + target) placed after each entry fill and resized on partial fills, flattening, and
+the round-trip trade records.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Callable
+
+from live_runner.models import (
+    Fill, Order, OrderEvent, OrderRequest, OrderRole, OrderStatus, OrderType, Side, Signal,
+    TERMINAL_STATUSES, TradingState,
+)
+from live_runner.money import ZERO, dec, round_to_tick
+from live_runner.performance import TradeRecord
+from live_runner.risk.rules import RiskView
+
+if TYPE_CHECKING:
+    from live_runner.execution.engine import ExecutionEngine
+    from live_runner.journal import Journal
+    from live_runner.performance import PerformanceTracker
+    from live_runner.portfolio import Portfolio
+    from live_runner.risk.manager import RiskManager
+
+log = logging.getLogger("live_runner.orders")
+
+# Allowed transitions; fills drive PARTIALLY_FILLED/FILLED themselves.
+_TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
+    OrderStatus.NEW: frozenset({OrderStatus.SUBMITTED, OrderStatus.REJECTED}),
+    OrderStatus.SUBMITTED: frozenset({OrderStatus.ACCEPTED, OrderStatus.REJECTED, OrderStatus.CANCELED,
+                                      OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED, OrderStatus.EXPIRED}),
+    OrderStatus.ACCEPTED: frozenset({OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED, OrderStatus.CANCELED,
+                                     OrderStatus.EXPIRED, OrderStatus.REJECTED}),
+    OrderStatus.PARTIALLY_FILLED: frozenset({OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED,
+                                             OrderStatus.CANCELED, OrderStatus.EXPIRED}),
+}
+
+STRATEGY_CODES = {"gap_and_go": "GG", "vwap_reclaim": "VR"}
+EXIT_REASON = {OrderRole.STOP: "stop", OrderRole.TARGET: "target", OrderRole.VWAP_LOSS: "vwap_loss",
+               OrderRole.EOD: "eod", OrderRole.MANUAL: "manual"}
+
+
+@dataclass(slots=True)
+class _OpenTrade:
+    """The round trip in progress for a symbol, accumulated exactly."""
+
+    strategy: str
+    stop: float
+    target_r: float
+    entry_ts: int = 0
+    entry_qty: int = 0
+    entry_cost: Decimal = ZERO
+    exit_qty: int = 0
+    exit_proceeds: Decimal = ZERO
+    commission: Decimal = ZERO
+    target: float = 0.0
+    stop_id: str = ""
+    target_id: str = ""
+    flatten_id: str = ""
+    last_exit_role: OrderRole = OrderRole.MANUAL
+    exit_ts: int = 0
+
+
+class OrderManager:
+    def __init__(self, *, portfolio: "Portfolio", risk: "RiskManager", execution: "ExecutionEngine",
+                 journal: "Journal", performance: "PerformanceTracker", clock: object,
+                 risk_per_trade_pct: float, max_position_size_pct: float, id_prefix: str = "LR",
+                 on_strategy_fill: Callable[[str, Fill, OrderRole], None] | None = None,
+                 on_signal_rejected: Callable[[Signal, str], None] | None = None,
+                 on_alert: Callable[[str, str, str], None] | None = None) -> None:
+        self.portfolio = portfolio
+        self.risk = risk
+        self.execution = execution
+        self.journal = journal
+        self.performance = performance
+        self.clock = clock
+        self.risk_pct = risk_per_trade_pct
+        self.size_pct = max_position_size_pct
+        self.prefix = id_prefix
+        self._on_strategy_fill = on_strategy_fill or (lambda s, f, r: None)
+        self._on_signal_rejected = on_signal_rejected or (lambda s, r: None)
+        self._alert = on_alert or (lambda key, sev, msg: None)
+        self.orders: dict[str, Order] = {}
+        self.open_orders: dict[str, Order] = {}
+        self.trades: dict[str, _OpenTrade] = {}
+        self.pending_entries: dict[str, Order] = {}
+        self.session = ""
+        self._seq = 0
+        self._session_open = 0
+        self._entry_cutoff = 0
+        self._session_close = 0
+        self.orders_submitted = 0
+        self.fills = 0
+        self.duplicate_fills = 0
+
+    # --- session -----------------------------------------------------------------------------
+    def start_session(self, session: str, open_ns: int, flatten_ns: int, close_ns: int) -> None:
+        self.session = session
+        self._seq = 0
+        self._session_open = open_ns
+        self._entry_cutoff = flatten_ns
+        self._session_close = close_ns
+        self.orders = {cid: o for cid, o in self.open_orders.items()}
+
+    def next_id(self, strategy: str, symbol: str) -> str:
+        self._seq += 1
+        code = STRATEGY_CODES.get(strategy) or "".join(c for c in strategy.upper() if c.isalnum())[:6]
+        return f"{self.prefix}-{self.session.replace('-', '')}-{code}-{symbol}-{self._seq}"
+
+    # --- signals -> orders --------------------------------------------------------------------
+    def on_signal(self, signal: Signal) -> str | None:
+        """Turn a signal into an order; returns the client order id or None when refused."""
+        self._journal("signal", signal.ts, signal.symbol, {
+            "strategy": signal.strategy, "side": signal.side.value, "stop": signal.stop,
+            "reason": signal.reason, "ref": signal.reference_price})
+        if signal.side is Side.SELL:
+            role = OrderRole.VWAP_LOSS if signal.reason == "vwap_loss" else OrderRole.MANUAL
+            return self.flatten(signal.symbol, role)
+        close = signal.reference_price
+        stop = round_to_tick(signal.stop)
+        qty = 0
+        if close > stop > 0:
+            equity = self.portfolio.equity()
+            qty = min(math.floor(equity * self.risk_pct / (close - stop)),
+                      math.floor(self.size_pct * equity / close))
+        req = OrderRequest(
+            client_order_id=self.next_id(signal.strategy, signal.symbol), strategy=signal.strategy,
+            symbol=signal.symbol, side=Side.BUY, qty=max(qty, 0), order_type=OrderType.MARKET,
+            role=OrderRole.ENTRY, ts=self.clock.now_ns(), reference_price=close,  # type: ignore[attr-defined]
+            protective_stop=stop, target_r=signal.target_r,
+            signal_key=f"{signal.strategy}|{signal.symbol}|{signal.ts}")
+        if not self._submit(req):
+            self._on_signal_rejected(signal, "denied")
+            return None
+        return req.client_order_id
+
+    def risk_view(self, req: OrderRequest) -> RiskView:
+        pf = self.portfolio
+        pos = pf.positions.get(req.symbol)
+        pending = self.pending_entries
+        return RiskView(
+            trading_state=self.risk.state, paused=self.risk.paused, equity=pf.equity(),
+            cash=float(pf.cash), sod_equity=float(pf.sod_equity), daily_pnl=pf.daily_pnl(),
+            position_qty=pos.qty if pos else 0,
+            position_value=pos.qty * pos.last_price if pos else 0.0,
+            open_symbols=len(pf.positions),
+            pending_entry_symbols=sum(1 for s in pending if s not in pf.positions),
+            pending_entry_notional=sum(o.remaining * o.request.reference_price for o in pending.values()),
+            symbol_busy=req.symbol in pending, last_price=pf.last_price.get(req.symbol, 0.0),
+            now=self.clock.now_ns(), regular_open=self._session_open,  # type: ignore[attr-defined]
+            entry_cutoff=self._entry_cutoff, regular_close=self._session_close,
+            orders_last_minute=self.risk.orders_last_minute(self.clock.now_ns()))  # type: ignore[attr-defined]
+
+    def _submit(self, req: OrderRequest) -> bool:
+        reason = self.risk.check(req, self.risk_view(req))
+        if reason is not None:
+            self._journal("denial", req.ts, req.client_order_id, {
+                "strategy": req.strategy, "symbol": req.symbol, "side": req.side.value,
+                "qty": req.qty, "role": req.role.value, "reason": reason})
+            return False
+        order = Order(req)
+        self.orders[req.client_order_id] = order
+        self.open_orders[req.client_order_id] = order
+        if req.role is OrderRole.ENTRY:
+            self.pending_entries[req.symbol] = order
+        recorded = self.journal.resuming
+        self._journal("order", req.ts, req.client_order_id, _request_payload(req))
+        order.status = OrderStatus.SUBMITTED
+        self.orders_submitted += 1
+        if recorded:
+            self.execution.recover(req)
+        else:
+            self.execution.submit(req)
+        return True
+
+    # --- exits ---------------------------------------------------------------------------------
+    def flatten(self, symbol: str, role: OrderRole = OrderRole.MANUAL) -> str | None:
+        """Cancel the symbol's working orders, then sell what is held at market."""
+        entry = self.pending_entries.get(symbol)
+        if entry is not None and entry.is_open:
+            self.execution.cancel(entry.client_order_id)
+        trade = self.trades.get(symbol)
+        qty = self.portfolio.position_qty(symbol)
+        if trade is None or qty <= 0:
+            return None
+        if trade.flatten_id and self.orders[trade.flatten_id].is_open:
+            return None
+        self._cancel_exits(trade)
+        req = OrderRequest(
+            client_order_id=self.next_id(trade.strategy, symbol), strategy=trade.strategy,
+            symbol=symbol, side=Side.SELL, qty=qty, order_type=OrderType.MARKET, role=role,
+            ts=self.clock.now_ns(), reference_price=self.portfolio.last_price.get(symbol, 0.0))  # type: ignore[attr-defined]
+        if self._submit(req):
+            trade.flatten_id = req.client_order_id
+            return req.client_order_id
+        self._alert(f"flatten_refused:{symbol}", "critical",
+                    f"could not flatten {symbol}: {self.risk.denials.most_common(1)}")
+        return None
+
+    def flatten_all(self, role: OrderRole = OrderRole.MANUAL) -> list[str]:
+        return [cid for sym in sorted(self.trades) if (cid := self.flatten(sym, role))]
+
+    def cancel_all(self) -> None:
+        for cid in sorted(self.open_orders):
+            self.execution.cancel(cid)
+
+    def _cancel_exits(self, trade: _OpenTrade) -> None:
+        for cid in (trade.stop_id, trade.target_id):
+            if cid and self.orders[cid].is_open:
+                self.execution.cancel(cid)
+        trade.stop_id = trade.target_id = ""
+
+    def _place_exits(self, symbol: str, trade: _OpenTrade) -> None:
+        """(Re)place the OCO pair for the whole position (cancel-replace on resize)."""
+        self._cancel_exits(trade)
+        qty = self.portfolio.position_qty(symbol)
+        if qty <= 0 or trade.flatten_id:
+            return
+        oco = f"{symbol}-{trade.entry_ts}"
+        now = self.clock.now_ns()  # type: ignore[attr-defined]
+        stop = OrderRequest(self.next_id(trade.strategy, symbol), trade.strategy, symbol, Side.SELL, qty,
+                            OrderType.STOP, OrderRole.STOP, now, stop_price=trade.stop, oco_group=oco)
+        if self._submit(stop):
+            trade.stop_id = stop.client_order_id
+        else:
+            self._alert(f"unprotected:{symbol}", "critical", f"stop for {symbol} refused: position unprotected")
+        target = OrderRequest(self.next_id(trade.strategy, symbol), trade.strategy, symbol, Side.SELL, qty,
+                              OrderType.LIMIT, OrderRole.TARGET, now, limit_price=trade.target, oco_group=oco)
+        if self._submit(target):
+            trade.target_id = target.client_order_id
+
+    # --- broker reports ------------------------------------------------------------------------
+    def on_order_event(self, ev: OrderEvent) -> None:
+        order = self.orders.get(ev.client_order_id)
+        if order is None:
+            log.warning("event for unknown order %s: %s", ev.client_order_id, ev.status.value)
+            return
+        if ev.status is order.status or ev.status in (OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED):
+            return  # fills drive the fill states; repeated reports are harmless
+        if ev.status not in _TRANSITIONS.get(order.status, frozenset()):
+            log.warning("ignored transition %s -> %s for %s", order.status.value, ev.status.value,
+                        ev.client_order_id)
+            return
+        order.status = ev.status
+        if ev.broker_order_id:
+            order.broker_order_id = ev.broker_order_id
+        self._journal("order_event", ev.ts, ev.client_order_id,
+                      {"status": ev.status.value, "reason": ev.reason})
+        if ev.status in TERMINAL_STATUSES:
+            self._closed(order)
+        if ev.status is OrderStatus.REJECTED:
+            req = order.request
+            self._alert(f"order_rejected:{req.symbol}", "warning",
+                        f"order {req.client_order_id} rejected: {ev.reason}")
+
+    def _closed(self, order: Order) -> None:
+        self.open_orders.pop(order.client_order_id, None)
+        req = order.request
+        if req.role is OrderRole.ENTRY and self.pending_entries.get(req.symbol) is order:
+            del self.pending_entries[req.symbol]
+
+    def on_fill(self, fill: Fill) -> None:
+        order = self.orders.get(fill.client_order_id)
+        if order is None:
+            log.warning("fill for unknown order %s", fill.client_order_id)
+            return
+        if fill.exec_id in order.exec_ids:
+            self.duplicate_fills += 1
+            return
+        order.exec_ids.add(fill.exec_id)
+        req = order.request
+        total = order.filled_qty + fill.qty
+        order.avg_fill_price = (order.avg_fill_price * order.filled_qty + fill.price * fill.qty) / total
+        order.filled_qty = total
+        order.status = OrderStatus.FILLED if total >= req.qty else OrderStatus.PARTIALLY_FILLED
+        self.fills += 1
+        self._journal("fill", fill.ts, fill.client_order_id, {
+            "exec_id": fill.exec_id, "symbol": fill.symbol, "side": fill.side.value, "qty": fill.qty,
+            "price": fill.price, "commission": str(fill.commission), "role": req.role.value,
+            "strategy": req.strategy})
+        closed = self.portfolio.apply_fill(fill, req.strategy)
+        if order.status is OrderStatus.FILLED:
+            self._closed(order)
+        if req.role is OrderRole.ENTRY:
+            self._on_entry_fill(req, fill)
+        else:
+            self._on_exit_fill(req, fill, closed)
+        self._on_strategy_fill(req.strategy, fill, req.role)
+
+    def _on_entry_fill(self, req: OrderRequest, fill: Fill) -> None:
+        trade = self.trades.get(req.symbol)
+        if trade is None:
+            trade = self.trades[req.symbol] = _OpenTrade(req.strategy, req.protective_stop, req.target_r,
+                                                         entry_ts=fill.ts)
+        trade.entry_qty += fill.qty
+        trade.entry_cost += dec(fill.price) * fill.qty
+        trade.commission += fill.commission
+        avg = float(trade.entry_cost / trade.entry_qty)
+        trade.target = round_to_tick(avg + trade.target_r * (avg - trade.stop))
+        pos = self.portfolio.positions.get(req.symbol)
+        if pos is not None:
+            pos.stop, pos.target = trade.stop, trade.target
+        self._place_exits(req.symbol, trade)
+
+    def _on_exit_fill(self, req: OrderRequest, fill: Fill, closed: object) -> None:
+        trade = self.trades.get(req.symbol)
+        if trade is None:
+            return
+        trade.exit_qty += fill.qty
+        trade.exit_proceeds += dec(fill.price) * fill.qty
+        trade.commission += fill.commission
+        trade.last_exit_role = req.role
+        trade.exit_ts = fill.ts
+        if closed is not None:
+            self._cancel_exits(trade)
+            entry = self.pending_entries.get(req.symbol)
+            if entry is None or not entry.is_open:
+                self._record_trade(req.symbol, trade)
+            return
+        if req.role in (OrderRole.STOP, OrderRole.TARGET):
+            # OCO partially filled: resize the pair to what is still held.
+            self._place_exits(req.symbol, trade)
+
+    def _record_trade(self, symbol: str, trade: _OpenTrade) -> None:
+        del self.trades[symbol]
+        qty = trade.entry_qty
+        entry_price = trade.entry_cost / qty
+        exit_price = trade.exit_proceeds / qty
+        pnl = trade.exit_proceeds - trade.entry_cost - trade.commission
+        risk = (entry_price - dec(trade.stop)) * qty if dec(trade.stop) < entry_price else ZERO
+        record = TradeRecord(symbol, trade.strategy, qty, trade.entry_ts, round(float(entry_price), 4),
+                             trade.exit_ts, round(float(exit_price), 4), EXIT_REASON[trade.last_exit_role],
+                             pnl, trade.commission, risk)
+        self.performance.record_trade(record)
+        self._journal("trade", trade.exit_ts, symbol, record.to_dict())
+
+    # --- helpers -------------------------------------------------------------------------------
+    def _journal(self, kind: str, ts: int, key: str, payload: dict) -> None:
+        self.journal.append(self.session, ts, kind, key, payload)
+
+    @property
+    def trading_state(self) -> TradingState:
+        return self.risk.state
+
+
+def _request_payload(req: OrderRequest) -> dict:
+    return {"strategy": req.strategy, "symbol": req.symbol, "side": req.side.value, "qty": req.qty,
+            "type": req.order_type.value, "role": req.role.value, "limit": req.limit_price,
+            "stop": req.stop_price, "ref": req.reference_price, "protective_stop": req.protective_stop,
+            "target_r": req.target_r, "oco": req.oco_group}

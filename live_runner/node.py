@@ -1,0 +1,202 @@
+"""TradingNode: builds the chain from the config, runs sessions, owns the system state.
+
+Hot path, synchronous and allocation-light: DataManager.on_bar -> clock -> broker matching ->
+StrategyEngine -> OrderManager (sizing, RiskManager, journal buffer) -> ExecutionEngine.submit.
+Everything else (session boundaries, equity marks, commands) happens around it.
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from typing import Callable, Iterable
+
+from live_runner.adapters.paper import PaperExecutionClient
+from live_runner.alerts import AlertSystem, LogSink
+from live_runner.calendar import MarketCalendar, SessionTimes
+from live_runner.clock import SimClock
+from live_runner.config import SystemConfig, hhmm
+from live_runner.data_manager import DataManager
+from live_runner.execution.engine import ExecutionEngine
+from live_runner.execution.order_manager import OrderManager
+from live_runner.journal import Journal
+from live_runner.models import (
+    NANOS_PER_MINUTE, Bar, OrderRole, Severity, SystemState, TradingState,
+)
+from live_runner.money import money_str
+from live_runner.performance import PerformanceTracker
+from live_runner.portfolio import Portfolio
+from live_runner.risk.manager import RiskManager
+from live_runner.risk.rules import RiskLimits
+from live_runner.strategy_engine import StrategyEngine
+
+log = logging.getLogger("live_runner.node")
+
+COMMANDS = ("pause_trading", "resume_trading", "emergency_stop", "rebalance_portfolio", "flatten")
+
+
+class TradingNode:
+    def __init__(self, config: SystemConfig, journal: Journal, clock: SimClock | None = None,
+                 calendar: MarketCalendar | None = None, execution_client: object | None = None,
+                 universe: Iterable[str] | None = None, alerts: AlertSystem | None = None) -> None:
+        self.config = config
+        self.state = SystemState.STARTING
+        self.clock = clock or SimClock(0)
+        self.calendar = calendar or MarketCalendar(premarket_start=config.premarket_start,
+                                                   afterhours_end=config.afterhours_end)
+        self.journal = journal
+        self.alerts = alerts or AlertSystem([LogSink()], self.clock, journal=None)
+        start = Decimal(repr(config.account_size))
+        self.portfolio = Portfolio(start)
+        self.performance = PerformanceTracker(start)
+        self.risk = RiskManager(
+            RiskLimits(config.max_positions, config.max_position_size_pct, config.max_daily_loss_pct,
+                       config.risk.max_orders_per_minute, config.risk.price_collar_pct),
+            on_state_change=self._on_trading_state)
+        client = execution_client or PaperExecutionClient(config.paper)
+        self.execution = ExecutionEngine(client)  # type: ignore[arg-type]
+        self.strategies = StrategyEngine(config, self.portfolio.position_qty, universe)
+        self.orders = OrderManager(
+            portfolio=self.portfolio, risk=self.risk, execution=self.execution, journal=journal,
+            performance=self.performance, clock=self.clock,
+            risk_per_trade_pct=config.risk_per_trade_pct,
+            max_position_size_pct=config.max_position_size_pct, id_prefix=config.session_id_prefix,
+            on_strategy_fill=self.strategies.on_fill,
+            on_signal_rejected=self.strategies.on_signal_rejected, on_alert=self._alert)
+        self.execution.connect(self.orders.on_order_event, self.orders.on_fill)
+        self.data = DataManager(self.calendar, self._on_bar, self._on_session)
+        self.session: SessionTimes | None = None
+        self.session_name = ""
+        self._flatten_ns = 0
+        self._mark_from = 0
+        self._mark_until = 0
+        self._next_mark = 0
+        self.session_summaries: list[dict] = []
+        self.on_session_closed: Callable[[dict], None] | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        self.state = SystemState.RUNNING
+
+    def feed(self, bars: Iterable[Bar]) -> None:
+        on_bar = self.data.on_bar
+        for bar in bars:
+            on_bar(bar)
+
+    def stop(self) -> None:
+        """Close the open session (flattening per the EOD rule) and flush the journal."""
+        self.state = SystemState.STOPPING
+        if self.session is not None:
+            self._end_session(self.session)
+            self.session = None
+        self.journal.flush()
+        self.state = SystemState.STOPPED
+
+    # --- hot path ------------------------------------------------------------------------------
+    def _on_bar(self, bar: Bar) -> None:
+        ts = bar.ts
+        self.clock.advance_to(ts + NANOS_PER_MINUTE)
+        self.execution.on_bar(bar)
+        sym = bar.symbol
+        self.portfolio.mark(sym, bar.close)
+        signals = self.strategies.on_bar(bar)
+        if signals:
+            for signal in signals:
+                self.orders.on_signal(signal)
+        if sym in self.portfolio.positions:
+            if ts >= self._flatten_ns:
+                self.orders.flatten(sym, OrderRole.EOD)
+            if self.risk.check_daily_loss(self.portfolio.daily_pnl(), float(self.portfolio.sod_equity)):
+                if self.config.risk.flatten_on_daily_loss:
+                    self.orders.flatten_all(OrderRole.MANUAL)
+        if ts >= self._next_mark and ts < self._mark_until:
+            self._mark_equity(ts)
+
+    def _mark_equity(self, ts: int) -> None:
+        self._next_mark = ts - ts % NANOS_PER_MINUTE + NANOS_PER_MINUTE
+        equity = self.portfolio.equity_decimal()
+        self.performance.mark_equity(ts, equity)
+        self.journal.append(self.session_name, ts, "equity", "", {
+            "equity": money_str(equity), "cash": money_str(self.portfolio.cash),
+            "positions": len(self.portfolio.positions)})
+
+    # --- sessions ------------------------------------------------------------------------------
+    def _on_session(self, previous: SessionTimes | None, session: SessionTimes) -> None:
+        if previous is not None:
+            self._end_session(previous)
+        self.session = session
+        self.session_name = session.date.isoformat()
+        h, m = hhmm(self.config.flatten_time)
+        flatten = session.at_et(h, m)
+        # On early-close days: five minutes before the close.
+        self._flatten_ns = min(flatten, session.close - 5 * NANOS_PER_MINUTE)
+        self._mark_from = session.open
+        self._next_mark = session.open
+        self._mark_until = session.close
+        self.portfolio.start_session()
+        self.risk.start_session()
+        self.orders.start_session(self.session_name, session.open, self._flatten_ns, session.close)
+        self.strategies.on_session_start(session)
+        self.journal.append(self.session_name, session.premarket_open, "session_start", "", {
+            "equity": money_str(self.portfolio.equity_decimal()),
+            "early_close": session.early_close, "state": self.risk.state.value})
+
+    def _end_session(self, session: SessionTimes) -> None:
+        now = self.clock.now_ns()
+        self.orders.flatten_all(OrderRole.EOD)
+        self.execution.end_session(now)
+        self.strategies.on_session_end(session)
+        equity = self.portfolio.equity_decimal()
+        summary = {
+            "date": self.session_name, "equity": money_str(equity),
+            "realized_pnl": money_str(self.portfolio.realized),
+            "commissions": money_str(self.portfolio.commissions),
+            "positions": sorted(self.portfolio.positions),
+            "universe": self.strategies.universe_snapshot(),
+        }
+        self.journal.append(self.session_name, max(now, session.close), "session_end", "", summary)
+        self.journal.flush()
+        self.session_summaries.append(summary)
+        if self.on_session_closed is not None:
+            self.on_session_closed(summary)
+
+    # --- commands and alerts -------------------------------------------------------------------
+    def command(self, name: str, source: str = "cli", symbol: str = "") -> dict:
+        """The sketch's system events, with DESIGN.md's semantics; journaled with who/when."""
+        now = self.clock.now_ns()
+        if name not in COMMANDS:
+            raise ValueError(f"unknown command {name!r}; expected one of {', '.join(COMMANDS)}")
+        self.journal.append(self.session_name, now, "command", name, {"source": source, "symbol": symbol})
+        if name == "pause_trading":
+            self.risk.paused = True
+            self.state = SystemState.PAUSED
+        elif name == "resume_trading":
+            self.risk.paused = False
+            self.state = SystemState.RUNNING
+        elif name == "emergency_stop":
+            self.risk.set_state(TradingState.HALTED, f"emergency stop by {source}")
+            self.orders.cancel_all()
+            self.orders.flatten_all(OrderRole.MANUAL)
+        elif name == "flatten":
+            if symbol:
+                self.orders.flatten(symbol, OrderRole.MANUAL)
+            else:
+                self.orders.flatten_all(OrderRole.MANUAL)
+        elif name == "rebalance_portfolio":
+            self._rebalance()
+        return {"command": name, "state": self.state.value, "trading_state": self.risk.state.value}
+
+    def _rebalance(self) -> None:
+        """Close the newest positions beyond max_positions (trimming is done by flattening)."""
+        positions = sorted(self.portfolio.positions.values(), key=lambda p: (p.opened_ts, p.symbol))
+        for pos in positions[self.config.max_positions:]:
+            self.orders.flatten(pos.symbol, OrderRole.MANUAL)
+
+    def _on_trading_state(self, old: TradingState, new: TradingState, reason: str) -> None:
+        self.journal.append(self.session_name, self.clock.now_ns(), "trading_state", new.value,
+                            {"from": old.value, "reason": reason})
+        severity = "critical" if new is not TradingState.ACTIVE else "info"
+        self._alert(f"trading_state:{new.value}", severity, f"trading state {old.value} -> {new.value}: {reason}")
+
+    def _alert(self, key: str, severity: str, message: str) -> None:
+        self.alerts.raise_alert(key, Severity(severity), message, component="node")

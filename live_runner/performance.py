@@ -1,0 +1,334 @@
+"""Closed-trade and equity-curve statistics for the session report and the /status endpoint.
+
+Money (P&L, commissions, risk, equity) stays `Decimal` end to end so that a report reconciles to
+the cent with the journal; ratios (win rate, profit factor, R multiples, Sharpe) are derived at the
+end through `Fraction`, so each float is the correctly rounded value of the exact ratio.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
+from fractions import Fraction
+from typing import Any
+
+from live_runner.models import NANOS_PER_MINUTE
+
+EXIT_REASONS = frozenset({"stop", "target", "vwap_loss", "eod", "manual"})
+# 252 sessions a year of 390 regular-session one-minute returns.
+MINUTE_ANNUALISATION = math.sqrt(252 * 390)
+_QUANTUM = Decimal("0.0001")
+_ZERO = Decimal(0)
+
+
+def _dec(price: float) -> Decimal:
+    """A float price as the trader sees it (`Decimal(str(x))`), not its binary expansion."""
+    return Decimal(str(price))
+
+
+def _money_str(value: Decimal) -> str:
+    """Exact-to-0.0001 string for JSON (banker's rounding, as `Decimal` does by default)."""
+    return str(value.quantize(_QUANTUM, rounding=ROUND_HALF_EVEN))
+
+
+def _ratio(num: Decimal, den: Decimal) -> float:
+    """Correctly rounded float of num/den, with no intermediate float or 28-digit rounding."""
+    return float(Fraction(num) / Fraction(den))
+
+
+def _sharpe(returns: Sequence[float]) -> float | None:
+    """mean/stdev (ddof=1); None with fewer than two returns or a zero stdev."""
+    if len(returns) < 2:
+        return None
+    std = statistics.stdev(returns)
+    if std == 0:
+        return None
+    return statistics.fmean(returns) / std
+
+
+def _max_drawdown(levels: Iterable[Decimal], start: Decimal) -> Decimal:
+    """Largest peak-to-trough fall of a level series whose running peak starts at `start`."""
+    peak = start
+    worst = _ZERO
+    for level in levels:
+        if level > peak:
+            peak = level
+        elif peak - level > worst:
+            worst = peak - level
+    return worst
+
+
+@dataclass(frozen=True, slots=True)
+class TradeRecord:
+    """One round trip (entry fill to exit fill), long only.
+
+    `pnl` is net of `commission` (entry plus exit). `initial_risk` is `qty * (entry - stop)`, or 0
+    when the stop is unknown; `from_prices` computes all three exactly from the float prices.
+    """
+
+    symbol: str
+    strategy: str
+    qty: int
+    entry_ts: int
+    entry_price: float
+    exit_ts: int
+    exit_price: float
+    exit_reason: str
+    pnl: Decimal
+    commission: Decimal
+    initial_risk: Decimal = _ZERO
+
+    def __post_init__(self) -> None:
+        if self.qty < 1:
+            raise ValueError(f"qty must be >= 1, got {self.qty}")
+        if self.exit_reason not in EXIT_REASONS:
+            raise ValueError(f"unknown exit_reason {self.exit_reason!r}")
+        if self.initial_risk < 0:
+            raise ValueError("initial_risk must be >= 0")
+
+    @classmethod
+    def from_prices(
+        cls,
+        *,
+        symbol: str,
+        strategy: str,
+        qty: int,
+        entry_ts: int,
+        entry_price: float,
+        exit_ts: int,
+        exit_price: float,
+        exit_reason: str,
+        entry_commission: Decimal = _ZERO,
+        exit_commission: Decimal = _ZERO,
+        stop: float | None = None,
+    ) -> TradeRecord:
+        """Build a record with pnl/commission/risk computed in Decimal from the tick prices."""
+        entry = _dec(entry_price)
+        commission = entry_commission + exit_commission
+        pnl = (_dec(exit_price) - entry) * qty - commission
+        risk = _ZERO
+        if stop is not None and _dec(stop) < entry:
+            risk = (entry - _dec(stop)) * qty
+        return cls(symbol, strategy, qty, entry_ts, entry_price, exit_ts, exit_price,
+                   exit_reason, pnl, commission, risk)
+
+    @property
+    def r_multiple(self) -> float | None:
+        """pnl in units of initial risk; None when the risk is unknown (0)."""
+        if self.initial_risk <= 0:
+            return None
+        return _ratio(self.pnl, self.initial_risk)
+
+    @property
+    def trade_return(self) -> float | None:
+        """pnl over entry notional (`entry_price * qty`); None for a zero notional."""
+        notional = _dec(self.entry_price) * self.qty
+        if notional == 0:
+            return None
+        return _ratio(self.pnl, notional)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "symbol": self.symbol,
+            "strategy": self.strategy,
+            "qty": self.qty,
+            "entry_ts": self.entry_ts,
+            "entry_price": self.entry_price,
+            "exit_ts": self.exit_ts,
+            "exit_price": self.exit_price,
+            "exit_reason": self.exit_reason,
+            "pnl": _money_str(self.pnl),
+            "commission": _money_str(self.commission),
+            "initial_risk": _money_str(self.initial_risk),
+            "r_multiple": self.r_multiple,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyStats:
+    """Closed-trade statistics for one strategy (or all trades, see `PerformanceTracker`).
+
+    - wins: pnl > 0; losses: pnl < 0; a break-even trade (pnl == 0) is neither but counts in
+      `trades`, so `win_rate = wins / trades` (0.0 with no trades).
+    - gross_loss is positive. profit_factor = gross_profit / gross_loss, None when there is no
+      losing trade (it would be infinite, or undefined with no trades at all).
+    - avg_r: mean R multiple over the trades whose initial risk is known; None when none is.
+    - max_drawdown: largest peak-to-trough fall (positive) of the cumulative closed-trade P&L in
+      the order trades were recorded, starting from a peak of 0 (so a first losing trade counts).
+    - sharpe: mean / stdev (ddof=1) of per-trade returns `pnl / (entry_price * qty)`, NOT
+      annualised (trades are not evenly spaced in time); None with fewer than two trades or zero
+      stdev. The account-level, annualised Sharpe is `PerformanceTracker.account_sharpe()`.
+    """
+
+    trades: int
+    wins: int
+    losses: int
+    win_rate: float
+    gross_profit: Decimal
+    gross_loss: Decimal
+    profit_factor: float | None
+    avg_r: float | None
+    net_pnl: Decimal
+    max_drawdown: Decimal
+    sharpe: float | None
+
+    @classmethod
+    def from_trades(cls, trades: Sequence[TradeRecord]) -> StrategyStats:
+        """Compute the statistics of `trades` taken in closing order."""
+        gross_profit = sum((t.pnl for t in trades if t.pnl > 0), _ZERO)
+        gross_loss = -sum((t.pnl for t in trades if t.pnl < 0), _ZERO)
+        wins = sum(1 for t in trades if t.pnl > 0)
+        losses = sum(1 for t in trades if t.pnl < 0)
+        r_values = [Fraction(t.pnl) / Fraction(t.initial_risk)
+                    for t in trades if t.initial_risk > 0]
+        cumulative: list[Decimal] = []
+        running = _ZERO
+        for t in trades:
+            running += t.pnl
+            cumulative.append(running)
+        returns = [r for r in (t.trade_return for t in trades) if r is not None]
+        return cls(
+            trades=len(trades),
+            wins=wins,
+            losses=losses,
+            win_rate=wins / len(trades) if trades else 0.0,
+            gross_profit=gross_profit,
+            gross_loss=gross_loss,
+            profit_factor=_ratio(gross_profit, gross_loss) if gross_loss > 0 else None,
+            avg_r=float(sum(r_values, Fraction(0)) / len(r_values)) if r_values else None,
+            net_pnl=running,
+            max_drawdown=_max_drawdown(cumulative, _ZERO),
+            sharpe=_sharpe(returns),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "trades": self.trades,
+            "wins": self.wins,
+            "losses": self.losses,
+            "win_rate": self.win_rate,
+            "gross_profit": _money_str(self.gross_profit),
+            "gross_loss": _money_str(self.gross_loss),
+            "profit_factor": self.profit_factor,
+            "avg_r": self.avg_r,
+            "net_pnl": _money_str(self.net_pnl),
+            "max_drawdown": _money_str(self.max_drawdown),
+            "sharpe": self.sharpe,
+        }
+
+
+class PerformanceTracker:
+    """Session P&L bookkeeping: closed trades plus an equity curve of at most one mark a minute.
+
+    The curve holds one mark per UTC minute (a later mark in the same minute replaces the
+    earlier one), so a full 04:00-20:00 session is at most 960 points; `reset_session` starts
+    the next day. Marks must arrive in time order (the injected clock is monotonic).
+    """
+
+    def __init__(self, starting_equity: Decimal) -> None:
+        self._starting_equity = Decimal(starting_equity)
+        self._trades: list[TradeRecord] = []
+        self._curve: list[tuple[int, Decimal]] = []
+        self._realized = _ZERO
+        self._commissions = _ZERO
+
+    @property
+    def starting_equity(self) -> Decimal:
+        return self._starting_equity
+
+    def record_trade(self, t: TradeRecord) -> None:
+        """Add a closed trade; running totals are exact Decimal sums."""
+        self._trades.append(t)
+        self._realized += t.pnl
+        self._commissions += t.commission
+
+    def mark_equity(self, ts: int, equity: Decimal) -> None:
+        """Record equity at `ts` (UTC ns), replacing the last mark when in the same minute.
+
+        Raises ValueError for a mark older than the last one: that means a clock bug, and a
+        silently reordered curve would corrupt the drawdown and Sharpe.
+        """
+        point = (ts, Decimal(equity))
+        if self._curve:
+            last_ts = self._curve[-1][0]
+            if ts < last_ts:
+                raise ValueError(f"equity mark at {ts} is older than the last mark {last_ts}")
+            if ts // NANOS_PER_MINUTE == last_ts // NANOS_PER_MINUTE:
+                self._curve[-1] = point
+                return
+        self._curve.append(point)
+
+    @property
+    def trades(self) -> list[TradeRecord]:
+        return list(self._trades)
+
+    @property
+    def equity_curve(self) -> list[tuple[int, Decimal]]:
+        return list(self._curve)
+
+    @property
+    def realized_pnl(self) -> Decimal:
+        """Sum of closed-trade pnl, net of commissions."""
+        return self._realized
+
+    @property
+    def commissions(self) -> Decimal:
+        return self._commissions
+
+    def stats_by_strategy(self) -> dict[str, StrategyStats]:
+        """Per-strategy statistics, keyed in sorted order so reports are deterministic."""
+        grouped: dict[str, list[TradeRecord]] = {}
+        for t in self._trades:
+            grouped.setdefault(t.strategy, []).append(t)
+        return {name: StrategyStats.from_trades(grouped[name]) for name in sorted(grouped)}
+
+    def overall_stats(self) -> StrategyStats:
+        """All trades as one book (per-trade Sharpe, as for a strategy)."""
+        return StrategyStats.from_trades(self._trades)
+
+    def account_max_drawdown(self) -> Decimal:
+        """Largest peak-to-trough fall of the equity marks; the running peak starts at the
+        starting equity, so a fall before any new high counts. 0 with no marks."""
+        return _max_drawdown((e for _, e in self._curve), self._starting_equity)
+
+    def account_sharpe(self) -> float | None:
+        """Sharpe of the per-mark returns `e[i] / e[i-1] - 1` between consecutive marks (the
+        starting equity is not a mark: its interval to the first mark is unknown), annualised
+        by sqrt(252 * 390) since marks are one minute apart. None with fewer than two returns
+        or zero stdev. Returns after a mark of zero equity are undefined and skipped."""
+        returns = [
+            float(Fraction(cur) / Fraction(prev) - 1)
+            for (_, prev), (_, cur) in zip(self._curve, self._curve[1:])
+            if prev != 0
+        ]
+        sharpe = _sharpe(returns)
+        return None if sharpe is None else sharpe * MINUTE_ANNUALISATION
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serializable summary; money as exact strings quantized to 0.0001."""
+        last_equity = self._curve[-1][1] if self._curve else self._starting_equity
+        return {
+            "starting_equity": _money_str(self._starting_equity),
+            "ending_equity": _money_str(last_equity),
+            "realized_pnl": _money_str(self._realized),
+            "commissions": _money_str(self._commissions),
+            "account_max_drawdown": _money_str(self.account_max_drawdown()),
+            "account_sharpe": self.account_sharpe(),
+            "overall": self.overall_stats().to_dict(),
+            "by_strategy": {k: v.to_dict() for k, v in self.stats_by_strategy().items()},
+            "trades": [t.to_dict() for t in self._trades],
+            "equity_curve": [[ts, _money_str(e)] for ts, e in self._curve],
+        }
+
+    def reset_session(self, starting_equity: Decimal) -> dict[str, Any]:
+        """Start a new session from `starting_equity`; returns the finished session's summary."""
+        summary = self.to_dict()
+        self._starting_equity = Decimal(starting_equity)
+        self._trades.clear()
+        self._curve.clear()
+        self._realized = _ZERO
+        self._commissions = _ZERO
+        return summary
