@@ -34,8 +34,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="pacing: 1 = real time, 60 = a bar-minute per second")
     run.add_argument("--json", action="store_true")
     _common(run)
-    sd = sub.add_parser("sample-data", help="write a deterministic synthetic session")
-    sd.add_argument("rest", nargs=argparse.REMAINDER)
+    sub.add_parser("sample-data", help="write a deterministic synthetic session (see its --help)")
     demo = sub.add_parser("demo", help="generate the sample session and replay it")
     demo.add_argument("--json", action="store_true")
     return parser
@@ -77,11 +76,12 @@ def _run(args: argparse.Namespace, bars: Path, speed: float | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.command == "sample-data":
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sample-data"]:
         from live_runner import sample_data
 
-        return sample_data.main(args.rest)
+        return sample_data.main(argv[1:])
+    args = _parser().parse_args(argv)
     if args.command == "replay":
         return _run(args, args.bars, None)
     if args.command == "run":

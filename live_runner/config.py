@@ -19,6 +19,12 @@ _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 BUILTIN_STRATEGIES = ("gap_and_go", "vwap_reclaim")
 
 
+def _check_hhmm(v: str) -> str:
+    if not isinstance(v, str) or not _HHMM.match(v):
+        raise ValueError(f"expected HH:MM, got {v!r}")
+    return v
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False, validate_default=True)
 
@@ -61,8 +67,8 @@ class VwapReclaimConfig(_Strict):
 
 
 class StrategiesConfig(_Strict):
-    gap_and_go: GapAndGoConfig = GapAndGoConfig()
-    vwap_reclaim: VwapReclaimConfig = VwapReclaimConfig()
+    gap_and_go: GapAndGoConfig = Field(default_factory=GapAndGoConfig)
+    vwap_reclaim: VwapReclaimConfig = Field(default_factory=VwapReclaimConfig)
     # Parameters of user strategies, keyed by the import path given in active_strategies.
     custom: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
@@ -110,10 +116,10 @@ class SystemConfig(_Strict):
     primary_data_provider: Literal["replay", "polygon", "yahoo"] = "replay"
     backup_data_provider: Literal["replay", "polygon", "yahoo"] | None = None
     universe: list[str] | None = None
-    strategies: StrategiesConfig = StrategiesConfig()
-    paper: PaperConfig = PaperConfig()
-    risk: RiskConfig = RiskConfig()
-    journal: JournalConfig = JournalConfig()
+    strategies: StrategiesConfig = Field(default_factory=StrategiesConfig)
+    paper: PaperConfig = Field(default_factory=PaperConfig)
+    risk: RiskConfig = Field(default_factory=RiskConfig)
+    journal: JournalConfig = Field(default_factory=JournalConfig)
     session_id_prefix: str = Field("LR", pattern=r"^[A-Za-z0-9]{1,8}$")
 
     @field_validator("market_open_time", "market_close_time", "premarket_start", "afterhours_end",
@@ -152,12 +158,6 @@ class SystemConfig(_Strict):
 
 class ConfigError(ValueError):
     """A configuration problem, with the offending key spelled out."""
-
-
-def _check_hhmm(v: str) -> str:
-    if not isinstance(v, str) or not _HHMM.match(v):
-        raise ValueError(f"expected HH:MM, got {v!r}")
-    return v
 
 
 def hhmm(v: str) -> tuple[int, int]:

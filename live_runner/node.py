@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Callable, Iterable
 
 from live_runner.adapters.paper import PaperExecutionClient
-from live_runner.alerts import AlertSystem, LogSink
+from live_runner.alerts import AlertSink, AlertSystem, LogSink
 from live_runner.calendar import MarketCalendar, SessionTimes
 from live_runner.clock import SimClock
 from live_runner.config import SystemConfig, hhmm
@@ -21,7 +21,7 @@ from live_runner.execution.engine import ExecutionEngine
 from live_runner.execution.order_manager import OrderManager
 from live_runner.journal import Journal
 from live_runner.models import (
-    NANOS_PER_MINUTE, Bar, OrderRole, Severity, SystemState, TradingState,
+    NANOS_PER_MINUTE, Alert, Bar, OrderRole, Severity, SystemState, TradingState,
 )
 from live_runner.money import money_str
 from live_runner.performance import PerformanceTracker
@@ -38,14 +38,15 @@ COMMANDS = ("pause_trading", "resume_trading", "emergency_stop", "rebalance_port
 class TradingNode:
     def __init__(self, config: SystemConfig, journal: Journal, clock: SimClock | None = None,
                  calendar: MarketCalendar | None = None, execution_client: object | None = None,
-                 universe: Iterable[str] | None = None, alerts: AlertSystem | None = None) -> None:
+                 universe: Iterable[str] | None = None,
+                 alert_sinks: list[AlertSink] | None = None) -> None:
         self.config = config
         self.state = SystemState.STARTING
         self.clock = clock or SimClock(0)
         self.calendar = calendar or MarketCalendar(premarket_start=config.premarket_start,
                                                    afterhours_end=config.afterhours_end)
         self.journal = journal
-        self.alerts = alerts or AlertSystem([LogSink()], self.clock, journal=None)
+        self.alerts = AlertSystem(alert_sinks or [LogSink()], self.clock, journal=self._journal_alert)
         start = Decimal(repr(config.account_size))
         self.portfolio = Portfolio(start)
         self.performance = PerformanceTracker(start)
@@ -197,6 +198,10 @@ class TradingNode:
                             {"from": old.value, "reason": reason})
         severity = "critical" if new is not TradingState.ACTIVE else "info"
         self._alert(f"trading_state:{new.value}", severity, f"trading state {old.value} -> {new.value}: {reason}")
+
+    def _journal_alert(self, alert: Alert) -> None:
+        self.journal.append(self.session_name, alert.ts, "alert", alert.key, {
+            "severity": alert.severity.value, "message": alert.message, "component": alert.component})
 
     def _alert(self, key: str, severity: str, message: str) -> None:
         self.alerts.raise_alert(key, Severity(severity), message, component="node")
