@@ -2,8 +2,9 @@
 
 Every order, order event, fill, trade, denial, alert, command and equity mark is appended as one
 row `(seq, session, ts, kind, key, payload)`. Positions, open orders and P&L are derived from it
-(`live_runner.journal_state`). Writes are batched off the hot path: `append` only buffers; `flush`
-writes a batch in one transaction.
+(`live_runner.journal_state`). Writes are batched off the hot path: `append` only buffers; a full
+batch is handed to a writer thread (bounded queue: a slow database slows the producer, nothing is
+dropped) which writes it in one transaction; `flush` waits until everything appended is written.
 
 Resume: the runner is deterministic, so a restarted run regenerates the same events in the same
 order. On open, the journal loads what it already holds; while the regenerated stream is still
@@ -15,10 +16,12 @@ regenerated inside the prefix are known to have been sent already and are recove
 from __future__ import annotations
 
 import json
+import queue
 import threading
 from pathlib import Path
 from typing import Any, Iterator
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -41,12 +44,20 @@ class JournalDivergence(RuntimeError):
     """A restarted run produced an event different from the one the journal holds."""
 
 
+_SORT = orjson.OPT_SORT_KEYS
+
+
 def _encode(payload: dict[str, Any]) -> str:
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    """Canonical JSON (sorted keys, no spaces, shortest float repr): byte-stable across runs."""
+    return orjson.dumps(payload, option=_SORT, default=str).decode()
 
 
 def make_engine(url: str) -> Engine:
     """SQLite in WAL mode by default (durable and fast), any SQLAlchemy URL otherwise."""
+    if url in ("sqlite://", "sqlite:///:memory:"):
+        # One shared connection, so the writer thread sees the same in-memory database.
+        return sa.create_engine(url, poolclass=sa.pool.StaticPool,
+                                connect_args={"check_same_thread": False})
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///"):]
         if path and path != ":memory:":
@@ -71,7 +82,9 @@ class Journal:
         metadata.create_all(self.engine)
         self.batch_size = batch_size
         self._buffer: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
+        self._batches: queue.Queue[list[dict[str, Any]] | None] = queue.Queue(maxsize=64)
+        self._error: BaseException | None = None
+        self._writer: threading.Thread | None = None
         with self.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(events.c.seq, events.c.session, events.c.ts, events.c.kind, events.c.key,
@@ -82,6 +95,7 @@ class Journal:
         self.written = 0
         self.verified = 0
         self.closed = False
+        self.divergence: JournalDivergence | None = None
 
     # --- writing -----------------------------------------------------------------------------
     @property
@@ -95,46 +109,79 @@ class Journal:
 
     def append(self, session: str, ts: int, kind: str, key: str, payload: dict[str, Any]) -> int:
         """Buffer one event; returns its seq. Inside the stored prefix it is verified instead."""
+        if self.divergence is not None:
+            # Sticky: a caller that swallows the first raise (the alert system does, to keep the
+            # trading path up) must not go on to write after a stream that no longer matches.
+            raise JournalDivergence(str(self.divergence))
         seq = self.next_seq
         self.next_seq = seq + 1
         text = _encode(payload)
         if seq <= len(self._existing):
             stored = self._existing[seq - 1]
             if stored != (session, ts, kind, key, text):
-                raise JournalDivergence(
+                self.divergence = JournalDivergence(
                     f"journal event {seq} differs from the restarted run: stored "
                     f"{stored[2]} {stored[3]!r} {stored[4][:120]}, regenerated {kind} {key!r} {text[:120]}"
                 )
+                raise self.divergence
             self.verified += 1
             return seq
         self._buffer.append(
             {"seq": seq, "session": session, "ts": ts, "kind": kind, "key": key, "payload": text}
         )
         if len(self._buffer) >= self.batch_size:
-            self.flush()
+            self._hand_off()
         return seq
 
-    def flush(self) -> int:
-        """Write the buffered batch in one transaction; returns the number of rows written."""
-        with self._lock:
-            batch, self._buffer = self._buffer, []
-            if not batch:
-                return 0
-            with self.engine.begin() as conn:
-                conn.execute(events.insert(), batch)
-            self.written += len(batch)
-            return len(batch)
+    def _hand_off(self) -> None:
+        batch, self._buffer = self._buffer, []
+        if self._error is not None:
+            raise RuntimeError(f"journal writer failed: {self._error}") from self._error
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write_loop, name="journal-writer", daemon=True)
+            self._writer.start()
+        self._batches.put(batch)
+
+    def _write_loop(self) -> None:
+        while True:
+            batch = self._batches.get()
+            try:
+                if batch is None:
+                    return
+                if self._error is None:
+                    with self.engine.begin() as conn:
+                        conn.execute(events.insert(), batch)
+                    self.written += len(batch)
+            except BaseException as exc:  # surfaced to the producer on its next flush/hand-off
+                self._error = exc
+            finally:
+                self._batches.task_done()
+
+    def flush(self) -> None:
+        """Hand off what is buffered and wait until every appended event is written."""
+        if self._buffer:
+            self._hand_off()
+        if self._writer is not None:
+            self._batches.join()
+        if self._error is not None:
+            raise RuntimeError(f"journal writer failed: {self._error}") from self._error
 
     def close(self) -> None:
         if self.closed:
             return
-        self.flush()
-        self.engine.dispose()
-        self.closed = True
+        try:
+            self.flush()
+        finally:
+            if self._writer is not None:
+                self._batches.put(None)
+                self._writer.join(timeout=10)
+            self.engine.dispose()
+            self.closed = True
 
     @property
     def pending(self) -> int:
-        return len(self._buffer)
+        """Events appended but not yet written (buffered or queued)."""
+        return len(self._buffer) + self._batches.qsize() * self.batch_size
 
     # --- reading -----------------------------------------------------------------------------
     def read(self, session: str | None = None, kinds: tuple[str, ...] | None = None) -> list[dict[str, Any]]:

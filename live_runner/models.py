@@ -4,13 +4,17 @@ Timestamps are integer nanoseconds since the Unix epoch, UTC (NautilusTrader's c
 unambiguous, cheap to compare on the hot path, and converted to tz-aware datetimes only at the edges
 (`live_runner.clock`). Prices are floats rounded to the tick when an order is created; money is
 accumulated as `Decimal` (see `live_runner.money`).
+
+The value types are frozen msgspec Structs: immutable like frozen dataclasses, but built in ~70 ns
+instead of ~1.5 us, which matters at a million bars a second.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
+
+import msgspec
 
 NANOS_PER_SECOND = 1_000_000_000
 NANOS_PER_MINUTE = 60 * NANOS_PER_SECOND
@@ -79,8 +83,7 @@ class Severity(str, Enum):
     CRITICAL = "critical"
 
 
-@dataclass(frozen=True, slots=True)
-class Bar:
+class Bar(msgspec.Struct, frozen=True, gc=False):
     """A 1-minute bar; `ts` is the bar's start (UTC epoch ns)."""
 
     symbol: str
@@ -92,8 +95,7 @@ class Bar:
     volume: float
 
 
-@dataclass(frozen=True, slots=True)
-class Quote:
+class Quote(msgspec.Struct, frozen=True, gc=False):
     symbol: str
     ts: int
     bid: float
@@ -102,8 +104,7 @@ class Quote:
     ask_size: float
 
 
-@dataclass(frozen=True, slots=True)
-class Signal:
+class Signal(msgspec.Struct, frozen=True, gc=False):
     """A strategy's decision at a bar's close: buy (with its protective stop) or exit."""
 
     strategy: str
@@ -117,8 +118,7 @@ class Signal:
     target_r: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class OrderRequest:
+class OrderRequest(msgspec.Struct, frozen=True, gc=False):
     """What the strategy engine asks for; the risk manager approves or denies it."""
 
     client_order_id: str
@@ -140,8 +140,7 @@ class OrderRequest:
     signal_key: str = ""
 
 
-@dataclass(slots=True)
-class Order:
+class Order(msgspec.Struct):
     """Mutable order record owned by the OrderManager."""
 
     request: OrderRequest
@@ -149,7 +148,7 @@ class Order:
     filled_qty: int = 0
     avg_fill_price: float = 0.0
     broker_order_id: str = ""
-    exec_ids: set[str] = field(default_factory=set)
+    exec_ids: set[str] = msgspec.field(default_factory=set)
 
     @property
     def client_order_id(self) -> str:
@@ -164,8 +163,7 @@ class Order:
         return self.status not in TERMINAL_STATUSES
 
 
-@dataclass(frozen=True, slots=True)
-class OrderEvent:
+class OrderEvent(msgspec.Struct, frozen=True, gc=False):
     """A status change reported by the execution client."""
 
     client_order_id: str
@@ -175,8 +173,7 @@ class OrderEvent:
     broker_order_id: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Fill:
+class Fill(msgspec.Struct, frozen=True, gc=False):
     client_order_id: str
     exec_id: str
     symbol: str
@@ -187,8 +184,7 @@ class Fill:
     ts: int
 
 
-@dataclass(slots=True)
-class Position:
+class Position(msgspec.Struct):
     symbol: str
     strategy: str
     qty: int = 0
@@ -205,8 +201,7 @@ class Position:
         return self.qty * self.last_price - float(self.cost_basis)
 
 
-@dataclass(frozen=True, slots=True)
-class Alert:
+class Alert(msgspec.Struct, frozen=True):
     key: str
     severity: Severity
     message: str
@@ -215,8 +210,7 @@ class Alert:
     data: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Command:
+class Command(msgspec.Struct, frozen=True):
     """An operator command (the sketch's system events)."""
 
     name: str

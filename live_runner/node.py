@@ -97,15 +97,19 @@ class TradingNode:
     def _on_bar(self, bar: Bar) -> None:
         ts = bar.ts
         self.clock.advance_to(ts + NANOS_PER_MINUTE)
-        self.execution.on_bar(bar)
         sym = bar.symbol
+        positions = self.portfolio.positions
+        # The daily P&L moves only on this symbol's mark or fills; a fill that closes the position
+        # (a stop) realizes the loss, so the check also runs when the symbol was held before it.
+        held = sym in positions
+        self.execution.on_bar(bar)
         self.portfolio.mark(sym, bar.close)
         signals = self.strategies.on_bar(bar)
         if signals:
             for signal in signals:
                 self.orders.on_signal(signal)
-        if sym in self.portfolio.positions:
-            if ts >= self._flatten_ns:
+        if held or sym in positions:
+            if ts >= self._flatten_ns and sym in positions:
                 self.orders.flatten(sym, OrderRole.EOD)
             if self.risk.check_daily_loss(self.portfolio.daily_pnl(), float(self.portfolio.sod_equity)):
                 if self.config.risk.flatten_on_daily_loss:

@@ -9,12 +9,14 @@ DataManager rejects such bars one by one, exactly as it does for live feeds.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import fields
+from functools import partial
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -30,12 +32,11 @@ COLUMNS = ("symbol", "timestamp", "open", "high", "low", "close", "volume")
 NUMERIC = COLUMNS[2:]
 # Cells read as "no value" in numeric columns (pyarrow's CSV defaults, also applied to Parquet strings).
 NULL_STRINGS = pcsv.ConvertOptions().null_values
-# Integer timestamps below this (1973-03-03 in ns) are almost surely seconds, ms or us: refuse them
-# rather than replay a session that happened in January 1970.
+# Integer timestamps below 1973-03-03 in ns are surely s/ms/us: refuse, don't replay January 1970.
 MIN_EPOCH_NS = 10**17
-_UTC_NS = pa.timestamp("ns", tz="UTC")
 _T = TypeVar("_T")
 _END = object()
+_SCAN_ROWS = 65536  # validate()/symbols(): ~6 MB CSV blocks; much larger blocks are slower to parse
 
 
 class BarFileError(ValueError):
@@ -48,34 +49,31 @@ class BarFileError(ValueError):
             (f" row {row}," if row is not None else "", f" column {column!r}:" if column else ""))
         super().__init__(f"{path}:{where} {message}")
 
+    def __reduce__(self):  # type: ignore[override]  # picklable despite the custom __init__
+        return type(self), (self.path, self.reason, self.row, self.column)
+
 
 class _FastBar:
-    """Builds `Bar`s about 3x faster than the frozen dataclass `__init__` (object.__setattr__ per
-    field): plain slot stores, then the instance is re-labelled as `Bar`. CPython allows the
-    `__class__` assignment because both classes have the same slots; `_bar_factory` checks that and
-    falls back to `Bar` itself if `Bar` ever changes."""
+    """Builds `Bar`s 3x faster than the frozen dataclass `__init__` (object.__setattr__ per field):
+    plain slot stores, then the instance becomes a `Bar` (CPython allows it: same slots). If `Bar`
+    ever changes, `_bar_factory` notices and falls back to `Bar` itself."""
 
     __slots__ = COLUMNS[:1] + ("ts",) + NUMERIC
 
     def __init__(self, symbol: str, ts: int, open: float, high: float, low: float,
                  close: float, volume: float) -> None:
-        self.symbol = symbol
-        self.ts = ts
-        self.open = open
-        self.high = high
-        self.low = low
-        self.close = close
-        self.volume = volume
+        self.symbol, self.ts, self.open, self.high = symbol, ts, open, high
+        self.low, self.close, self.volume = low, close, volume
         self.__class__ = Bar  # type: ignore[assignment]
 
 
 def _bar_factory() -> Callable[..., Bar]:
     """`_FastBar` when its layout matches `Bar` exactly (checked once, at import), else `Bar`."""
+    args = ("X", 1, 1.0, 2.0, 0.5, 1.5, 10.0)
     try:
         same = tuple(f.name for f in fields(Bar)) == _FastBar.__slots__ == Bar.__slots__
-        same = same and not hasattr(Bar, "__post_init__")
-        if same and isinstance(probe := _FastBar("X", 1, 1.0, 1.0, 1.0, 1.0, 1.0), Bar):
-            return _FastBar if probe == Bar("X", 1, 1.0, 1.0, 1.0, 1.0, 1.0) else Bar
+        if same and not hasattr(Bar, "__post_init__") and _FastBar(*args) == Bar(*args):
+            return _FastBar
     except (TypeError, AttributeError):
         pass
     return Bar
@@ -84,15 +82,10 @@ def _bar_factory() -> Callable[..., Bar]:
 _make_bar = _bar_factory()
 
 
-class _Failure:
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-
-
 def _read_ahead(source: Iterator[_T], depth: int = 2) -> Iterator[_T]:
-    """Run `source` in a worker thread, at most `depth` chunks ahead (memory stays bounded):
-    pyarrow parses and converts the next chunk with the GIL released while the caller's thread
-    builds Bars from the current one; that overlap is what makes CSV replays reach >1.5M bars/s."""
+    """Run `source` in a worker thread, at most `depth` items ahead (memory stays bounded).
+    Used for the raw file batches only: pyarrow parses the next one with the GIL released while the
+    caller's thread builds Bars (anything more in the worker would fight for the GIL)."""
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
@@ -104,22 +97,21 @@ def _read_ahead(source: Iterator[_T], depth: int = 2) -> Iterator[_T]:
                     return
             q.put(_END)
         except BaseException as exc:  # handed to the consumer, re-raised there
-            q.put(_Failure(exc))
+            q.put(exc)
 
     worker = threading.Thread(target=work, name="bar-file-read-ahead", daemon=True)
     worker.start()
     try:
         while (item := q.get()) is not _END:
-            if isinstance(item, _Failure):
-                raise item.exc
+            if isinstance(item, BaseException):
+                raise item
             yield item
     finally:  # consumer done or gone: unblock a worker waiting on the full queue, then join it
         stop.set()
         while worker.is_alive():
-            try:
+            with contextlib.suppress(queue.Empty):
                 q.get_nowait()
-            except queue.Empty:
-                worker.join(0.01)
+            worker.join(0.01)
 
 
 def _first_failure(arr: pa.Array, convert: Callable[[pa.Array], object]) -> int:
@@ -136,16 +128,22 @@ def _first_failure(arr: pa.Array, convert: Callable[[pa.Array], object]) -> int:
     return lo
 
 
-def _cast_ts(arr: pa.Array) -> pa.Array:
-    return pc.cast(arr, _UTC_NS)
+def _plain(arr: pa.Array) -> pa.Array:
+    """Dictionary-encoded (Parquet) columns decoded, large strings as plain strings."""
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    return pc.cast(arr, pa.string()) if pa.types.is_large_string(arr.type) else arr
 
 
-def _cast_int(arr: pa.Array) -> pa.Array:
-    return pc.cast(arr, pa.int64())
+def _first_true(mask: pa.Array | np.ndarray) -> int | None:
+    """Index of the first true element, None if there is none."""
+    m = mask.to_numpy(zero_copy_only=False) if isinstance(mask, pa.Array) else mask
+    return int(np.argmax(m)) if m.any() else None
 
 
-def _cast_float(arr: pa.Array) -> pa.Array:
-    return pc.cast(arr, pa.float64())
+_cast_ts = partial(pc.cast, target_type=pa.timestamp("ns", tz="UTC"))
+_cast_int = partial(pc.cast, target_type=pa.int64())
+_cast_float = partial(pc.cast, target_type=pa.float64())
 
 
 class BarFile:
@@ -157,59 +155,35 @@ class BarFile:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        name = self.path.name.lower()
-        self.is_parquet = name.endswith((".parquet", ".pq", ".parq")) or (
-            not name.endswith((".csv", ".csv.gz", ".txt")) and self._has_parquet_magic())
+        self.is_parquet = self.path.suffix.lower() in (".parquet", ".pq", ".parq")  # else CSV
         self._names: dict[str, str] | None = None  # canonical column -> name in the file
-
-    # -- public API ---------------------------------------------------------------------------
+        self._ts_digits: bool | None = None  # text timestamps: epoch-ns digits (or ISO-8601)?
 
     def validate(self) -> int:
         """Check the whole file (columns, timestamps, numeric cells) and return its row count;
         raises BarFileError at the first bad row."""
-        rows = 0
-        for _, sym, _, _ in self._chunks(1 << 20):
-            rows += len(sym)
-        return rows
+        return sum(len(sym) for _, sym, _, _ in self._chunks(_SCAN_ROWS))
 
     def iter_bars(self, chunk_rows: int = 65536) -> Iterator[Bar]:
         """Stream the bars in file order, `chunk_rows` rows converted at a time."""
         interned: dict[str, str] = {}
-        for _, sym, ts, nums in _read_ahead(self._chunks(chunk_rows)):
+        for _, sym, ts, nums in self._chunks(chunk_rows, ahead=True):
             enc = sym.dictionary_encode()
-            names = np.array([interned.setdefault(s, s) for s in enc.dictionary.to_pylist()],
-                             dtype=object)
+            names = np.array([interned.setdefault(s, s) for s in enc.dictionary.to_pylist()], object)
             symbols = names[enc.indices.to_numpy(zero_copy_only=False)].tolist()
             yield from map(_make_bar, symbols, ts.tolist(), *(c.tolist() for c in nums))
 
     def symbols(self) -> list[str]:
         """Sorted distinct symbols in the file."""
-        seen: set[str] = set()
-        for _, sym, _, _ in self._chunks(1 << 20):
-            seen.update(sym.unique().to_pylist())
-        return sorted(seen)
-
-    # -- reading ------------------------------------------------------------------------------
-
-    def _error(self, message: str, row: int | None = None, column: str | None = None) -> BarFileError:
-        return BarFileError(self.path, message, row, column)
-
-    def _has_parquet_magic(self) -> bool:
-        try:
-            with open(self.path, "rb") as fh:
-                return fh.read(4) == b"PAR1"
-        except OSError:
-            return False
+        return sorted(set().union(*(sym.unique().to_pylist()
+                                    for _, sym, _, _ in self._chunks(_SCAN_ROWS))))
 
     def _resolve(self, present: list[str]) -> dict[str, str]:
         """Map each required column to its name in the file (case and blanks ignored)."""
-        by_key = {}
-        for name in present:
-            by_key.setdefault(name.strip().lstrip("\ufeff").lower(), name)
-        for col in COLUMNS:
-            if col not in by_key:
-                raise self._error(f"missing (columns found: {', '.join(present) or 'none'})",
-                                  column=col)
+        by_key = {name.strip().lstrip("\ufeff").lower(): name for name in reversed(present)}
+        if missing := [col for col in COLUMNS if col not in by_key]:
+            raise BarFileError(self.path, f"missing (columns found: {', '.join(present) or 'none'})",
+                               column=missing[0])
         return {col: by_key[col] for col in COLUMNS}
 
     def _csv_header(self) -> list[str]:
@@ -217,17 +191,21 @@ class BarFile:
             with pa.input_stream(str(self.path), compression="detect") as stream:
                 head = stream.read(1 << 20).decode("utf-8-sig", errors="replace")
         except (OSError, pa.ArrowException) as exc:
-            raise self._error(f"cannot open: {exc}") from exc
-        line = head.splitlines()[0] if head.strip() else ""
-        if not line:
-            raise self._error("empty file: no header row")
+            raise BarFileError(self.path, f"cannot open: {exc}") from exc
+        if not (line := next(iter(head.splitlines()), "")).strip():
+            raise BarFileError(self.path, "empty file: no header row")
         return next(csv.reader(io.StringIO(line)))
 
-    def _chunks(self, chunk_rows: int) -> Iterator[tuple[int, pa.Array, np.ndarray, list[np.ndarray]]]:
-        """Yield (first row index, symbols, ts ns, [open, high, low, close, volume]) per chunk."""
+    def _chunks(self, chunk_rows: int, ahead: bool = False
+                ) -> Iterator[tuple[int, pa.Array, np.ndarray, list[np.ndarray]]]:
+        """Yield (first row, symbols, ts ns, [open, high, low, close, volume]) chunks; `ahead`:
+        parse the file in a read-ahead thread."""
         if chunk_rows < 1:
             raise ValueError("chunk_rows must be >= 1")
+        self._ts_digits = None
         batches = self._parquet_batches(chunk_rows) if self.is_parquet else self._csv_batches(chunk_rows)
+        if ahead:
+            batches = _read_ahead(batches)
         start = 0
         for batch in batches:
             for off in range(0, batch.num_rows, chunk_rows):
@@ -239,7 +217,7 @@ class BarFile:
         try:
             pf = pq.ParquetFile(self.path)
         except (OSError, pa.ArrowException) as exc:
-            raise self._error(f"not a readable Parquet file: {exc}") from exc
+            raise BarFileError(self.path, f"not a readable Parquet file: {exc}") from exc
         self._names = self._resolve(pf.schema_arrow.names)
         cols = [self._names[c] for c in COLUMNS]
         yield from pf.iter_batches(batch_size=chunk_rows, columns=cols, use_threads=True)
@@ -249,7 +227,7 @@ class BarFile:
         types = {self._names[c]: pa.float64() if typed and c in NUMERIC else pa.string()
                  for c in COLUMNS}
         return pcsv.open_csv(
-            self.path, read_options=pcsv.ReadOptions(block_size=block_size),
+            self.path, read_options=pcsv.ReadOptions(block_size=block_size, use_threads=False),
             convert_options=pcsv.ConvertOptions(
                 column_types=types, include_columns=list(types), strings_can_be_null=False))
 
@@ -257,7 +235,7 @@ class BarFile:
         """Fast path: numeric columns parsed by the CSV reader itself. A cell it rejects makes us
         re-read the file as text to find and name that cell (rare, so it may be slower)."""
         self._names = self._resolve(self._csv_header())
-        block = min(max(chunk_rows * 96, 1 << 20), 64 << 20)
+        block = min(max(chunk_rows * 96, 1 << 20), 8 << 20)
         done = 0
         try:
             for batch in self._open_csv(typed=True, block_size=block):
@@ -276,93 +254,81 @@ class BarFile:
         except BarFileError as exc:
             return exc
         except pa.ArrowInvalid as exc:  # malformed CSV (e.g. a row with too few fields)
-            return self._error(f"malformed CSV near row {start + 1}: {exc}")
-        return self._error(f"unreadable CSV: {cause}")
+            return BarFileError(self.path, f"malformed CSV near row {start + 1}: {exc}")
+        return BarFileError(self.path, f"unreadable CSV: {cause}")
 
     # -- conversion ---------------------------------------------------------------------------
 
     def _convert(self, batch: pa.RecordBatch, start: int) -> tuple[pa.Array, np.ndarray, list[np.ndarray]]:
         """Validate and convert one chunk; raises for the first bad row of the chunk."""
         assert self._names is not None
-        raw = {c: batch.column(self._names[c]) for c in COLUMNS}
+        raw = {c: _plain(batch.column(self._names[c])) for c in COLUMNS}
         problems: list[tuple[int, int, str]] = []  # (row index in chunk, column order, message)
         sym = self._symbols(raw["symbol"], problems)
         ts = self._timestamps(raw["timestamp"], problems)
         nums = [self._numeric(raw[c], COLUMNS.index(c), problems) for c in NUMERIC]
         if problems:
             idx, col, msg = min(problems)
-            raise self._error(msg, row=start + idx + 1, column=COLUMNS[col])
+            raise BarFileError(self.path, msg, row=start + idx + 1, column=COLUMNS[col])
         return sym, ts, nums  # type: ignore[return-value]
 
     def _symbols(self, arr: pa.Array, problems: list) -> pa.Array | None:
-        if pa.types.is_dictionary(arr.type):
-            arr = arr.dictionary_decode()
-        if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        if not pa.types.is_string(arr.type):
             problems.append((0, 0, f"expected text, found {arr.type}"))
             return None
-        arr = pc.cast(arr, pa.string())
-        bad = pc.or_kleene(arr.is_null(), pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(arr)), 0))
-        if pc.any(bad).as_py():
-            problems.append((int(np.argmax(bad.to_numpy(zero_copy_only=False))), 0, "empty symbol"))
+        empty = pc.or_kleene(arr.is_null(), pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(arr)), 0))
+        if (i := _first_true(empty)) is not None:
+            problems.append((i, 0, "empty symbol"))
         return arr
 
     def _timestamps(self, arr: pa.Array, problems: list) -> np.ndarray | None:
         t = arr.type
-        if pa.types.is_dictionary(t):
-            arr, t = arr.dictionary_decode(), t.value_type
-        if pa.types.is_timestamp(t):
-            if t.tz is None:
-                problems.append((0, 1, f"naive {t} column is ambiguous: store tz-aware UTC "
-                                       "timestamps or integer epoch nanoseconds"))
-                return None
+        ints: pa.Array | None = None
+        if pa.types.is_timestamp(t) and t.tz is not None:
             ints = pc.cast(pc.cast(arr, pa.timestamp("ns", tz=t.tz)), pa.int64())
         elif pa.types.is_integer(t):
             ints = pc.cast(arr, pa.int64())
-        elif pa.types.is_string(t) or pa.types.is_large_string(t):
-            ints = self._parse_text_ts(pc.cast(arr, pa.string()), problems)
-            if ints is None:
-                return None
+        elif pa.types.is_string(t):
+            ints = self._parse_text_ts(arr, problems)
         else:
-            problems.append((0, 1, f"unsupported column type {t}"))
+            naive = pa.types.is_timestamp(t)
+            problems.append((0, 1, f"column type {t} " + (
+                "is ambiguous (no time zone): store tz-aware UTC timestamps or epoch ns"
+                if naive else "is not supported")))
+        if ints is None:
             return None
-        if ints.null_count:
-            problems.append((int(np.argmax(ints.is_null().to_numpy(zero_copy_only=False))), 1,
-                             "missing timestamp"))
+        if (i := _first_true(ints.is_null())) is not None:
+            problems.append((i, 1, "missing timestamp"))
             return None
         values = ints.to_numpy(zero_copy_only=False)
-        small = values < MIN_EPOCH_NS
-        if small.any():
-            i = int(np.argmax(small))
+        if (i := _first_true(values < MIN_EPOCH_NS)) is not None:
             problems.append((i, 1, f"{values[i]} is not epoch nanoseconds (seconds or ms?)"))
         return values
 
     def _parse_text_ts(self, arr: pa.Array, problems: list) -> pa.Array | None:
-        """ISO-8601 with offset/Z or epoch-ns digits; the first value decides which per chunk."""
-        first = arr[0].as_py() if len(arr) else ""
-        digits = bool(first) and first.lstrip("-").isdigit()
+        """ISO-8601 with offset/Z or epoch-ns digits; the file's first value decides which."""
+        if self._ts_digits is None and len(arr):
+            self._ts_digits = (arr[0].as_py() or "").lstrip("-").isdigit()
+        digits = bool(self._ts_digits)
         cast = _cast_int if digits else _cast_ts
         try:
-            out = cast(arr)
+            return cast(arr) if digits else pc.cast(cast(arr), pa.int64())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             i = _first_failure(arr, cast)
-            text = arr[i].as_py()
-            reason = f"cannot parse {text!r}"
-            if not digits:
-                try:
-                    pc.cast(arr.slice(i, 1), pa.timestamp("ns"))
-                    reason = f"naive timestamp {text!r} is ambiguous: add a UTC offset or 'Z'"
-                except pa.ArrowInvalid:
-                    pass
-            problems.append((i, 1, reason))
-            return None
-        return out if digits else pc.cast(out, pa.int64())
+        text = arr[i].as_py()
+        reason = f"cannot parse {text!r}"
+        if not digits:
+            try:
+                pc.cast(arr.slice(i, 1), pa.timestamp("ns"))
+                reason = f"naive timestamp {text!r} is ambiguous: add a UTC offset or 'Z'"
+            except pa.ArrowInvalid:
+                pass
+        problems.append((i, 1, reason))
+        return None
 
     def _numeric(self, arr: pa.Array, col: int, problems: list) -> np.ndarray:
         t = arr.type
-        if pa.types.is_dictionary(t):
-            arr, t = arr.dictionary_decode(), t.value_type
-        if pa.types.is_string(t) or pa.types.is_large_string(t):
-            arr = pc.cast(arr, pa.string())
+        if pa.types.is_string(t):
             blank = pc.is_in(pc.utf8_trim_whitespace(arr), value_set=pa.array(NULL_STRINGS))
             arr = pc.if_else(blank, pa.scalar(None, pa.string()), arr)
             try:

@@ -91,6 +91,8 @@ class OrderManager:
         self.trades: dict[str, _OpenTrade] = {}
         self.pending_entries: dict[str, Order] = {}
         self.session = ""
+        self._id_head = self.prefix
+        self._codes: dict[str, str] = {}
         self._seq = 0
         self._session_open = 0
         self._entry_cutoff = 0
@@ -102,6 +104,7 @@ class OrderManager:
     # --- session -----------------------------------------------------------------------------
     def start_session(self, session: str, open_ns: int, flatten_ns: int, close_ns: int) -> None:
         self.session = session
+        self._id_head = f"{self.prefix}-{session.replace('-', '')}"
         self._seq = 0
         self._session_open = open_ns
         self._entry_cutoff = flatten_ns
@@ -110,8 +113,11 @@ class OrderManager:
 
     def next_id(self, strategy: str, symbol: str) -> str:
         self._seq += 1
-        code = STRATEGY_CODES.get(strategy) or "".join(c for c in strategy.upper() if c.isalnum())[:6]
-        return f"{self.prefix}-{self.session.replace('-', '')}-{code}-{symbol}-{self._seq}"
+        code = self._codes.get(strategy)
+        if code is None:
+            code = STRATEGY_CODES.get(strategy) or "".join(c for c in strategy.upper() if c.isalnum())[:6]
+            self._codes[strategy] = code
+        return f"{self._id_head}-{code}-{symbol}-{self._seq}"
 
     # --- signals -> orders --------------------------------------------------------------------
     def on_signal(self, signal: Signal) -> str | None:
@@ -126,9 +132,11 @@ class OrderManager:
         stop = round_to_tick(signal.stop)
         qty = 0
         if close > stop > 0:
-            equity = self.portfolio.equity()
-            qty = min(math.floor(equity * self.risk_pct / (close - stop)),
-                      math.floor(self.size_pct * equity / close))
+            # Exact arithmetic: in floats, e.g. 1000 / (1.02 - 0.94) floors to 12499, not 12500.
+            equity = self.portfolio.equity_decimal()
+            c = dec(close)
+            qty = min(math.floor(equity * dec(self.risk_pct) / (c - dec(stop))),
+                      math.floor(dec(self.size_pct) * equity / c))
         req = OrderRequest(
             client_order_id=self.next_id(signal.strategy, signal.symbol), strategy=signal.strategy,
             symbol=signal.symbol, side=Side.BUY, qty=max(qty, 0), order_type=OrderType.MARKET,
@@ -144,18 +152,21 @@ class OrderManager:
         pf = self.portfolio
         pos = pf.positions.get(req.symbol)
         pending = self.pending_entries
+        positions = pf.positions
+        equity = pf.equity()
+        now = self.clock.now_ns()  # type: ignore[attr-defined]
+        if pending:
+            pending_symbols = sum(1 for s in pending if s not in positions)
+            pending_notional = sum(o.remaining * o.request.reference_price for o in pending.values())
+        else:
+            pending_symbols, pending_notional = 0, 0.0
         return RiskView(
-            trading_state=self.risk.state, paused=self.risk.paused, equity=pf.equity(),
-            cash=float(pf.cash), sod_equity=float(pf.sod_equity), daily_pnl=pf.daily_pnl(),
-            position_qty=pos.qty if pos else 0,
-            position_value=pos.qty * pos.last_price if pos else 0.0,
-            open_symbols=len(pf.positions),
-            pending_entry_symbols=sum(1 for s in pending if s not in pf.positions),
-            pending_entry_notional=sum(o.remaining * o.request.reference_price for o in pending.values()),
-            symbol_busy=req.symbol in pending, last_price=pf.last_price.get(req.symbol, 0.0),
-            now=self.clock.now_ns(), regular_open=self._session_open,  # type: ignore[attr-defined]
-            entry_cutoff=self._entry_cutoff, regular_close=self._session_close,
-            orders_last_minute=self.risk.orders_last_minute(self.clock.now_ns()))  # type: ignore[attr-defined]
+            self.risk.state, self.risk.paused, equity, float(pf.cash), float(pf.sod_equity),
+            equity - float(pf.sod_equity), pos.qty if pos else 0,
+            pos.qty * pos.last_price if pos else 0.0, len(positions), pending_symbols,
+            pending_notional, req.symbol in pending, pf.last_price.get(req.symbol, 0.0), now,
+            self._session_open, self._entry_cutoff, self._session_close,
+            self.risk.orders_last_minute(now))
 
     def _submit(self, req: OrderRequest) -> bool:
         reason = self.risk.check(req, self.risk_view(req))

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import msgspec
+
 from live_runner.models import OrderRequest, OrderRole, OrderType, Side, TradingState
 
 HALTED = "HALTED"
@@ -37,8 +39,7 @@ REASON_CODES = (
 FLATTEN_ROLES = frozenset({OrderRole.EOD, OrderRole.MANUAL})
 
 
-@dataclass(slots=True)
-class RiskView:
+class RiskView(msgspec.Struct, gc=False):
     """What the rules may read; the manager refreshes it before each check."""
 
     trading_state: TradingState

@@ -1,0 +1,100 @@
+"""Tick-to-order latency: from a bar entering the DataManager to the paper broker's submit.
+
+Usage: .venv/bin/python bench/latency.py [--events 100000] [--no-journal]
+Every regular-session bar of a synthetic market produces a signal (bench/pingpong.py), and the
+time to the submit of the order that signal causes is recorded (the last submit of the bar; exits
+placed by fills earlier in the same bar are not counted as the signal's order). Journal and metrics
+hooks are on by default, as in production.
+Targets (issue 2): p50 <= 15 us, p99 <= 50 us.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import random
+import tempfile
+import time
+
+from _common import emit
+
+from live_runner.calendar import MarketCalendar
+from live_runner.config import parse_config
+from live_runner.journal import Journal
+from live_runner.models import Bar
+from live_runner.node import TradingNode
+
+
+def synthetic_bars(symbols: int, days: list, cal: MarketCalendar, seed: int = 1):
+    rng = random.Random(seed)
+    prices = {f"B{i:03d}": rng.uniform(5, 50) for i in range(symbols)}
+    names = sorted(prices)
+    for day in days:
+        s = cal.session(day)
+        t = s.open
+        while t < s.close:
+            for sym in names:
+                p = prices[sym]
+                c = round(max(1.0, p * (1 + rng.gauss(0, 0.002))), 2)
+                o = round(p, 2)
+                h, l = max(o, c) + 0.01, min(o, c) - 0.01
+                prices[sym] = c
+                yield Bar(sym, t, o, round(h, 2), round(l, 2), c, 1000.0)
+            t += 60_000_000_000
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--symbols", type=int, default=5)
+    ap.add_argument("--no-journal", action="store_true")
+    args = ap.parse_args()
+    cfg = parse_config({
+        "active_strategies": ["bench.pingpong:PingPong"], "account_size": 1_000_000,
+        "max_positions": 5, "max_position_size_pct": 0.05,
+        "risk": {"max_orders_per_minute": 1_000_000}, "journal": {"batch_size": 2000},
+    })
+    cal = MarketCalendar()
+    days = cal.sessions_in_range(__import__("datetime").date(2024, 10, 1), __import__("datetime").date(2024, 12, 31))
+    with tempfile.TemporaryDirectory() as tmp:
+        url = "sqlite://" if args.no_journal else f"sqlite:///{tmp}/j.db"
+        journal = Journal(url, batch_size=cfg.journal.batch_size)
+        node = TradingNode(cfg, journal, calendar=cal)
+        client = node.execution.primary
+        real_submit = client.submit
+        perf = time.perf_counter_ns
+        last = [0]
+
+        def timed_submit(req):  # type: ignore[no-untyped-def]
+            last[0] = perf()
+            real_submit(req)
+
+        client.submit = timed_submit  # type: ignore[method-assign]
+        samples: list[int] = []
+        on_bar = node.data.on_bar
+        node.start()
+        gc.collect()
+        gc.freeze()
+        for bar in synthetic_bars(args.symbols, days, cal):
+            last[0] = 0
+            t0 = perf()
+            on_bar(bar)
+            if last[0]:
+                samples.append(last[0] - t0)
+                if len(samples) >= args.events:
+                    break
+        node.stop()
+        journal.close()
+    samples.sort()
+    n = len(samples)
+
+    def q(p: float) -> float:
+        return round(samples[min(n - 1, int(p * n))] / 1000, 2)
+
+    emit(bench="tick_to_order_latency_us", events=n, p50=q(0.50), p90=q(0.90), p99=q(0.99),
+         p999=q(0.999), max=round(samples[-1] / 1000, 1), journal=not args.no_journal,
+         orders=node.orders.orders_submitted)
+
+
+if __name__ == "__main__":
+    main()
