@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from datetime import date, datetime, time
 from functools import lru_cache
 from pathlib import Path
@@ -35,7 +36,9 @@ COLUMNS = ["symbol", "timestamp", "open", "high", "low", "close", "volume"]
 def _calendar():  # -> exchange_calendars.ExchangeCalendar; building one takes ~0.5 s, so cache it
     import exchange_calendars as xcals
 
-    return xcals.get_calendar("XNYS")
+    with warnings.catch_warnings():  # exchange_calendars' own use of a pandas-3 deprecated API
+        warnings.filterwarnings("ignore", message=r"Series\.values returning an ndarray")
+        return xcals.get_calendar("XNYS")
 
 
 def _sessions(start: date, count: int) -> tuple[date, list[date]]:
@@ -285,7 +288,7 @@ def write(df: pd.DataFrame, out_dir: str | Path, fmt: str = "parquet") -> Path:
     if fmt == "csv":
         pcsv.write_csv(table, path, pcsv.WriteOptions(quoting_style="none"))
     else:
-        pq.write_table(table, path)
+        pq.write_table(table, path, row_group_size=65_536)
     return path
 
 

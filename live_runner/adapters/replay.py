@@ -15,7 +15,6 @@ import io
 import queue
 import threading
 from collections.abc import Iterator
-from dataclasses import fields
 from functools import partial
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -51,35 +50,6 @@ class BarFileError(ValueError):
 
     def __reduce__(self):  # type: ignore[override]  # picklable despite the custom __init__
         return type(self), (self.path, self.reason, self.row, self.column)
-
-
-class _FastBar:
-    """Builds `Bar`s 3x faster than the frozen dataclass `__init__` (object.__setattr__ per field):
-    plain slot stores, then the instance becomes a `Bar` (CPython allows it: same slots). If `Bar`
-    ever changes, `_bar_factory` notices and falls back to `Bar` itself."""
-
-    __slots__ = COLUMNS[:1] + ("ts",) + NUMERIC
-
-    def __init__(self, symbol: str, ts: int, open: float, high: float, low: float,
-                 close: float, volume: float) -> None:
-        self.symbol, self.ts, self.open, self.high = symbol, ts, open, high
-        self.low, self.close, self.volume = low, close, volume
-        self.__class__ = Bar  # type: ignore[assignment]
-
-
-def _bar_factory() -> Callable[..., Bar]:
-    """`_FastBar` when its layout matches `Bar` exactly (checked once, at import), else `Bar`."""
-    args = ("X", 1, 1.0, 2.0, 0.5, 1.5, 10.0)
-    try:
-        same = tuple(f.name for f in fields(Bar)) == _FastBar.__slots__ == Bar.__slots__
-        if same and not hasattr(Bar, "__post_init__") and _FastBar(*args) == Bar(*args):
-            return _FastBar
-    except (TypeError, AttributeError):
-        pass
-    return Bar
-
-
-_make_bar = _bar_factory()
 
 
 def _read_ahead(source: Iterator[_T], depth: int = 2) -> Iterator[_T]:
@@ -171,7 +141,7 @@ class BarFile:
             enc = sym.dictionary_encode()
             names = np.array([interned.setdefault(s, s) for s in enc.dictionary.to_pylist()], object)
             symbols = names[enc.indices.to_numpy(zero_copy_only=False)].tolist()
-            yield from map(_make_bar, symbols, ts.tolist(), *(c.tolist() for c in nums))
+            yield from map(Bar, symbols, ts.tolist(), *(c.tolist() for c in nums))
 
     def symbols(self) -> list[str]:
         """Sorted distinct symbols in the file."""

@@ -6,7 +6,6 @@ import math
 import pickle
 import threading
 import time
-from dataclasses import FrozenInstanceError
 from datetime import date
 from pathlib import Path
 
@@ -45,8 +44,8 @@ def test_csv_iso_z(tmp_path: Path) -> None:
                     Bar("MSFT", T0 + MIN, 20.0, 21.0, 19.0, 20.5, 300.0)]
     b = bars[0]
     assert type(b) is Bar and type(b.ts) is int and type(b.open) is float
-    assert type(b.volume) is float and hash(b) == hash(Bar(*(getattr(b, f) for f in Bar.__slots__)))
-    with pytest.raises(FrozenInstanceError):
+    assert type(b.volume) is float and hash(b) == hash(Bar("AAPL", T0, 10.0, 10.5, 9.9, 10.2, 1200.0))
+    with pytest.raises(AttributeError):  # frozen
         b.close = 1.0  # type: ignore[misc]
 
 
@@ -167,7 +166,7 @@ def test_empty_and_nan_numeric_cells_allowed(tmp_path: Path) -> None:
     assert bar.low == 1.0
 
 
-@pytest.mark.parametrize("cell,reason", [("", "cannot parse ''"), ("1709303400", "not epoch nano")])
+@pytest.mark.parametrize("cell,reason", [("", "cannot parse ''"), ("1709303400", ".* not epoch nano")])
 def test_bad_timestamp_cells(tmp_path: Path, cell: str, reason: str) -> None:
     path = write(tmp_path, HEADER + f"A,{cell},1,1,1,1,1\n")
     with pytest.raises(BarFileError, match=f"row 1, column 'timestamp': {reason}"):
@@ -218,11 +217,13 @@ def test_report_throughput(tmp_path: Path) -> None:
     df = sample_data.generate(date(2024, 3, 1), 1, 500, 7)
     for fmt in ("parquet", "csv"):
         bf = BarFile(sample_data.write(df, tmp_path, fmt))
-        bf.validate()  # warm-up: first pyarrow calls load kernels and the time zone database
-        t = time.perf_counter()
-        rows = bf.validate()
-        v = rows / (time.perf_counter() - t)
-        t = time.perf_counter()
-        n = sum(1 for _ in bf.iter_bars())
-        it = n / (time.perf_counter() - t)
-        print(f"\n{fmt}: {rows} rows; validate {v / 1e6:.2f}M rows/s; iter_bars {it / 1e6:.2f}M bars/s")
+        rates: dict[str, list[float]] = {"validate": [], "iter_bars": []}
+        for _ in range(3):  # the first run also pays one-off costs (pyarrow kernels, tz database)
+            t = time.perf_counter()
+            rows = bf.validate()
+            rates["validate"].append(rows / (time.perf_counter() - t) / 1e6)
+            t = time.perf_counter()
+            n = sum(1 for _ in bf.iter_bars())
+            rates["iter_bars"].append(n / (time.perf_counter() - t) / 1e6)
+        print(f"\n{fmt}, {rows} rows (M rows/s, 3 runs): " + "; ".join(
+            f"{k} " + " / ".join(f"{r:.2f}" for r in v) for k, v in rates.items()))

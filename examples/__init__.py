@@ -1,0 +1,1 @@
+"""Example user strategies (see README, "Writing a strategy")."""
