@@ -29,9 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     _common(rp)
     run = sub.add_parser("run", help="run a live session until it ends or SIGTERM")
     run.add_argument("--mode", choices=["paper"], required=True)
-    run.add_argument("--bars", type=Path, help="replay file used as the feed (paper mode)")
-    run.add_argument("--speed", type=float, default=1.0,
-                     help="pacing: 1 = real time, 60 = a bar-minute per second")
+    run.add_argument("--bars", type=Path, help="replay file used as the feed (default: feed.bars)")
+    run.add_argument("--speed", type=float,
+                     help="pacing: 1 = real time, 60 = a bar-minute per second (default: feed.speed)")
     run.add_argument("--json", action="store_true")
     _common(run)
     sub.add_parser("sample-data", help="write a deterministic synthetic session (see its --help)")
@@ -85,10 +85,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "replay":
         return _run(args, args.bars, None)
     if args.command == "run":
-        if args.bars is None:
-            print("error: --bars is required in paper mode (the feed to replay)", file=sys.stderr)
+        try:
+            feed = load_config(args.config).feed
+        except ConfigError as exc:
+            print(f"error: invalid configuration\n{exc}", file=sys.stderr)
             return 2
-        return _run(args, args.bars, args.speed)
+        bars = args.bars or (Path(feed.bars) if feed.bars else None)
+        if bars is None:
+            print("error: paper mode needs a feed: --bars PATH or feed.bars in the config", file=sys.stderr)
+            return 2
+        return _run(args, bars, args.speed or feed.speed)
     if args.command == "demo":
         return _demo(args.json)
     return 2

@@ -89,6 +89,13 @@ class RiskConfig(_Strict):
     halt_on_backup_data: bool = True
 
 
+class FeedConfig(_Strict):
+    """The paper-mode feed: a bars file replayed at `speed` x real time (60 = a minute a second)."""
+
+    bars: str | None = None
+    speed: float = Field(1.0, gt=0)
+
+
 class JournalConfig(_Strict):
     url: str = "sqlite:///var/journal.db"
     batch_size: int = Field(1000, ge=1)
@@ -120,6 +127,7 @@ class SystemConfig(_Strict):
     paper: PaperConfig = Field(default_factory=PaperConfig)
     risk: RiskConfig = Field(default_factory=RiskConfig)
     journal: JournalConfig = Field(default_factory=JournalConfig)
+    feed: FeedConfig = Field(default_factory=FeedConfig)
     session_id_prefix: str = Field("LR", pattern=r"^[A-Za-z0-9]{1,8}$")
 
     @field_validator("market_open_time", "market_close_time", "premarket_start", "afterhours_end",

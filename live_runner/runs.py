@@ -46,16 +46,24 @@ def _progress(bars: Iterable[Bar], total: int, out: Any) -> Iterator[Bar]:
     out.write("\n")
 
 
+_GAP_SKIP_NS = 30 * 60_000_000_000
+
+
 def _paced(bars: Iterable[Bar], speed: float, stop: threading.Event) -> Iterator[Bar]:
-    """Release each bar when its close time comes, `speed` times faster than real time."""
+    """Release each bar when its close time comes, `speed` times faster than real time.
+
+    Quiet stretches longer than 30 market minutes (overnight, weekends) are skipped, not waited.
+    """
     t0_wall = time.monotonic()
     t0_market: int | None = None
+    last = 0
     for bar in bars:
         if stop.is_set():
             return
         close = bar.ts + 60_000_000_000
-        if t0_market is None:
-            t0_market = close
+        if t0_market is None or close - last > _GAP_SKIP_NS:
+            t0_market, t0_wall = close, time.monotonic()
+        last = close
         due = t0_wall + (close - t0_market) / 1e9 / speed
         delay = due - time.monotonic()
         if delay > 0 and stop.wait(delay):

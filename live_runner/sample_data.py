@@ -77,7 +77,7 @@ class _Market:
     def __init__(self, n: int, rng: np.random.Generator) -> None:
         self.n, self.rng = n, rng
         small = np.arange(n) % 2 == 0  # half the names are small caps, the gap candidates
-        lo, hi = np.where(small, np.log(2.5), np.log(12.0)), np.where(small, np.log(12.0), np.log(50.0))
+        lo, hi = np.where(small, np.log(2.5), np.log(12.0)), np.where(small, np.log(10.0), np.log(50.0))
         self.base = np.exp(rng.uniform(lo, hi))
         self.sigma = rng.uniform(0.0008, 0.0018, n) * np.where(small, 1.3, 1.0)  # per-minute log vol
         self.adv = np.exp(rng.uniform(np.log(3e5), np.log(6e6), n))  # regular-session shares/day
@@ -135,7 +135,7 @@ def _session(m: _Market, n_reg: int) -> tuple[dict, np.ndarray, dict]:
     # ---- premarket ---------------------------------------------------------------------------
     tp = np.arange(PM_MINUTES)[:, None]
     pm_sig = m.sigma * 0.5
-    drift = rng.normal(0.0, 0.012, n) - 0.3 * np.log(prev / m.base)  # overnight, mean-reverting
+    drift = rng.normal(0.0, 0.012, n) - 0.5 * np.log(prev / m.base)  # overnight, mean-reverting
     log_pm = np.log(prev) + drift + np.cumsum(pm_sig * rng.standard_normal((PM_MINUTES, n)), axis=0)
     present = rng.random((PM_MINUTES, n)) < m.pm_presence
     pm_vol = m.adv * 2e-4 * (0.3 + tp / PM_MINUTES) * rng.lognormal(0.0, 0.8, (PM_MINUTES, n))
@@ -172,15 +172,17 @@ def _session(m: _Market, n_reg: int) -> tuple[dict, np.ndarray, dict]:
     start = np.where(is_gap, pm["close"][-1], pm_close[-1])
     resolved = np.zeros(n, int)  # minute by which a gapper's trade is decided
     winners = np.zeros(n, bool)
+    wins = rng.permutation(np.arange(len(gappers)) % 2 == rng.integers(2))  # half run, half fail
     for k, j in enumerate(gappers):  # opening drive above pm_high, then run (winner) or fade
-        win = k % 2 == 0
+        win = bool(wins[k])
         d = int(rng.integers(3, 16))
         e = min(d + int(rng.integers(25, 60)), n_reg - 2)
         peak = np.log(pm_high[j] * (1 + (rng.uniform(0.012, 0.03) if win else rng.uniform(0.006, 0.012)))
                       / start[j])
         after = peak + np.log1p(rng.uniform(0.07, 0.14)) if win else np.log(rng.uniform(0.90, 0.95))
         knots = [0, d, e, n_reg - 1]
-        shape = np.interp(t, knots, [0.0, peak, after, after + rng.normal(0.0, 0.02)])
+        fade = np.log(prev[j] * rng.uniform(0.9, 1.02) / start[j])  # gappers fade into the close
+        shape = np.interp(t, knots, [0.0, peak, after, fade])
         noise[:, j] = shape + noise[:, j] - np.interp(t, knots, noise[knots, j])
         resolved[j], winners[j] = e, win
     close = start * np.exp(noise)
@@ -232,8 +234,9 @@ def _plant_reclaim(m: _Market, reg: dict, j: int, lo: int, n_reg: int, win: bool
     put(tt, c[tt - 1], vwap_through(tt - 1) * (1 + rng.uniform(0.008, 0.015)))
     # The rest of the day continues from the trigger close; winners run, losers lose VWAP again.
     rest = slice(tt + 1, n_reg)
-    steps = np.arange(n_reg - tt - 1)
-    move = np.minimum(steps / 45.0, 1.0) * (np.log1p(0.12) if win else np.log(0.95))
+    steps = np.arange(n_reg - tt - 1)  # run (or drop) for 45 minutes, give it back by the close
+    move = np.interp(steps, [0, 45, max(steps[-1], 46)], [0.0, 1.0, 0.0])
+    move = move * (np.log1p(0.12) if win else np.log(0.95))
     scale = c[tt] / o[tt + 1] * np.exp(move)
     for arr in (o, h, low, c):
         arr[rest] = arr[rest] * scale
