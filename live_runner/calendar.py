@@ -11,11 +11,15 @@ All timestamps are int ns since the epoch, UTC (see `live_runner.models`).
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
+import os
 import threading
 import warnings
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from live_runner.clock import NEW_YORK, from_datetime, to_et
@@ -99,16 +103,53 @@ def _exchange_calendar(name: str, start: date, end: date) -> Any:
         return cal
 
 
+def _cache_path(name: str, start: date, end: date) -> Path | None:
+    """Where the session table is cached: building it imports pandas (~80 MB, ~0.5 s) each run."""
+    base = os.environ.get("LIVE_RUNNER_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "live_runner")
+    try:
+        version = importlib.metadata.version("exchange_calendars")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    return Path(base) / f"{name}_{start.isoformat()}_{end.isoformat()}_xcals{version}.json"
+
+
+def _build_table(name: str, start: date, end: date) -> tuple[list[date], list[int], list[int]]:
+    cal = _exchange_calendar(name, start, end)
+    sessions = [ts.date() for ts in cal.sessions]
+    opens = cal.opens.dt.tz_convert(None).to_numpy(dtype="datetime64[ns]").astype("int64").tolist()
+    closes = cal.closes.dt.tz_convert(None).to_numpy(dtype="datetime64[ns]").astype("int64").tolist()
+    if not (len(sessions) == len(opens) == len(closes)):
+        raise RuntimeError(f"{name}: sessions/opens/closes length mismatch")
+    return sessions, opens, closes
+
+
+def _load_table(name: str, start: date, end: date) -> tuple[list[date], list[int], list[int]]:
+    """The session table from the on-disk cache, else from exchange_calendars (then cached)."""
+    path = _cache_path(name, start, end)
+    if path is not None:
+        try:
+            data = json.loads(path.read_text())
+            return [date.fromisoformat(d) for d in data["sessions"]], data["opens"], data["closes"]
+        except (OSError, ValueError, KeyError):
+            pass
+    sessions, opens, closes = _build_table(name, start, end)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"sessions": [d.isoformat() for d in sessions],
+                                       "opens": opens, "closes": closes}))
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a read-only home only costs the rebuild next time
+    return sessions, opens, closes
+
+
 def _table(name: str, start: date, end: date) -> _Table:
     key = (name, start, end)
     table = _TABLES.get(key)
     if table is None:
-        cal = _exchange_calendar(name, start, end)
-        sessions = [ts.date() for ts in cal.sessions]
-        opens = cal.opens.dt.tz_convert(None).to_numpy(dtype="datetime64[ns]").astype("int64")
-        closes = cal.closes.dt.tz_convert(None).to_numpy(dtype="datetime64[ns]").astype("int64")
-        if not (len(sessions) == len(opens) == len(closes)):
-            raise RuntimeError(f"{name}: sessions/opens/closes length mismatch")
+        sessions, opens, closes = _load_table(name, start, end)
         open_close = {d: (int(o), int(c)) for d, o, c in zip(sessions, opens, closes)}
         table = _Table(sessions=sessions, open_close=open_close)
         with _LOCK:

@@ -1,27 +1,21 @@
 """Positions, orders, P&L and the day's state, derived by replaying the journal.
 
 `rebuild` is a pure function over journal events (dicts as yielded by
-`live_runner.journal.iter_events`, in seq order). It applies fills exactly as
-`live_runner.portfolio.Portfolio.apply_fill` does -- exact `Decimal` money from the price's
-shortest repr, average-cost basis, commissions charged to realized P&L when paid -- so what it
-derives equals what the live node held, to the last digit:
-
-- positions (symbol -> qty, cost basis, average price, strategy, opened_ts), from fills only;
-- orders and their last status; open orders are those neither terminal nor fully filled
-  (fills drive FILLED/PARTIALLY_FILLED, as in the OrderManager: those are never journaled as
-  order events);
-- realized P&L net of commissions and the commissions, per session and overall (the node resets
-  both at each session start; overall is their sum);
-- the closed trades (`trade` events), the trading state, the last equity mark and event counts.
-
-`load_state(url)` does the same from a journal's SQLAlchemy URL.
+`live_runner.journal.iter_events`, in seq order). Fills are applied exactly as
+`Portfolio.apply_fill` applies them (Decimal of the price's shortest repr, average-cost basis,
+commissions charged to realized P&L when paid), so the result equals what the live node held:
+positions (overall, and per session as of its last event); orders with their last status (open:
+neither terminal nor fully filled; fills drive FILLED/PARTIALLY_FILLED, never journaled as order
+events); realized P&L net of commissions and the commissions, per session (the node resets both
+at each session start) and overall (their sum); closed trades; trading state; the last equity
+mark; event counts. `load_state(url)` does the same from a journal's SQLAlchemy URL.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Iterable
 
@@ -111,6 +105,12 @@ class SessionState:
     started: bool = False
     ended: bool = False
     end: dict[str, Any] | None = None  # the session_end payload
+    positions: dict[str, PositionState] = field(default_factory=dict)  # as of its last event
+    orders: dict[str, OrderState] = field(default_factory=dict)  # placed in this session
+
+    @property
+    def open_orders(self) -> dict[str, OrderState]:
+        return {cid: o for cid, o in self.orders.items() if o.is_open}
 
     @property
     def trades_pnl(self) -> Decimal:
@@ -130,7 +130,6 @@ class JournalState:
     counts: Counter[str] = field(default_factory=Counter)
     events: int = 0
     last_seq: int = 0
-    fills: int = 0
 
     @property
     def open_orders(self) -> dict[str, OrderState]:
@@ -151,11 +150,6 @@ class JournalState:
         """Commissions of closed trades (the summary's `commissions`)."""
         return sum((t.commission for t in self.trades), ZERO)
 
-    @property
-    def session(self) -> SessionState | None:
-        """The last session seen."""
-        return next(reversed(self.sessions.values()), None) if self.sessions else None
-
 
 def _price(value: Any) -> Decimal:
     """A journaled float price as the portfolio saw it: Decimal of its shortest repr."""
@@ -165,6 +159,12 @@ def _price(value: Any) -> Decimal:
 class _Builder:
     def __init__(self) -> None:
         self.state = JournalState()
+        self.current: SessionState | None = None
+
+    def snapshot(self) -> None:
+        """Positions as of the current session's last event (fills only ever change them)."""
+        if self.current is not None:
+            self.current.positions = {s: replace(p) for s, p in self.state.positions.items()}
 
     def session(self, name: str) -> SessionState:
         s = self.state.sessions.get(name)
@@ -182,6 +182,9 @@ class _Builder:
         st.events += 1
         st.counts[kind] += 1
         ses = self.session(ev["session"])
+        if ses is not self.current:
+            self.snapshot()
+            self.current = ses
         ses.counts[kind] += 1
         handler = getattr(self, f"_on_{kind}", None)
         if handler is not None:
@@ -205,7 +208,7 @@ class _Builder:
         ses.last_equity = self.state.last_equity = mark
 
     def _on_order(self, ev: dict, ses: SessionState, key: str, p: dict) -> None:
-        self.state.orders[key] = OrderState(
+        self.state.orders[key] = ses.orders[key] = OrderState(
             key, ev["session"], ev["ts"], p["symbol"], p["strategy"], p["side"], int(p["qty"]),
             p["type"], p["role"])
 
@@ -224,7 +227,6 @@ class _Builder:
 
     def _on_fill(self, ev: dict, ses: SessionState, key: str, p: dict) -> None:
         st = self.state
-        st.fills += 1
         qty = int(p["qty"])
         price = _price(p["price"])
         fee = Decimal(p["commission"])
@@ -268,6 +270,7 @@ def rebuild(events: Iterable[dict[str, Any]]) -> JournalState:
     builder = _Builder()
     for ev in events:
         builder.apply(ev)
+    builder.snapshot()
     return builder.state
 
 

@@ -171,20 +171,19 @@ def _session(m: _Market, n_reg: int) -> tuple[dict, np.ndarray, dict]:
     noise = np.cumsum(sig * rng.standard_normal((n_reg, n)), axis=0)
     start = np.where(is_gap, pm["close"][-1], pm_close[-1])
     resolved = np.zeros(n, int)  # minute by which a gapper's trade is decided
-    winners = np.zeros(n, bool)
     wins = rng.permutation(np.arange(len(gappers)) % 2 == rng.integers(2))  # half run, half fail
     for k, j in enumerate(gappers):  # opening drive above pm_high, then run (winner) or fade
         win = bool(wins[k])
         d = int(rng.integers(3, 16))
         e = min(d + int(rng.integers(25, 60)), n_reg - 2)
-        peak = np.log(pm_high[j] * (1 + (rng.uniform(0.012, 0.03) if win else rng.uniform(0.006, 0.012)))
-                      / start[j])
+        above = rng.uniform(0.012, 0.03) if win else rng.uniform(0.006, 0.012)  # over pm_high
+        peak = np.log(pm_high[j] * (1 + above) / start[j])
         after = peak + np.log1p(rng.uniform(0.07, 0.14)) if win else np.log(rng.uniform(0.90, 0.95))
         knots = [0, d, e, n_reg - 1]
         fade = np.log(prev[j] * rng.uniform(0.9, 1.02) / start[j])  # gappers fade into the close
         shape = np.interp(t, knots, [0.0, peak, after, fade])
         noise[:, j] = shape + noise[:, j] - np.interp(t, knots, noise[knots, j])
-        resolved[j], winners[j] = e, win
+        resolved[j] = e
     close = start * np.exp(noise)
     boost = np.where(is_gap, 2.0 + 6.0 * np.exp(-t / 30.0)[:, None], 1.0)
     reg = m.bars(close, start * np.exp(rng.normal(0.0, 0.002, n)), sig)

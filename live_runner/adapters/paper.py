@@ -27,6 +27,7 @@ from live_runner.money import ZERO, commission, round_to_tick
 class _Resting:
     request: OrderRequest
     placed_bar: int
+    placed_ts: int = -1  # start of the latest bar (any symbol) seen when the order arrived
     filled: int = 0
     commission: Decimal = ZERO
     fills: int = 0
@@ -45,6 +46,7 @@ class PaperExecutionClient:
         self._by_id: dict[str, _Resting] = {}
         self._bar_count: dict[str, int] = {}
         self._last_bar: dict[str, Bar] = {}
+        self._latest_ts = -1
         self._on_event: OrderEventHandler = lambda e: None
         self._on_fill: FillHandler = lambda f: None
         self.submitted = 0
@@ -67,7 +69,7 @@ class PaperExecutionClient:
         if cid in self._by_id:
             self._on_event(OrderEvent(cid, OrderStatus.REJECTED, request.ts, "duplicate client order id"))
             return
-        resting = _Resting(request, self._bar_count.get(request.symbol, 0))
+        resting = _Resting(request, self._bar_count.get(request.symbol, 0), self._latest_ts)
         self._by_id[cid] = resting
         self._books.setdefault(request.symbol, []).append(resting)
         self._on_event(OrderEvent(cid, OrderStatus.ACCEPTED, request.ts, broker_order_id=cid))
@@ -94,10 +96,14 @@ class PaperExecutionClient:
         n = self._bar_count.get(sym, 0) + 1
         self._bar_count[sym] = n
         self._last_bar[sym] = bar
+        if bar.ts > self._latest_ts:
+            self._latest_ts = bar.ts
         book = self._books.get(sym)
         if not book:
             return
-        ready = [r for r in book if r.placed_bar < n]
+        # A bar that started no later than the newest bar already seen when the order arrived
+        # (another symbol's bar of the same minute) opened before the order existed.
+        ready = [r for r in book if r.placed_bar < n and r.placed_ts < bar.ts]
         if not ready:
             return
         # Market orders first (they fill at the open), then stops, then limits.

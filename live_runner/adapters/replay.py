@@ -35,7 +35,7 @@ NULL_STRINGS = pcsv.ConvertOptions().null_values
 MIN_EPOCH_NS = 10**17
 _T = TypeVar("_T")
 _END = object()
-_SCAN_ROWS = 65536  # validate()/symbols(): ~6 MB CSV blocks; much larger blocks are slower to parse
+_SCAN_ROWS = 8192  # validate()/symbols(): ~6 MB CSV blocks; much larger blocks are slower to parse
 
 
 class BarFileError(ValueError):
@@ -134,7 +134,7 @@ class BarFile:
         raises BarFileError at the first bad row."""
         return sum(len(sym) for _, sym, _, _ in self._chunks(_SCAN_ROWS))
 
-    def iter_bars(self, chunk_rows: int = 65536) -> Iterator[Bar]:
+    def iter_bars(self, chunk_rows: int = 8192) -> Iterator[Bar]:
         """Stream the bars in file order, `chunk_rows` rows converted at a time."""
         interned: dict[str, str] = {}
         for _, sym, ts, nums in self._chunks(chunk_rows, ahead=True):

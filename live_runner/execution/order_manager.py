@@ -215,7 +215,10 @@ class OrderManager:
         return None
 
     def flatten_all(self, role: OrderRole = OrderRole.MANUAL) -> list[str]:
-        return [cid for sym in sorted(self.trades) if (cid := self.flatten(sym, role))]
+        # Symbols with only a working entry too: flatten cancels it, so that it cannot fill after
+        # the close (the paper broker fills a market order left at the session end at the last close).
+        symbols = sorted(self.trades.keys() | self.pending_entries.keys())
+        return [cid for sym in symbols if (cid := self.flatten(sym, role))]
 
     def cancel_all(self) -> None:
         for cid in sorted(self.open_orders):

@@ -15,10 +15,6 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
@@ -282,6 +278,8 @@ def test_rebuild_open_orders_and_sessions() -> None:
     assert state.sessions[s2].realized == Decimal("32.15")  # 65 * 0.50 - 0.35
     assert state.sessions[s1].realized == Decimal("-1.05") and state.realized == Decimal("31.10")
     assert state.sessions[s1].trading_state == "reducing" and state.sessions[s2].counts["fill"] == 1
+    assert {s: p.qty for s, p in state.sessions[s1].positions.items()} == {"ABC": 65}
+    assert state.sessions[s2].positions == {} and set(state.sessions[s1].open_orders) == {"A", "C"}
 
 
 def _rebuilt_equals_summary(state, summary: dict, node: TradingNode) -> None:
@@ -301,6 +299,7 @@ def _rebuilt_equals_summary(state, summary: dict, node: TradingNode) -> None:
         rebuilt = state.sessions[ses["date"]]
         assert rebuilt.ended and rebuilt.end == ses
         assert rebuilt.realized == Decimal(ses["realized_pnl"])
+        assert sorted(rebuilt.positions) == ses["positions"]
         assert rebuilt.commissions == Decimal(ses["commissions"])
         assert rebuilt.last_equity is None or rebuilt.last_equity.positions >= 0
     assert state.last_equity.equity == Decimal(summary["final_equity"])
@@ -318,19 +317,30 @@ def test_rebuilt_replay_journal_matches_the_summary(url: str, bars: Path) -> Non
         (Decimal(s["realized_pnl"]) for s in summary["sessions"][:2]), Decimal(0))
 
 
+def _node_on(url: str, batch_size: int = 64) -> tuple[Journal, TradingNode]:
+    journal = Journal(url, batch_size=batch_size)
+    node = TradingNode(parse_config({}), journal)
+    node.start()
+    return journal, node
+
+
 def test_rebuild_mid_run_equals_the_live_node(bars: Path, tmp_path: Path) -> None:
     """Cut the feed at several points (positions and orders open), flush, rebuild: the journal
     alone gives the node's positions, open orders, realized P&L and commissions exactly."""
-    ts = pq.read_table(bars, columns=["timestamp"]).column(0).cast(pa.int64()).to_numpy()
-    # Mid-minute cuts (rows are time-major) in the opening drive, the afternoon, and day two.
-    cuts = [int(np.searchsorted(ts, pd.Timestamp(t).value)) + 15 for t in
-            ("2024-11-26T14:32Z", "2024-11-26T14:44Z", "2024-11-26T19:40Z", "2024-11-27T14:35Z")]
-    seen_open = 0
+    # A first pass finds the bars after which positions with working orders are open.
+    journal, node = _node_on("sqlite://", batch_size=100_000)
+    busy = []
+    for i, bar in enumerate(BarFile(bars).iter_bars(), 1):
+        node.data.on_bar(bar)
+        if node.portfolio.positions and node.orders.open_orders:
+            busy.append(i)
+    journal.close()
+    node.alerts.close(1.0)
+    assert len(busy) > 100, "the sample should hold positions for a while"
+    cuts = [busy[int(len(busy) * q)] for q in (0.05, 0.35, 0.65, 0.97)] + [busy[0] - 1]
     for n, cut in enumerate(cuts):
         url = f"sqlite:///{tmp_path / f'cut{n}.db'}"
-        journal = Journal(url, batch_size=64)
-        node = TradingNode(parse_config({}), journal)
-        node.start()
+        journal, node = _node_on(url)
         feed = BarFile(bars).iter_bars()
         node.feed(itertools.islice(feed, cut))
         feed.close()
@@ -339,6 +349,7 @@ def test_rebuild_mid_run_equals_the_live_node(bars: Path, tmp_path: Path) -> Non
         journal.close()
         node.alerts.close(1.0)
         pf = node.portfolio
+        assert bool(state.positions) == (n < 4)
         assert {s: (p.qty, p.cost_basis, p.avg_price, p.strategy, p.opened_ts)
                 for s, p in state.positions.items()} == {
             s: (p.qty, p.cost_basis, p.avg_price, p.strategy, p.opened_ts) for s, p in pf.positions.items()}
@@ -346,7 +357,6 @@ def test_rebuild_mid_run_equals_the_live_node(bars: Path, tmp_path: Path) -> Non
             c: o.remaining for c, o in node.orders.open_orders.items()}
         current = state.sessions[node.session_name]
         assert current.realized == pf.realized and current.commissions == pf.commissions
+        assert {s: p.qty for s, p in current.positions.items()} == {s: p.qty for s, p in pf.positions.items()}
         assert state.trades_pnl == node.performance.realized_pnl
         assert state.trading_state == node.risk.state.value
-        seen_open += bool(state.positions) and bool(state.open_orders)
-    assert seen_open >= 3, "the cut points should catch positions with working exits"

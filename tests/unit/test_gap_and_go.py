@@ -369,3 +369,34 @@ def test_two_symbols_are_traded_independently() -> None:
     # sized independently off the same 100k of equity at the 09:31 close
     assert (by_symbol["GAPR"]["qty"], by_symbol["CHEP"]["qty"]) == (1785, 2000)
     assert Decimal(summary["realized_pnl"]) == Decimal("1237.00") + Decimal("-1114.00")
+
+
+def test_prev_close_is_the_last_regular_session_close_not_after_hours() -> None:
+    """Yesterday closed 10.00 at 15:59 and traded 10.60 after hours: the gap (10.90 premarket) is
+    9% from the regular close, which qualifies (2.8% from the after-hours print would not)."""
+    s = gapper()
+    s.bar("GAPR", "16:30", 10.6, 10.6, 10.6, 10.6, 5_000, day="2024-03-14")
+    s.bar("GAPR", "09:33", 11.4, 12.0, 11.35, 11.9, 40_000)
+    _, summary = s.run(**GG)
+    assert summary["signals"] == 1
+    assert one_trade(summary)["exit_reason"] == "target"
+
+
+def test_sizing_uses_equity_with_open_positions_marked_at_their_last_close() -> None:
+    """GAPR (1785 @ 11.25, 6.25 commission) is marked at 11.50 when LATE signals at 09:40:
+    equity = 100000 - 20081.25 - 6.25 + 1785 * 11.50 = 100440.00, so LATE gets
+    min(floor(1004.40 / 0.30), floor(20088.00 / 11.20)) = min(3348, 1793) = 1793 shares."""
+    s = gapper()
+    s.flat("GAPR", "09:33", "09:42", 11.50, 20_000)
+    s.prev_close("LATE", 10.00)
+    s.bar("LATE", "08:00", 10.5, 10.8, 10.4, 10.7, 30_000)
+    s.bar("LATE", "09:00", 10.7, 11.0, 10.6, 10.9, 30_000)
+    s.flat("LATE", "09:30", "09:39", 10.95, 20_000)
+    s.bar("LATE", "09:40", 10.95, 11.3, 10.9, 11.2, 60_000)
+    s.bar("LATE", "09:41", 11.25, 11.4, 11.1, 11.35, 40_000)
+    node, summary = s.run(**GG)
+    assert node.portfolio.positions == {} and summary["signals"] == 2
+    late = [o for o in node.orders.orders.values() if o.request.symbol == "LATE" and o.request.role.value == "entry"]
+    assert [o.request.qty for o in late] == [1793]
+    by_symbol = {t["symbol"]: t for t in summary["trades"]}
+    assert (by_symbol["GAPR"]["qty"], by_symbol["LATE"]["qty"]) == (1785, 1793)
