@@ -118,6 +118,8 @@ class SystemConfig(_Strict):
     premarket_start: str = "04:00"
     afterhours_end: str = "20:00"
     flatten_time: str = "15:55"
+    # On SIGTERM: flatten and close the session (True) or keep positions for a restart (False).
+    flatten_on_shutdown: bool = False
     primary_broker: Literal["paper", "ibkr", "alpaca"] = "paper"
     backup_broker: Literal["paper", "ibkr", "alpaca"] | None = None
     primary_data_provider: Literal["replay", "polygon", "yahoo"] = "replay"

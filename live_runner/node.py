@@ -7,9 +7,12 @@ Everything else (session boundaries, equity marks, commands) happens around it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from decimal import Decimal
 from typing import Callable, Iterable
+
+import orjson
 
 from live_runner.adapters.paper import PaperExecutionClient
 from live_runner.alerts import AlertSink, AlertSystem, LogSink
@@ -31,6 +34,13 @@ from live_runner.risk.rules import RiskLimits
 from live_runner.strategy_engine import StrategyEngine
 
 log = logging.getLogger("live_runner.node")
+
+def config_fingerprint(config: SystemConfig) -> str:
+    """What a resumed run must share with the original: everything but where it writes and how
+    fast it reads (a different fingerprint diverges at the first event: resume refused)."""
+    data = config.model_dump(mode="json", exclude={"journal", "feed", "log_level"})
+    return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
 
 COMMANDS = ("pause_trading", "resume_trading", "emergency_stop", "rebalance_portfolio", "flatten")
 
@@ -84,10 +94,11 @@ class TradingNode:
         for bar in bars:
             on_bar(bar)
 
-    def stop(self) -> None:
-        """Close the open session (flattening per the EOD rule) and flush the journal."""
+    def stop(self, close_session: bool = True) -> None:
+        """Stop and flush the journal. At the end of the data the session is closed (EOD flatten);
+        on a shutdown signal it is left open unless `flatten_on_shutdown`, so a restart resumes it."""
         self.state = SystemState.STOPPING
-        if self.session is not None:
+        if self.session is not None and (close_session or self.config.flatten_on_shutdown):
             self._end_session(self.session)
             self.session = None
         self.journal.flush()
@@ -143,6 +154,7 @@ class TradingNode:
         self.orders.start_session(self.session_name, session.open, self._flatten_ns, session.close)
         self.strategies.on_session_start(session)
         self.journal.append(self.session_name, session.premarket_open, "session_start", "", {
+            "config_sha": config_fingerprint(self.config),
             "equity": money_str(self.portfolio.equity_decimal()),
             "early_close": session.early_close, "state": self.risk.state.value})
 

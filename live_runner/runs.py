@@ -99,7 +99,7 @@ def run_session(config: SystemConfig, opts: RunOptions,
         bars = _progress(bars, total, sys.stderr)
     try:
         node.feed(bars)
-        node.stop()
+        node.stop(close_session=not opts.stop_event.is_set())
     finally:
         journal.close()
         node.alerts.close(2.0)

@@ -40,7 +40,7 @@ from live_runner.risk.manager import RiskManager
 from tests.kit.sessions import SessionBuilder, et_ns
 
 DAY = "2024-03-15"
-PROPS = settings(max_examples=60, deadline=None, database=None,
+PROPS = settings(max_examples=int(__import__("os").environ.get("RISK_EXAMPLES", 60)), deadline=None, database=None,
                  suppress_health_check=[HealthCheck.too_slow])
 CALENDAR = MarketCalendar()  # loading exchange_calendars is slow: share one across examples
 
