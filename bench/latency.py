@@ -11,6 +11,7 @@ Targets (issue 2): p50 <= 15 us, p99 <= 50 us.
 from __future__ import annotations
 
 import argparse
+from datetime import date
 import gc
 import random
 import tempfile
@@ -55,7 +56,7 @@ def main() -> None:
         "risk": {"max_orders_per_minute": 1_000_000}, "journal": {"batch_size": 2000},
     })
     cal = MarketCalendar()
-    days = cal.sessions_in_range(__import__("datetime").date(2024, 10, 1), __import__("datetime").date(2024, 12, 31))
+    days = cal.sessions_in_range(date(2023, 1, 3), date(2024, 12, 31))
     with tempfile.TemporaryDirectory() as tmp:
         url = "sqlite://" if args.no_journal else f"sqlite:///{tmp}/j.db"
         journal = Journal(url, batch_size=cfg.journal.batch_size)

@@ -119,7 +119,7 @@ class TradingNode:
         if signals:
             for signal in signals:
                 self.orders.on_signal(signal)
-        if held or sym in positions:
+        if sym in positions:
             if ts >= self._flatten_ns and sym in positions:
                 self.orders.flatten(sym, OrderRole.EOD)
             if self.risk.check_daily_loss(self.portfolio.daily_pnl(), float(self.portfolio.sod_equity)):

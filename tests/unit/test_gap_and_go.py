@@ -400,3 +400,15 @@ def test_sizing_uses_equity_with_open_positions_marked_at_their_last_close() -> 
     assert [o.request.qty for o in late] == [1793]
     by_symbol = {t["symbol"]: t for t in summary["trades"]}
     assert (by_symbol["GAPR"]["qty"], by_symbol["LATE"]["qty"]) == (1785, 1793)
+
+
+def test_signal_bar_closing_at_its_low_gives_no_order() -> None:
+    """Close 11.20 above pm_high but equal to the bar's low (the stop): c <= stop, no order."""
+    s = gapper()
+    s.bars = [b for b in s.bars if b.ts <= s.bars[3].ts]
+    s.bar("GAPR", "09:31", 11.3, 11.4, 11.2, 11.2, 60_000)
+    s.bar("GAPR", "09:32", 11.25, 11.4, 11.1, 11.35, 40_000)
+    s.bar("GAPR", "09:33", 11.4, 12.0, 11.35, 11.9, 40_000)
+    node, summary = s.run(**GG)
+    assert summary["trades"] == [] and summary["orders_submitted"] == 0
+    assert node.orders.orders == {}

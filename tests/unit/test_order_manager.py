@@ -42,9 +42,9 @@ class Stepper:
         self.bars = s.sorted_bars()
         self.i = 0
 
-    def until(self, hhmm: str) -> "Stepper":
+    def until(self, hhmm: str, day: str = DAY) -> "Stepper":
         """Feed every bar starting at or before hhmm (New York time)."""
-        stop = et_ns(DAY, hhmm)
+        stop = et_ns(day, hhmm)
         j = self.i
         while j < len(self.bars) and self.bars[j].ts <= stop:
             j += 1
@@ -303,3 +303,59 @@ def test_flatten_one_symbol_leaves_the_others() -> None:
     trades = {t["symbol"]: t for t in summary["trades"]}
     assert (trades["GAPR"]["exit_reason"], trades["GAPR"]["exit_price"]) == ("manual", 11.60)
     assert (trades["KEEP"]["exit_reason"], trades["KEEP"]["exit_price"]) == ("eod", 11.32)
+
+
+def two_days() -> SessionBuilder:
+    """GAPR trades to its target on 2024-03-14 (last regular close 11.90), then gaps again on
+    2024-03-15: premarket 12.90 (high 13.00) on 60k shares, 09:31 closes 13.20 above it."""
+    s = SessionBuilder(day="2024-03-14", prev_day="2024-03-13")
+    gapper(s)
+    s.bar("GAPR", "09:33", 11.4, 12.0, 11.35, 11.9, 40_000)
+    day2 = [("08:00", 12.5, 13.0, 12.4, 12.9, 60_000), ("09:30", 12.9, 13.0, 12.8, 12.95, 40_000),
+            ("09:31", 12.95, 13.3, 12.9, 13.2, 60_000), ("09:32", 13.25, 13.4, 13.1, 13.35, 40_000)]
+    for hhmm, o, h, l, c, v in day2:
+        s.bar("GAPR", hhmm, o, h, l, c, v, day="2024-03-15")
+    return s
+
+
+def test_ids_restart_each_session_with_its_date() -> None:
+    run = Stepper(two_days())
+    summary = run.finish()
+    assert len(summary["trades"]) == 2
+    entries = [cid for cid, o in run.node.orders.orders.items() if o.request.role.value == "entry"]
+    assert "LR-20240315-GG-GAPR-1" in entries
+    journal_ids = [e["key"] for e in run.events("order")]
+    assert journal_ids[:3] == ["LR-20240314-GG-GAPR-1", "LR-20240314-GG-GAPR-2", "LR-20240314-GG-GAPR-3"]
+    assert journal_ids[3] == "LR-20240315-GG-GAPR-1"
+    assert len(set(journal_ids)) == len(journal_ids)
+
+
+def test_halted_after_emergency_stop_stays_halted_the_next_session() -> None:
+    run = Stepper(two_days()).until("10:00", day="2024-03-14")
+    assert run.node.portfolio.positions == {}
+    run.node.command("emergency_stop", source="test")
+    summary = run.finish()
+    assert len(summary["trades"]) == 1  # day 1 only
+    assert summary["risk_denials"] == {"HALTED": 1}  # the 2024-03-15 09:31 signal
+    assert run.node.risk.state is TradingState.HALTED
+
+
+def test_a_flatten_all_order_never_fills_on_a_bar_that_opened_before_it() -> None:
+    """AAA gaps through its stop at 09:33 (filled at 7.00: the day's P&L is -7,426.50, beyond the
+    5% limit); with flatten_on_daily_loss the node flattens CCC at the close of AAA's 09:33 bar
+    (09:34:00). CCC's own 09:33 bar comes after AAA's in the feed but opened at 09:33:00, before
+    the order existed: the sell fills at CCC's 09:34 open, not its 09:33 open."""
+    s = gapper(SessionBuilder(), "AAA")
+    gapper(s, "CCC")
+    s.bar("AAA", "09:33", 7.0, 7.1, 6.9, 7.0, 40_000)
+    s.bar("CCC", "09:33", 11.5, 11.6, 11.4, 11.5, 40_000)
+    s.bar("CCC", "09:34", 11.0, 11.1, 10.95, 11.0, 40_000)
+    run = Stepper(s, risk={"flatten_on_daily_loss": True})
+    summary = run.finish()
+    trades = {t["symbol"]: t for t in summary["trades"]}
+    assert (trades["AAA"]["exit_reason"], trades["AAA"]["exit_price"]) == ("stop", 7.0)
+    [flat] = run.orders("CCC", "manual")
+    assert flat.request.ts == et_ns(DAY, "09:34")
+    assert (trades["CCC"]["exit_reason"], trades["CCC"]["exit_time"], trades["CCC"]["exit_price"]) == (
+        "manual", "2024-03-15T13:34:00Z", 11.0)
+    assert run.node.risk.state is TradingState.REDUCING

@@ -538,11 +538,14 @@ def test_entry_size_follows_the_formula(cash: Decimal, held: tuple[int, float, f
     order when qty < 1 or c <= stop."""
     close, stop = prices
     pf = Portfolio(cash)
-    if held is not None:  # another position, bought at one price and marked at another
+    if held is not None:  # another position (worth at most twice the cash), marked away from cost
         qty_held, bought, marked = held
+        qty_held = max(1, min(qty_held, int(2 * cash / Decimal(repr(max(bought, marked))))))
+        held = (qty_held, bought, marked)
         pf.cash += Decimal(repr(bought)) * qty_held  # keep the cash as drawn
         pf.apply_fill(Fill("X-1", "X-1-F1", "OTHER", Side.BUY, qty_held, bought, Decimal(0), 0), "x")
         pf.mark("OTHER", marked)
+        pf.start_session()  # the day starts here: the sizing is about equity, not today's P&L
     pf.mark("ABC", close)
     risk = RiskManager(R.RiskLimits(max_positions=5, max_position_size_pct=0.2,
                                     max_daily_loss_pct=1.0, max_orders_per_minute=60,
