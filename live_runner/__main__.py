@@ -33,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--speed", type=float,
                      help="pacing: 1 = real time, 60 = a bar-minute per second (default: feed.speed)")
     run.add_argument("--json", action="store_true")
+    run.add_argument("--linger", action="store_true",
+                     help="keep the ops server up after the data ends, until SIGTERM")
     _common(run)
     sub.add_parser("sample-data", help="write a deterministic synthetic session (see its --help)")
     demo = sub.add_parser("demo", help="generate the sample session and replay it")
@@ -58,7 +60,13 @@ def _run(args: argparse.Namespace, bars: Path, speed: float | None) -> int:
     from live_runner.journal import JournalDivergence
 
     try:
-        summary = run_session(config, opts)
+        if speed is None:
+            summary = run_session(config, opts)
+        else:
+            from live_runner.service import run_live
+
+            opts.linger = bool(getattr(args, "linger", False))
+            summary = run_live(config, opts)
     except BarFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

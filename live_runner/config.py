@@ -96,6 +96,18 @@ class FeedConfig(_Strict):
     speed: float = Field(1.0, gt=0)
 
 
+class OpsConfig(_Strict):
+    """The operating surface of `run`: one HTTP server (health, metrics, status, controls)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    token_env: str = "TRADING_CONTROL_TOKEN"
+    feed_stale_after_s: float = Field(120.0, gt=0)
+    heartbeat_allowance_s: float = Field(30.0, gt=0)
+    max_body_bytes: int = Field(4096, ge=64)
+    request_timeout_s: float = Field(5.0, gt=0)
+
+
 class JournalConfig(_Strict):
     url: str = "sqlite:///var/journal.db"
     batch_size: int = Field(1000, ge=1)
@@ -130,6 +142,7 @@ class SystemConfig(_Strict):
     risk: RiskConfig = Field(default_factory=RiskConfig)
     journal: JournalConfig = Field(default_factory=JournalConfig)
     feed: FeedConfig = Field(default_factory=FeedConfig)
+    ops: OpsConfig = Field(default_factory=OpsConfig)
     session_id_prefix: str = Field("LR", pattern=r"^[A-Za-z0-9]{1,8}$")
 
     @field_validator("market_open_time", "market_close_time", "premarket_start", "afterhours_end",

@@ -17,7 +17,7 @@ import orjson
 from live_runner.adapters.paper import PaperExecutionClient
 from live_runner.alerts import AlertSink, AlertSystem, LogSink
 from live_runner.calendar import MarketCalendar, SessionTimes
-from live_runner.clock import SimClock
+from live_runner.clock import SimClock, format_ns
 from live_runner.config import SystemConfig, hhmm
 from live_runner.data_manager import DataManager
 from live_runner.execution.engine import ExecutionEngine
@@ -38,7 +38,7 @@ log = logging.getLogger("live_runner.node")
 def config_fingerprint(config: SystemConfig) -> str:
     """What a resumed run must share with the original: everything but where it writes and how
     fast it reads (a different fingerprint diverges at the first event: resume refused)."""
-    data = config.model_dump(mode="json", exclude={"journal", "feed", "log_level"})
+    data = config.model_dump(mode="json", exclude={"journal", "feed", "log_level", "ops"})
     return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
 
@@ -119,7 +119,7 @@ class TradingNode:
         if signals:
             for signal in signals:
                 self.orders.on_signal(signal)
-        if sym in positions:
+        if held or sym in positions:
             if ts >= self._flatten_ns and sym in positions:
                 self.orders.flatten(sym, OrderRole.EOD)
             if self.risk.check_daily_loss(self.portfolio.daily_pnl(), float(self.portfolio.sod_equity)):
@@ -176,6 +176,36 @@ class TradingNode:
         self.session_summaries.append(summary)
         if self.on_session_closed is not None:
             self.on_session_closed(summary)
+
+    # --- views ---------------------------------------------------------------------------------
+    def status(self) -> dict:
+        """What /status shows: states, positions, open orders, P&L, stats, last alerts."""
+        pf = self.portfolio
+        positions = [
+            {"symbol": p.symbol, "strategy": p.strategy, "qty": p.qty, "avg_price": round(p.avg_price, 4),
+             "last": p.last_price, "unrealized_pnl": round(p.unrealized, 2), "stop": p.stop,
+             "target": p.target, "opened": format_ns(p.opened_ts)}
+            for p in sorted(pf.positions.values(), key=lambda p: p.symbol)]
+        orders = [
+            {"client_order_id": o.client_order_id, "symbol": o.request.symbol, "side": o.request.side.value,
+             "qty": o.request.qty, "filled_qty": o.filled_qty, "type": o.request.order_type.value,
+             "role": o.request.role.value, "status": o.status.value, "limit": o.request.limit_price,
+             "stop": o.request.stop_price}
+            for o in sorted(self.orders.open_orders.values(), key=lambda o: o.client_order_id)]
+        return {
+            "system_state": self.state.value, "trading_state": self.risk.state.value,
+            "paused": self.risk.paused, "session": self.session_name,
+            "market_time": format_ns(self.clock.now_ns()) if self.clock.now_ns() else None,
+            "equity": money_str(pf.equity_decimal()), "cash": money_str(pf.cash),
+            "realized_pnl": money_str(pf.realized), "unrealized_pnl": round(pf.unrealized(), 2),
+            "daily_pnl": round(pf.daily_pnl(), 2), "commissions": money_str(pf.commissions),
+            "positions": positions, "open_orders": orders,
+            "stats": {k: v.to_dict() for k, v in self.performance.stats_by_strategy().items()},
+            "risk_denials": dict(sorted(self.risk.denials.items())),
+            "bars_processed": self.data.bars_processed, "bars_rejected": self.data.bars_rejected,
+            "alerts": [{"key": a.key, "severity": a.severity.value, "message": a.message,
+                        "ts": format_ns(a.ts)} for a in reversed(list(self.alerts.recent)[-20:])],
+        }
 
     # --- commands and alerts -------------------------------------------------------------------
     def command(self, name: str, source: str = "cli", symbol: str = "") -> dict:

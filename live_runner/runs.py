@@ -1,6 +1,6 @@
-"""Running a session end to end: a replay as fast as the CPU allows, or paced by the wall clock.
+"""Running a replay end to end, as fast as the CPU allows (the live service is `service.py`).
 
-Both use the same node and components; only the pacing differs. A run on a journal that already
+Replay and live use the same node and components; only the feed's pacing and the clock differ. A run on a journal that already
 holds events resumes: the deterministic chain regenerates the stored prefix (verified, not
 rewritten; orders recovered, not re-sent) and carries on from where the journal stops.
 """
@@ -31,6 +31,7 @@ class RunOptions:
     universe: list[str] | None = None
     progress: bool = False
     speed: float | None = None  # None: as fast as possible; 60: one bar-minute per wall second
+    linger: bool = False  # live service: keep serving after the data ends (until SIGTERM)
     stop_event: threading.Event = field(default_factory=threading.Event)
 
 
@@ -44,31 +45,6 @@ def _progress(bars: Iterable[Bar], total: int, out: Any) -> Iterator[Bar]:
             out.flush()
         yield bar
     out.write("\n")
-
-
-_GAP_SKIP_NS = 30 * 60_000_000_000
-
-
-def _paced(bars: Iterable[Bar], speed: float, stop: threading.Event) -> Iterator[Bar]:
-    """Release each bar when its close time comes, `speed` times faster than real time.
-
-    Quiet stretches longer than 30 market minutes (overnight, weekends) are skipped, not waited.
-    """
-    t0_wall = time.monotonic()
-    t0_market: int | None = None
-    last = 0
-    for bar in bars:
-        if stop.is_set():
-            return
-        close = bar.ts + 60_000_000_000
-        if t0_market is None or close - last > _GAP_SKIP_NS:
-            t0_market, t0_wall = close, time.monotonic()
-        last = close
-        due = t0_wall + (close - t0_market) / 1e9 / speed
-        delay = due - time.monotonic()
-        if delay > 0 and stop.wait(delay):
-            return
-        yield bar
 
 
 def _until(bars: Iterable[Bar], stop: threading.Event) -> Iterator[Bar]:
@@ -90,11 +66,7 @@ def run_session(config: SystemConfig, opts: RunOptions,
     resumed_from = journal.recorded_events
     started = time.perf_counter()
     node.start()
-    bars: Iterable[Bar] = bar_file.iter_bars()
-    if opts.speed:
-        bars = _paced(bars, opts.speed, opts.stop_event)
-    else:
-        bars = _until(bars, opts.stop_event)
+    bars: Iterable[Bar] = _until(bar_file.iter_bars(), opts.stop_event)
     if opts.progress and total > 200_000:
         bars = _progress(bars, total, sys.stderr)
     try:

@@ -1,0 +1,67 @@
+"""Heartbeats and component health, as in the sketch (`get_health` per component, system health).
+
+Beats cost nothing on the hot path: a watchdog on the event loop samples progress counters (bars
+processed, journal writes, the loop turning) once a second and beats on the components' behalf.
+A component silent for longer than its allowance is unhealthy; the runner is then not ready.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+COMPONENTS = ("data_manager", "strategy_engine", "risk_manager", "order_manager",
+              "execution_engine", "performance_tracker", "alert_system", "journal", "event_loop")
+
+
+@dataclass(slots=True)
+class _Beat:
+    last: float
+    detail: str = ""
+    running: bool = True
+
+
+class HealthMonitor:
+    """Last heartbeat per component on a monotonic wall clock (injected for tests)."""
+
+    def __init__(self, allowance_s: dict[str, float] | None = None, default_allowance_s: float = 30.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._now = monotonic
+        self._default = default_allowance_s
+        self._allowance = dict(allowance_s or {})
+        start = self._now()
+        self._beats: dict[str, _Beat] = {name: _Beat(start) for name in COMPONENTS}
+
+    def beat(self, name: str, detail: str = "") -> None:
+        b = self._beats.get(name)
+        if b is None:
+            self._beats[name] = _Beat(self._now(), detail)
+            return
+        b.last = self._now()
+        b.running = True
+        if detail:
+            b.detail = detail
+
+    def set_allowance(self, name: str, seconds: float) -> None:
+        self._allowance[name] = seconds
+
+    def mark_stopped(self, name: str, detail: str = "") -> None:
+        b = self._beats.setdefault(name, _Beat(self._now()))
+        b.running = False
+        b.detail = detail
+
+    def age(self, name: str) -> float:
+        return self._now() - self._beats[name].last
+
+    def get_health(self, name: str) -> dict[str, object]:
+        b = self._beats[name]
+        age = self._now() - b.last
+        allowance = self._allowance.get(name, self._default)
+        return {"component": name, "is_running": b.running, "heartbeat_age_s": round(age, 3),
+                "is_healthy": b.running and age <= allowance, "detail": b.detail}
+
+    def system_health(self) -> dict[str, object]:
+        components = {name: self.get_health(name) for name in self._beats}
+        unhealthy = sorted(n for n, h in components.items() if not h["is_healthy"])
+        return {"healthy": not unhealthy, "unhealthy": unhealthy, "components": components}

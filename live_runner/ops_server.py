@@ -1,0 +1,185 @@
+"""The operating surface: one small HTTP/1.1 server on the runner's event loop.
+
+GET /health, /ready, /metrics, /status; POST /control/{pause,resume,emergency_stop,rebalance,
+flatten} and /control/flatten/{symbol}, with a bearer token. Built on asyncio streams so it shares
+the loop with the chain (commands never race a bar) and so every request is bounded: header and
+body size, and the time a client may take to send them. Errors are JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+from typing import Any, Protocol
+
+log = logging.getLogger("live_runner.ops")
+
+MAX_HEADER_BYTES = 8192
+REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
+           405: "Method Not Allowed", 408: "Request Timeout", 413: "Payload Too Large",
+           431: "Request Header Fields Too Large", 500: "Internal Server Error",
+           503: "Service Unavailable"}
+
+
+class OpsApp(Protocol):
+    def health_check(self) -> tuple[bool, dict[str, Any]]: ...
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def metrics_text(self) -> bytes: ...
+
+    def control(self, command: str, symbol: str = "", source: str = "http") -> dict[str, Any]: ...
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class OpsServer:
+    def __init__(self, app: OpsApp, host: str, port: int, token: str | None, *,
+                 max_body: int = 4096, timeout_s: float = 5.0) -> None:
+        self.app = app
+        self.host = host
+        self.port = port
+        self.token = token
+        self.max_body = max_body
+        self.timeout_s = timeout_s
+        self._server: asyncio.base_events.Server | None = None
+        self.requests = 0
+        self.rejected = 0
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._handle, self.host, self.port,
+                                                  limit=MAX_HEADER_BYTES)
+        return self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            status, body, ctype = await asyncio.wait_for(self._respond(reader, writer), self.timeout_s)
+        except asyncio.TimeoutError:
+            status, body, ctype = _json(408, {"error": "request timeout"})
+        except HttpError as exc:
+            status, body, ctype = _json(exc.status, {"error": exc.message})
+        except (ConnectionError, asyncio.IncompleteReadError):
+            writer.close()
+            return
+        except Exception as exc:  # never let one request take the loop down
+            log.exception("ops request failed")
+            status, body, ctype = _json(500, {"error": f"internal error: {type(exc).__name__}"})
+        self.requests += 1
+        if status >= 400:
+            self.rejected += 1
+        head = (f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\nContent-Type: {ctype}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n"
+                "Cache-Control: no-store\r\n\r\n").encode()
+        try:
+            writer.write(head + body)
+            await asyncio.wait_for(writer.drain(), self.timeout_s)
+        except (ConnectionError, asyncio.TimeoutError):
+            pass
+        finally:
+            writer.close()
+
+    async def _respond(self, reader: asyncio.StreamReader,
+                       writer: asyncio.StreamWriter) -> tuple[int, bytes, str]:
+        try:
+            raw = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.LimitOverrunError:
+            raise HttpError(431, "request headers too large") from None
+        lines = raw.decode("latin-1").split("\r\n")
+        try:
+            method, target, _version = lines[0].split(" ", 2)
+        except ValueError:
+            raise HttpError(400, "malformed request line") from None
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            if ":" in line:
+                k, v = line.split(":", 1)
+                headers[k.strip().lower()] = v.strip()
+        try:
+            length = int(headers.get("content-length", "0"))
+        except ValueError:
+            raise HttpError(400, "bad Content-Length") from None
+        if length < 0 or length > self.max_body:
+            raise HttpError(413, f"body larger than {self.max_body} bytes")
+        body = await reader.readexactly(length) if length else b""
+        path = target.split("?", 1)[0]
+        return self._route(method, path, headers, body, writer)
+
+    def _route(self, method: str, path: str, headers: dict[str, str], body: bytes,
+               writer: asyncio.StreamWriter) -> tuple[int, bytes, str]:
+        app = self.app
+        if path in ("/health", "/ready", "/metrics", "/status"):
+            if method != "GET":
+                raise HttpError(405, f"{path} takes GET")
+            if path == "/health":
+                ok, data = app.health_check()
+                return _json(200 if ok else 503, data)
+            if path == "/ready":
+                ok, data = app.readiness()
+                return _json(200 if ok else 503, data)
+            if path == "/metrics":
+                return 200, app.metrics_text(), "text/plain; version=0.0.4; charset=utf-8"
+            return _json(200, app.status())
+        if path.startswith("/control/"):
+            if method != "POST":
+                raise HttpError(405, "control endpoints take POST")
+            self._authorize(headers)
+            parts = path[len("/control/"):].strip("/").split("/")
+            command, symbol = parts[0], ""
+            if len(parts) == 2 and command == "flatten":
+                symbol = parts[1].upper()
+                if not symbol.replace(".", "").replace("-", "").isalnum() or len(symbol) > 10:
+                    raise HttpError(400, f"bad symbol {parts[1]!r}")
+            elif len(parts) != 1:
+                raise HttpError(404, f"unknown command {'/'.join(parts)!r}")
+            source = self._source(headers, body, writer)
+            try:
+                result = app.control(command, symbol=symbol, source=source)
+            except KeyError:
+                raise HttpError(404, f"unknown command {command!r}") from None
+            return _json(200, {"ok": True, **result})
+        raise HttpError(404, f"no such endpoint {path!r}")
+
+    def _authorize(self, headers: dict[str, str]) -> None:
+        if not self.token:
+            raise HttpError(401, "control is disabled: no token configured on the runner")
+        auth = headers.get("authorization", "")
+        scheme, _, given = auth.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), self.token):
+            raise HttpError(401, "missing or wrong bearer token")
+
+    @staticmethod
+    def _source(headers: dict[str, str], body: bytes, writer: asyncio.StreamWriter) -> str:
+        """Who sent the command (journaled): the body's "operator" field, else the peer."""
+        peer = writer.get_extra_info("peername")
+        who = f"http:{peer[0]}" if peer else "http"
+        if body:
+            try:
+                data = json.loads(body)
+            except ValueError:
+                raise HttpError(400, "body is not JSON") from None
+            if not isinstance(data, dict):
+                raise HttpError(400, "body must be a JSON object")
+            operator = data.get("operator")
+            if operator is not None:
+                if not isinstance(operator, str) or not 0 < len(operator) <= 64:
+                    raise HttpError(400, "operator must be a string of 1-64 characters")
+                who = f"{who}:{operator}"
+        return who
+
+
+def _json(status: int, data: dict[str, Any]) -> tuple[int, bytes, str]:
+    return status, json.dumps(data, sort_keys=True, default=str).encode(), "application/json"

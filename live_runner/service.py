@@ -1,0 +1,210 @@
+"""The live service: one asyncio loop running the feed, the chain, the ops server and the watchdog.
+
+The chain itself stays synchronous (a bar is handled to the order it causes without an await); the
+loop only paces the feed, serves HTTP between bars, and samples heartbeats. Operator commands run
+on the same loop, so they never race the hot path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from typing import Any, Iterator
+
+from live_runner.adapters.replay import BarFile
+from live_runner.alerts import sinks_from_env
+from live_runner.config import SystemConfig
+from live_runner.health import HealthMonitor
+from live_runner.journal import Journal
+from live_runner.models import Bar, Severity
+from live_runner.node import TradingNode
+from live_runner.runs import RunOptions, summarize
+
+log = logging.getLogger("live_runner.service")
+
+CONTROL_COMMANDS = {"pause": "pause_trading", "resume": "resume_trading",
+                    "emergency_stop": "emergency_stop", "rebalance": "rebalance_portfolio",
+                    "flatten": "flatten"}
+_GAP_SKIP_NS = 30 * 60_000_000_000
+
+
+class LiveService:
+    """Owns the node for a live run and answers the ops server (see ops_server.OpsApp)."""
+
+    def __init__(self, config: SystemConfig, opts: RunOptions, environ: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.opts = opts
+        env = dict(os.environ if environ is None else environ)
+        self.token = env.get(config.ops.token_env) or None
+        self.bar_file = BarFile(opts.bars)
+        self.total_bars = self.bar_file.validate()
+        self.journal = Journal(opts.journal_url, batch_size=config.journal.batch_size)
+        self.node = TradingNode(config, self.journal, universe=opts.universe,
+                                alert_sinks=sinks_from_env(env))
+        self.health = HealthMonitor(default_allowance_s=config.ops.heartbeat_allowance_s)
+        self.resumed_from = self.journal.recorded_events
+        self.started = time.perf_counter()
+        self.feed_done = False
+        self.server: Any = None
+        self.metrics: Any = None
+        self.bound_port = 0
+        self._last_bars = -1
+        self._last_written = -1
+        self._feed_alerted = False
+        self._unhealthy_alerted: set[str] = set()
+
+    # --- OpsApp --------------------------------------------------------------------------------
+    def health_check(self) -> tuple[bool, dict[str, Any]]:
+        age = self.health.age("event_loop")
+        ok = age <= self.config.ops.heartbeat_allowance_s
+        return ok, {"status": "ok" if ok else "stalled", "event_loop_heartbeat_age_s": round(age, 3),
+                    "system_state": self.node.state.value}
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        reasons = []
+        if self.node.calendar is None:
+            reasons.append("calendar not loaded")
+        if self.journal.closed:
+            reasons.append("journal closed")
+        if self.feed_done:
+            reasons.append("data feed finished")
+        system = self.health.system_health()
+        reasons += [f"{name} unhealthy" for name in system["unhealthy"]]  # type: ignore[union-attr]
+        return not reasons, {"ready": not reasons, "reasons": reasons}
+
+    def status(self) -> dict[str, Any]:
+        out = self.node.status()
+        out["health"] = self.health.system_health()
+        out["journal"] = {"url": _redact(self.journal.url), "pending": self.journal.pending,
+                          "written": self.journal.written}
+        return out
+
+    def metrics_text(self) -> bytes:
+        if self.metrics is None:
+            from live_runner.metrics import RunnerMetrics
+
+            self.metrics = RunnerMetrics(self)
+        return self.metrics.render()
+
+    def control(self, command: str, symbol: str = "", source: str = "http") -> dict[str, Any]:
+        """Run an operator command on the loop; unknown names raise KeyError."""
+        name = CONTROL_COMMANDS[command]
+        if symbol and name != "flatten":
+            raise KeyError(command)
+        return self.node.command(name, source=source, symbol=symbol)
+
+    # --- loop ------------------------------------------------------------------------------------
+    async def run(self) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+                pass
+        self.stop_event = stop
+        await self._start_server()
+        watchdog = asyncio.create_task(self._watchdog(stop))
+        self.node.start()
+        try:
+            await self._feed(stop)
+        finally:
+            watchdog.cancel()
+            self.node.stop(close_session=not stop.is_set())
+            self.health.mark_stopped("data_manager", "stopped")
+            if self.server is not None:
+                await self.server.stop()
+            self.journal.close()
+            self.node.alerts.close(2.0)
+        return summarize(self.node, time.perf_counter() - self.started, self.resumed_from)
+
+    async def _start_server(self) -> None:
+        from live_runner.ops_server import OpsServer
+
+        ops = self.config.ops
+        self.server = OpsServer(self, ops.host, ops.port, self.token, max_body=ops.max_body_bytes,
+                                timeout_s=ops.request_timeout_s)
+        self.bound_port = await self.server.start()
+        log.info("ops server on http://%s:%d", ops.host, self.bound_port)
+
+    async def _feed(self, stop: asyncio.Event) -> None:
+        """Release each bar at its close time, `speed` x faster than real time; long gaps skipped."""
+        speed = self.opts.speed or 0.0
+        on_bar = self.node.data.on_bar
+        t0_wall = time.monotonic()
+        t0_market: int | None = None
+        last = 0
+        bars: Iterator[Bar] = self.bar_file.iter_bars()
+        for bar in bars:
+            if stop.is_set():
+                return
+            if speed:
+                close = bar.ts + 60_000_000_000
+                if t0_market is None or close - last > _GAP_SKIP_NS:
+                    t0_market, t0_wall = close, time.monotonic()
+                last = close
+                delay = t0_wall + (close - t0_market) / 1e9 / speed - time.monotonic()
+                if delay > 0:
+                    try:
+                        await asyncio.wait_for(stop.wait(), timeout=delay)
+                        return
+                    except asyncio.TimeoutError:
+                        pass
+            on_bar(bar)
+        self.feed_done = True
+        # Stay up for the operator after the data ends only when asked to (tests, demos).
+        while self.opts.linger and not stop.is_set():
+            await asyncio.sleep(0.05)
+
+    async def _watchdog(self, stop: asyncio.Event) -> None:
+        """Once a second: beat on the components' behalf from their progress, alert on silence."""
+        h = self.health
+        node = self.node
+        while not stop.is_set():
+            h.beat("event_loop")
+            for name in ("strategy_engine", "risk_manager", "order_manager", "performance_tracker"):
+                h.beat(name)  # synchronous parts of the chain: alive whenever the loop turns
+            h.beat("execution_engine", "paper broker connected")
+            if node.data.bars_processed != self._last_bars:
+                self._last_bars = node.data.bars_processed
+                h.beat("data_manager", f"{self._last_bars} bars")
+                self._feed_alerted = False
+            elif self.feed_done:
+                h.beat("data_manager", "feed finished")
+            elif h.age("data_manager") > self.config.ops.feed_stale_after_s and not self._feed_alerted:
+                self._feed_alerted = True
+                node.alerts.raise_alert("feed_stale", Severity.WARNING,
+                                        f"no bar for {h.age('data_manager'):.0f} s", component="data_manager")
+            if self.journal.written != self._last_written or self.journal.pending == 0:
+                self._last_written = self.journal.written
+                h.beat("journal", f"{self.journal.written} written, {self.journal.pending} pending")
+            h.beat("alert_system", f"queue {node.alerts.queue_depth}")
+            system = h.system_health()
+            for name in system["unhealthy"]:  # type: ignore[union-attr]
+                if name not in self._unhealthy_alerted:
+                    self._unhealthy_alerted.add(name)
+                    node.alerts.raise_alert(f"unhealthy:{name}", Severity.CRITICAL,
+                                            f"component {name} silent for {h.age(name):.0f} s",
+                                            component=name)
+            self._unhealthy_alerted &= set(system["unhealthy"])  # type: ignore[arg-type]
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+            except asyncio.TimeoutError:
+                pass
+
+
+def _redact(url: str) -> str:
+    """Never show a password from a journal URL."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}" if ":" in creds else url
+    return url
+
+
+def run_live(config: SystemConfig, opts: RunOptions) -> dict[str, Any]:
+    service = LiveService(config, opts)
+    return asyncio.run(service.run())
