@@ -78,6 +78,8 @@ class PaperConfig(_Strict):
     commission_per_share: float = Field(0.0035, ge=0)
     commission_min: float = Field(0.35, ge=0)
     max_participation: float | None = Field(None, gt=0, le=1)
+    # Where the paper broker keeps its own state across crashes (None: in memory only).
+    state_url: str | None = None
 
 
 class RiskConfig(_Strict):

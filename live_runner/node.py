@@ -38,7 +38,8 @@ log = logging.getLogger("live_runner.node")
 def config_fingerprint(config: SystemConfig) -> str:
     """What a resumed run must share with the original: everything but where it writes and how
     fast it reads (a different fingerprint diverges at the first event: resume refused)."""
-    data = config.model_dump(mode="json", exclude={"journal", "feed", "log_level", "ops"})
+    data = config.model_dump(mode="json", exclude={"journal": True, "feed": True, "log_level": True,
+                                                   "ops": True, "paper": {"state_url"}})
     return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
 
@@ -64,7 +65,10 @@ class TradingNode:
             RiskLimits(config.max_positions, config.max_position_size_pct, config.max_daily_loss_pct,
                        config.risk.max_orders_per_minute, config.risk.price_collar_pct),
             on_state_change=self._on_trading_state)
-        client = execution_client or PaperExecutionClient(config.paper)
+        if execution_client is None:
+            state = Journal(config.paper.state_url, batch_size=1) if config.paper.state_url else None
+            execution_client = PaperExecutionClient(config.paper, state)
+        client = execution_client
         self.execution = ExecutionEngine(client)  # type: ignore[arg-type]
         self.strategies = StrategyEngine(config, self.portfolio.position_qty, universe)
         self.orders = OrderManager(
@@ -83,6 +87,8 @@ class TradingNode:
         self._mark_until = 0
         self._next_mark = 0
         self.session_summaries: list[dict] = []
+        # Reconcile with the broker once the regenerated prefix (journal and broker) is behind us.
+        self._reconcile_due = True
         self.on_session_closed: Callable[[dict], None] | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -127,6 +133,24 @@ class TradingNode:
                     self.orders.flatten_all(OrderRole.MANUAL)
         if ts >= self._next_mark and ts < self._mark_until:
             self._mark_equity(ts)
+        if self._reconcile_due and not self.journal.resuming and not self.execution.resuming:
+            self.reconcile()
+
+    def reconcile(self) -> bool:
+        """Compare our positions with the broker's; a difference we cannot explain halts trading."""
+        self._reconcile_due = False
+        ours = {s: p.qty for s, p in sorted(self.portfolio.positions.items())}
+        theirs = self.execution.positions()
+        if theirs is None or ours == theirs:
+            return True
+        diff = {s: {"runner": ours.get(s, 0), "broker": theirs.get(s, 0)}
+                for s in sorted(set(ours) | set(theirs)) if ours.get(s, 0) != theirs.get(s, 0)}
+        self.journal.append(self.session_name, self.clock.now_ns(), "reconciliation", "mismatch",
+                            {"diff": diff})
+        self.risk.set_state(TradingState.HALTED, "reconciliation mismatch")
+        self.alerts.raise_alert("reconciliation_mismatch", Severity.CRITICAL,
+                                f"positions differ from the broker's: {diff}", component="node")
+        return False
 
     def _mark_equity(self, ts: int) -> None:
         self._next_mark = ts - ts % NANOS_PER_MINUTE + NANOS_PER_MINUTE

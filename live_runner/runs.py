@@ -74,6 +74,7 @@ def run_session(config: SystemConfig, opts: RunOptions,
         node.stop(close_session=not opts.stop_event.is_set())
     finally:
         journal.close()
+        node.execution.close()
         node.alerts.close(2.0)
     elapsed = time.perf_counter() - started
     return summarize(node, elapsed, resumed_from)

@@ -118,6 +118,7 @@ class LiveService:
             if self.server is not None:
                 await self.server.stop()
             self.journal.close()
+            self.node.execution.close()
             self.node.alerts.close(2.0)
         return summarize(self.node, time.perf_counter() - self.started, self.resumed_from)
 

@@ -7,6 +7,14 @@
   matched before limits, so a bar that could hit both is a stop.
 - Orders act from the bar after the one during which they were placed.
 - Commission per share with a per-order minimum; optional volume participation cap.
+
+Like a real broker, it can keep its own state across a crash of the runner (`paper.state_url`):
+every report it sends is first appended to its own event log (a `Journal`, durable per event).
+The broker is deterministic, so after a restart it re-simulates from the same bars and orders,
+verifying each report against its log instead of writing it again; reports beyond what the
+runner's journal holds (fills while the runner was down, orders it had not recorded) reach the
+runner as new. Positions entered at the broker by hand (`external_positions`) are its own and show
+up in reconciliation.
 """
 
 from __future__ import annotations
@@ -14,6 +22,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
 
 from live_runner.adapters.base import FillHandler, OrderEventHandler
 from live_runner.config import PaperConfig
@@ -21,6 +32,9 @@ from live_runner.models import (
     NANOS_PER_MINUTE, Bar, Fill, OrderEvent, OrderRequest, OrderStatus, OrderType, Side,
 )
 from live_runner.money import ZERO, commission, round_to_tick
+
+if TYPE_CHECKING:
+    from live_runner.journal import Journal
 
 
 @dataclass(slots=True)
@@ -32,12 +46,13 @@ class _Resting:
     commission: Decimal = ZERO
     fills: int = 0
     active: bool = True
+    triggered: bool = False  # a stop that has triggered is a market order from then on
 
 
 class PaperExecutionClient:
     name = "paper"
 
-    def __init__(self, config: PaperConfig) -> None:
+    def __init__(self, config: PaperConfig, state: "Journal | None" = None) -> None:
         self._slip = config.slippage_bps / 10_000.0
         self._per_share = Decimal(repr(config.commission_per_share))
         self._min = Decimal(repr(config.commission_min))
@@ -50,6 +65,9 @@ class PaperExecutionClient:
         self._on_event: OrderEventHandler = lambda e: None
         self._on_fill: FillHandler = lambda f: None
         self.submitted = 0
+        self._state = state
+        self._positions: dict[str, int] = {}
+        self.external_positions: dict[str, int] = _load_external(state) if state is not None else {}
 
     def set_handlers(self, on_event: OrderEventHandler, on_fill: FillHandler) -> None:
         self._on_event = on_event
@@ -67,19 +85,20 @@ class PaperExecutionClient:
     def _accept(self, request: OrderRequest) -> None:
         cid = request.client_order_id
         if cid in self._by_id:
-            self._on_event(OrderEvent(cid, OrderStatus.REJECTED, request.ts, "duplicate client order id"))
+            self._event(OrderEvent(cid, OrderStatus.REJECTED, request.ts, "duplicate client order id"))
             return
         resting = _Resting(request, self._bar_count.get(request.symbol, 0), self._latest_ts)
         self._by_id[cid] = resting
         self._books.setdefault(request.symbol, []).append(resting)
-        self._on_event(OrderEvent(cid, OrderStatus.ACCEPTED, request.ts, broker_order_id=cid))
+        self._event(OrderEvent(cid, OrderStatus.ACCEPTED, request.ts, broker_order_id=cid))
 
     def cancel(self, client_order_id: str) -> None:
         resting = self._by_id.get(client_order_id)
         if resting is None or not resting.active:
             return
         self._deactivate(resting)
-        self._on_event(OrderEvent(client_order_id, OrderStatus.CANCELED, resting.request.ts))
+        now = self._latest_ts + NANOS_PER_MINUTE if self._latest_ts >= 0 else resting.request.ts
+        self._event(OrderEvent(client_order_id, OrderStatus.CANCELED, max(now, resting.request.ts)))
 
     def _deactivate(self, resting: _Resting) -> None:
         resting.active = False
@@ -115,9 +134,13 @@ class PaperExecutionClient:
             if not r.active or r.request.order_type is not OrderType.STOP:
                 continue
             stop = r.request.stop_price
-            if r.request.side is Side.SELL and bar.low <= stop:
+            if r.triggered:  # the rest of a partially filled stop sells at market
+                self._fill(r, bar.open, bar.ts, bar.volume)
+            elif r.request.side is Side.SELL and bar.low <= stop:
+                r.triggered = True
                 self._fill(r, bar.open if bar.open < stop else stop, bar.ts, bar.volume)
             elif r.request.side is Side.BUY and bar.high >= stop:
+                r.triggered = True
                 self._fill(r, bar.open if bar.open > stop else stop, bar.ts, bar.volume)
         for r in ready:
             if not r.active or r.request.order_type is not OrderType.LIMIT:
@@ -138,7 +161,7 @@ class PaperExecutionClient:
             for r in list(book):
                 if r.active:
                     self._deactivate(r)
-                    self._on_event(OrderEvent(r.request.client_order_id, OrderStatus.EXPIRED, ts, "day order expired"))
+                    self._event(OrderEvent(r.request.client_order_id, OrderStatus.EXPIRED, ts, "day order expired"))
         self._books.clear()
         self._bar_count.clear()
 
@@ -157,5 +180,67 @@ class PaperExecutionClient:
         r.commission = total
         if r.filled >= req.qty:
             self._deactivate(r)
-        self._on_fill(Fill(req.client_order_id, f"{req.client_order_id}-F{r.fills}", req.symbol,
-                           req.side, qty, price, total - before, ts))
+        fill = Fill(req.client_order_id, f"{req.client_order_id}-F{r.fills}", req.symbol,
+                    req.side, qty, price, total - before, ts)
+        self._positions[req.symbol] = self._positions.get(req.symbol, 0) + (qty if req.side is Side.BUY else -qty)
+        if self._state is not None:
+            self._record(ts, "fill", fill.client_order_id, {
+                "exec_id": fill.exec_id, "symbol": fill.symbol, "side": fill.side.value, "qty": qty,
+                "price": price, "commission": str(fill.commission)})
+        self._on_fill(fill)
+
+    # --- state -------------------------------------------------------------------------------
+    def _event(self, ev: OrderEvent) -> None:
+        if self._state is not None:
+            self._record(ev.ts, ev.status.value, ev.client_order_id, {"reason": ev.reason})
+        self._on_event(ev)
+
+    def _record(self, ts: int, kind: str, key: str, payload: dict) -> None:
+        """Append a report to the broker's own log before it is sent (durable beyond the prefix)."""
+        state = self._state
+        assert state is not None
+        recorded = state.resuming
+        state.append("", ts, kind, key, payload)
+        if not recorded:
+            state.flush()
+
+    @property
+    def resuming(self) -> bool:
+        """True while the broker is still re-simulating what its log already holds."""
+        return self._state is not None and self._state.resuming
+
+    def positions(self) -> dict[str, int]:
+        """Shares held at the broker per symbol: what it filled, plus what was entered by hand."""
+        out = {s: q for s, q in self._positions.items() if q}
+        for sym, qty in self.external_positions.items():
+            out[sym] = out.get(sym, 0) + qty
+        return {s: q for s, q in sorted(out.items()) if q}
+
+    def close(self) -> None:
+        if self._state is not None:
+            self._state.close()
+
+
+_external = sa.Table(
+    "paper_external_positions", sa.MetaData(),
+    sa.Column("symbol", sa.String(16), primary_key=True),
+    sa.Column("qty", sa.Integer, nullable=False),
+)
+
+
+def _load_external(state: "Journal") -> dict[str, int]:
+    _external.metadata.create_all(state.engine)
+    with state.engine.connect() as conn:
+        return {r.symbol: r.qty for r in conn.execute(sa.select(_external))}
+
+
+def add_external_position(state_url: str, symbol: str, qty: int) -> None:
+    """Record a position entered at the broker outside the runner (a manual trade)."""
+    from live_runner.journal import make_engine
+
+    engine = make_engine(state_url)
+    _external.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.delete(_external).where(_external.c.symbol == symbol))
+        conn.execute(sa.insert(_external).values(symbol=symbol, qty=qty))
+    engine.dispose()

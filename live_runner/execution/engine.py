@@ -36,3 +36,19 @@ class ExecutionEngine:
 
     def end_session(self, ts: int) -> None:
         self.active.end_session(ts)
+
+    @property
+    def resuming(self) -> bool:
+        """True while the broker is re-sending reports it already holds (after a restart)."""
+        return bool(getattr(self.active, "resuming", False))
+
+    def positions(self) -> dict[str, int] | None:
+        """Broker-side positions for reconciliation (None when the client cannot tell)."""
+        get = getattr(self.active, "positions", None)
+        return get() if get is not None else None
+
+    def close(self) -> None:
+        for client in (self.primary, self.backup):
+            close = getattr(client, "close", None)
+            if close is not None:
+                close()

@@ -341,21 +341,25 @@ def test_halted_after_emergency_stop_stays_halted_the_next_session() -> None:
 
 
 def test_a_flatten_all_order_never_fills_on_a_bar_that_opened_before_it() -> None:
-    """AAA gaps through its stop at 09:33 (filled at 7.00: the day's P&L is -7,426.50, beyond the
-    5% limit); with flatten_on_daily_loss the node flattens CCC at the close of AAA's 09:33 bar
-    (09:34:00). CCC's own 09:33 bar comes after AAA's in the feed but opened at 09:33:00, before
-    the order existed: the sell fills at CCC's 09:34 open, not its 09:33 open."""
+    """AAA gaps through its stop at 09:33 (filled at 7.00: the day's P&L drops below -5%); with
+    flatten_on_daily_loss the node flattens BBB and CCC at the close of an earlier symbol's 09:33
+    bar (09:34:00). CCC's own 09:33 bar comes later in the feed but opened at 09:33:00, before the
+    order existed: both sells fill at the 09:34 opens, never at a 09:33 open."""
     s = gapper(SessionBuilder(), "AAA")
+    gapper(s, "BBB")
     gapper(s, "CCC")
     s.bar("AAA", "09:33", 7.0, 7.1, 6.9, 7.0, 40_000)
+    s.bar("BBB", "09:33", 11.3, 11.35, 11.2, 11.3, 40_000)
     s.bar("CCC", "09:33", 11.5, 11.6, 11.4, 11.5, 40_000)
+    s.bar("BBB", "09:34", 11.1, 11.15, 11.05, 11.1, 40_000)
     s.bar("CCC", "09:34", 11.0, 11.1, 10.95, 11.0, 40_000)
     run = Stepper(s, risk={"flatten_on_daily_loss": True})
     summary = run.finish()
     trades = {t["symbol"]: t for t in summary["trades"]}
     assert (trades["AAA"]["exit_reason"], trades["AAA"]["exit_price"]) == ("stop", 7.0)
-    [flat] = run.orders("CCC", "manual")
-    assert flat.request.ts == et_ns(DAY, "09:34")
-    assert (trades["CCC"]["exit_reason"], trades["CCC"]["exit_time"], trades["CCC"]["exit_price"]) == (
-        "manual", "2024-03-15T13:34:00Z", 11.0)
+    for sym, price in (("BBB", 11.1), ("CCC", 11.0)):
+        [flat] = run.orders(sym, "manual")
+        assert flat.request.ts == et_ns(DAY, "09:34")
+        assert (trades[sym]["exit_reason"], trades[sym]["exit_time"], trades[sym]["exit_price"]) == (
+            "manual", "2024-03-15T13:34:00Z", price)
     assert run.node.risk.state is TradingState.REDUCING
