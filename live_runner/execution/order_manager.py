@@ -169,12 +169,23 @@ class OrderManager:
             self.risk.orders_last_minute(now))
 
     def _submit(self, req: OrderRequest) -> bool:
+        if not self._approve(req):
+            return False
+        self._send(req)
+        return True
+
+    def _approve(self, req: OrderRequest) -> bool:
+        """The risk check; a denial is journaled with its reason code."""
         reason = self.risk.check(req, self.risk_view(req))
         if reason is not None:
             self._journal("denial", req.ts, req.client_order_id, {
                 "strategy": req.strategy, "symbol": req.symbol, "side": req.side.value,
                 "qty": req.qty, "role": req.role.value, "reason": reason})
             return False
+        return True
+
+    def _send(self, req: OrderRequest) -> None:
+        """Journal the order, then hand it to the broker (recovered, not re-sent, on a resume)."""
         order = Order(req)
         self.orders[req.client_order_id] = order
         self.open_orders[req.client_order_id] = order
@@ -188,7 +199,6 @@ class OrderManager:
             self.execution.recover(req)
         else:
             self.execution.submit(req)
-        return True
 
     # --- exits ---------------------------------------------------------------------------------
     def flatten(self, symbol: str, role: OrderRole = OrderRole.MANUAL) -> str | None:
@@ -202,17 +212,19 @@ class OrderManager:
             return None
         if trade.flatten_id and self.orders[trade.flatten_id].is_open:
             return None
-        self._cancel_exits(trade)
         req = OrderRequest(
             client_order_id=self.next_id(trade.strategy, symbol), strategy=trade.strategy,
             symbol=symbol, side=Side.SELL, qty=qty, order_type=OrderType.MARKET, role=role,
             ts=self.clock.now_ns(), reference_price=self.portfolio.last_price.get(symbol, 0.0))  # type: ignore[attr-defined]
-        if self._submit(req):
-            trade.flatten_id = req.client_order_id
-            return req.client_order_id
-        self._alert(f"flatten_refused:{symbol}", "critical",
-                    f"could not flatten {symbol}: {self.risk.denials.most_common(1)}")
-        return None
+        if not self._approve(req):
+            # The protective stop and target stay in place: a refused exit never unprotects.
+            self._alert(f"flatten_refused:{symbol}", "critical",
+                        f"could not flatten {symbol}: {self.risk.denials.most_common(1)}")
+            return None
+        self._cancel_exits(trade)
+        self._send(req)
+        trade.flatten_id = req.client_order_id
+        return req.client_order_id
 
     def flatten_all(self, role: OrderRole = OrderRole.MANUAL) -> list[str]:
         # Symbols with only a working entry too: flatten cancels it, so that it cannot fill after

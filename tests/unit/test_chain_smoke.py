@@ -30,3 +30,23 @@ def test_gap_and_go_target_round_trip() -> None:
     assert trade["commission"] == "12.50"
     assert Decimal(trade["pnl"]) == Decimal("0.70") * 1785 - Decimal("12.50")
     assert summary["final_positions"] == {}
+
+
+def test_refused_exit_keeps_the_protective_pair() -> None:
+    """An exit the risk manager refuses (here: HALTED refuses a vwap_loss sell) must not cancel
+    the stop and target first: the position stays protected."""
+    from live_runner.config import parse_config
+    from live_runner.journal import Journal
+    from live_runner.models import OrderRole, OrderType, TradingState
+    from live_runner.node import TradingNode
+
+    bars = gapper().sorted_bars()[:-1]  # up to the 09:32 fill bar: stop and target are working
+    node = TradingNode(parse_config({"active_strategies": ["gap_and_go"]}), Journal("sqlite://"))
+    node.start()
+    node.feed(bars)
+    working = {o.request.order_type for o in node.orders.open_orders.values()}
+    assert working == {OrderType.STOP, OrderType.LIMIT}
+    node.risk.set_state(TradingState.HALTED, "test")
+    assert node.orders.flatten("GAPR", OrderRole.VWAP_LOSS) is None
+    assert {o.request.order_type for o in node.orders.open_orders.values()} == working
+    assert node.risk.denials["HALTED"] == 1
