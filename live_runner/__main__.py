@@ -56,6 +56,9 @@ def _run(args: argparse.Namespace, bars: Path, speed: float | None) -> int:
     logging.basicConfig(level=config.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     install_sigterm(opts.stop_event)
+    from live_runner import pipes_bridge
+
+    bridge = pipes_bridge.attach()  # a no-op unless started by Dagster Pipes
     from live_runner.adapters.replay import BarFileError
     from live_runner.journal import JournalDivergence
 
@@ -76,6 +79,7 @@ def _run(args: argparse.Namespace, bars: Path, speed: float | None) -> int:
     except JournalDivergence as exc:
         print(f"error: refusing to resume: {exc}", file=sys.stderr)
         return 3
+    bridge.report(summary)
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     else:

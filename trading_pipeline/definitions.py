@@ -1,10 +1,78 @@
-"""Dagster definitions for the ``trading_pipeline`` code location.
+"""Dagster definitions of the `trading_pipeline` code location.
 
-Placeholder: the session-lifecycle assets (daily_bars, premarket_universe, intraday_bars,
-session_journal, daily_report), their checks, the jobs (premarket_prep, live_session,
-end_of_day, data_retention), schedules and sensors come next.
+Resources are configured from the environment when the code location loads (defaults: the
+synthetic market under var/market, files and SQLite journals under var/pipeline). Secrets are
+bound as `EnvVar`s, so Dagster reads them in the process that needs them and never shows or stores
+their values; a secret that is not set is simply absent (e.g. no webhook sink).
+
+    TRADING_MARKET_DATA_DIR  bar files (replay provider)      TRADING_PIPELINE_DIR  stored outputs
+    TRADING_JOURNAL_URL      journal URL, `{session}` or PG   TRADING_RUNNER_CONFIG runner YAML
+    TRADING_RUNNER_SPEED     live feed pace (1 = real time)   TRADING_RUNNER_OPS_PORT ops.port override
+    TRADING_SAMPLE_SYMBOLS / TRADING_SAMPLE_SEED   synthetic market size and seed
+    TRADING_MARKET_DATA_PROVIDER / TRADING_POLYGON_API_KEY   another data provider (later)
+    TRADING_ALERT_*          alert sinks (live_runner.alerts.sinks_from_env)
 """
+
+
+import os
 
 import dagster as dg
 
-defs = dg.Definitions(assets=[], jobs=[])
+from trading_pipeline.checks import ALL_CHECKS
+from trading_pipeline.jobs import end_of_day, premarket_prep
+from trading_pipeline.live_session import live_session
+from trading_pipeline.market_assets import daily_bars, intraday_bars, premarket_universe
+from trading_pipeline.resources import (
+    AlertsResource, MarketClockResource, MarketDataResource, RunnerResource, TradingStoreResource,
+)
+from trading_pipeline.retention import data_retention
+from trading_pipeline.schedules import ALL_SCHEDULES
+from trading_pipeline.sensors import ALL_SENSORS
+from trading_pipeline.session_assets import daily_report, replay_report, session_journal
+
+ALERT_FIELDS = ("webhook_url", "smtp_host", "smtp_port", "smtp_user", "smtp_password",
+                "email_from", "email_to")
+
+
+def _secret(name: str) -> dg.EnvVar | None:
+    """An EnvVar when the variable is set (an unset EnvVar would fail every run)."""
+    return dg.EnvVar(name) if os.environ.get(name) else None
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+def build_resources() -> dict[str, object]:
+    ops_port = os.environ.get("TRADING_RUNNER_OPS_PORT")
+    return {
+        "market_data": MarketDataResource(
+            provider=_env("TRADING_MARKET_DATA_PROVIDER", "replay"),
+            bars_dir=_env("TRADING_MARKET_DATA_DIR", "var/market"),
+            sample_symbols=int(_env("TRADING_SAMPLE_SYMBOLS", "40")),
+            sample_seed=int(_env("TRADING_SAMPLE_SEED", "7")),
+            api_key=_secret("TRADING_POLYGON_API_KEY")),
+        "runner": RunnerResource(
+            config_path=os.environ.get("TRADING_RUNNER_CONFIG") or None,
+            speed=float(_env("TRADING_RUNNER_SPEED", "1.0")),
+            ops_port=int(ops_port) if ops_port else None),
+        "store": TradingStoreResource(
+            data_dir=_env("TRADING_PIPELINE_DIR", "var/pipeline"),
+            journal_url=_secret("TRADING_JOURNAL_URL") or ""),
+        "alerts": AlertsResource(**{f: _secret(f"TRADING_ALERT_{f.upper()}") for f in ALERT_FIELDS}),
+        "market_clock": MarketClockResource(),
+        "pipes_subprocess_client": dg.PipesSubprocessClient(
+            termination_timeout_seconds=float(_env("TRADING_RUNNER_TERMINATION_TIMEOUT", "30"))),
+    }
+
+
+ASSETS = [daily_bars, premarket_universe, intraday_bars, session_journal, daily_report, replay_report]
+
+defs = dg.Definitions(
+    assets=ASSETS,
+    asset_checks=ALL_CHECKS,
+    jobs=[premarket_prep, live_session, end_of_day, data_retention],
+    schedules=ALL_SCHEDULES,
+    sensors=ALL_SENSORS,
+    resources=build_resources(),
+)

@@ -1,0 +1,87 @@
+"""Market-data assets of a trading day: previous closes, the pre-market universe, the session bars.
+
+Each asset writes its own file under the trading store (Parquet or JSON, one per partition) and
+returns a MaterializeResult; nothing goes through an IO manager, so the run worker, the runner
+subprocess and a later replay all read the same files.
+"""
+
+
+import json
+
+import dagster as dg
+import pandas as pd
+
+from trading_pipeline.bars import daily_from_minutes, read_bars, write_bars
+from trading_pipeline.partitions import parse_session, session_times, trading_days
+from trading_pipeline.resources import MarketDataResource, RunnerResource, TradingStoreResource
+from trading_pipeline.universe_scan import markdown_table, premarket_stats, scan, valid_bars
+
+
+@dg.asset(partitions_def=trading_days(), group_name="premarket", kinds={"parquet"})
+def daily_bars(context: dg.AssetExecutionContext, market_data: MarketDataResource,
+               store: TradingStoreResource) -> dg.MaterializeResult:
+    """The previous session's daily bar per symbol (its close is the gap reference)."""
+    day = parse_session(context.partition_key)
+    prev = session_times(session_times(day).prev_date)
+    source = market_data.source_file(day)
+    minutes = read_bars(source, prev.open, prev.close)
+    minutes = minutes.loc[valid_bars(minutes)]
+    daily = daily_from_minutes(minutes)
+    daily.insert(1, "session", prev.date.isoformat())
+    path = store.path("daily_bars", day, ".parquet")
+    daily.to_parquet(path, index=False)
+    return dg.MaterializeResult(metadata={
+        "symbols": len(daily), "previous_session": prev.date.isoformat(),
+        "source": dg.MetadataValue.path(str(source)), "path": dg.MetadataValue.path(str(path))})
+
+
+@dg.asset(partitions_def=trading_days(), group_name="premarket", deps=[daily_bars], kinds={"json"})
+def premarket_universe(context: dg.AssetExecutionContext, market_data: MarketDataResource,
+                       runner: RunnerResource, store: TradingStoreResource) -> dg.MaterializeResult:
+    """The gap scan at the open: gap_and_go's qualification over the whole market, ranked."""
+    day = parse_session(context.partition_key)
+    session = session_times(day)
+    daily_path = store.path("daily_bars", day, ".parquet")
+    if not daily_path.exists():
+        raise dg.Failure(f"daily_bars for {day.isoformat()} is missing ({daily_path})")
+    prev_close = pd.read_parquet(daily_path).rename(columns={"close": "prev_close"})
+    cfg = runner.load_config().strategies.gap_and_go
+    premarket = read_bars(market_data.source_file(day), session.premarket_open, session.open)
+    ranked = scan(prev_close, premarket_stats(premarket, session.premarket_open, session.open), cfg)
+    path = store.universe_path(day)
+    payload = {"session": day.isoformat(), "early_close": session.early_close,
+               "symbols": ranked["symbol"].tolist(), "scanned": int(len(prev_close)),
+               "rows": json.loads(ranked.to_json(orient="records")),
+               "criteria": cfg.model_dump(mode="json")}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=1))
+    tmp.replace(path)
+    context.log.info(f"{day}: {len(ranked)} of {len(prev_close)} symbols qualify")
+    return dg.MaterializeResult(metadata={
+        "count": len(ranked), "scanned": len(prev_close), "early_close": session.early_close,
+        "universe": dg.MetadataValue.md(markdown_table(ranked)),
+        "symbols": ", ".join(ranked["symbol"].head(50)), "path": dg.MetadataValue.path(str(path))})
+
+
+@dg.asset(partitions_def=trading_days(), group_name="end_of_day", deps=[premarket_universe],
+          kinds={"parquet"})
+def intraday_bars(context: dg.AssetExecutionContext, market_data: MarketDataResource,
+                  store: TradingStoreResource) -> dg.MaterializeResult:
+    """The universe's 1-minute bars of the session (with the previous session's regular hours,
+    which the runner needs for its previous closes): the input of any later replay."""
+    day = parse_session(context.partition_key)
+    symbols = store.load_universe(day)
+    frame = market_data.session_bars(day, symbols)
+    path = write_bars(frame, store.path("intraday_bars", day, ".parquet"))
+    session = session_times(day)
+    in_session = frame["ts"].between(session.premarket_open, session.afterhours_close - 1)
+    return dg.MaterializeResult(metadata={
+        "rows": len(frame), "session_rows": int(in_session.sum()), "symbols": len(symbols),
+        "early_close": session.early_close, "path": dg.MetadataValue.path(str(path))})
+
+
+def load_intraday(store: TradingStoreResource, day) -> pd.DataFrame:
+    path = store.path("intraday_bars", day, ".parquet")
+    if not path.exists():
+        raise dg.Failure(f"intraday_bars for {day.isoformat()} is missing ({path})")
+    return read_bars(path)

@@ -1,0 +1,65 @@
+"""Sensors: launch the live session at the open, and alert on any failed run.
+
+`market_open_sensor` requests at most one `live_session` run per session: the run key is the
+session date (Dagster never launches a key twice), it waits for the day's premarket_universe
+materialization, starts from `LEAD` before the open until the close, and skips while another
+live session is queued or running.
+"""
+
+
+import warnings
+from datetime import timedelta
+
+import dagster as dg
+
+from trading_pipeline.live_session import live_session
+from trading_pipeline.market_assets import premarket_universe
+from trading_pipeline.partitions import is_session, ns_to_ny, session_times
+from trading_pipeline.resources import AlertsResource, MarketClockResource
+
+# run_failure_sensor passes its (beta) `owners` parameter itself, even when unused.
+warnings.filterwarnings("ignore", message=r"Parameter `owners` of initializer `SensorDefinition")
+LEAD = timedelta(minutes=15)
+IN_PROGRESS = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.QUEUED,
+               dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
+               dg.DagsterRunStatus.CANCELING]
+
+
+@dg.sensor(job=live_session, minimum_interval_seconds=30,
+           description="One live_session per session, once the universe is ready and the open near.")
+def market_open_sensor(context: dg.SensorEvaluationContext, market_clock: MarketClockResource):
+    now = market_clock.now()
+    day = now.date()
+    key = day.isoformat()
+    if not is_session(day):
+        return dg.SkipReason(f"{key} is not an XNYS session")
+    session = session_times(day)
+    opens, closes = ns_to_ny(session.open), ns_to_ny(session.close)
+    if now < opens - LEAD:
+        return dg.SkipReason(f"too early: {key} opens at {opens:%H:%M} ET")
+    if now >= closes:
+        return dg.SkipReason(f"{key} closed at {closes:%H:%M} ET")
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=premarket_universe.key, asset_partitions=[key]), limit=1)
+    if not records.records:
+        return dg.SkipReason(f"waiting for premarket_universe {key}")
+    running = context.instance.get_runs(
+        dg.RunsFilter(job_name=live_session.name, statuses=IN_PROGRESS), limit=1)
+    if running:
+        return dg.SkipReason(f"live session run {running[0].run_id} is still in progress")
+    return dg.RunRequest(run_key=key, partition_key=key)
+
+
+@dg.run_failure_sensor(name="run_failure_alerts", default_status=dg.DefaultSensorStatus.RUNNING,
+                       description="Every failed run becomes an alert (critical for live sessions).")
+def run_failure_alerts(context: dg.RunFailureSensorContext, alerts: AlertsResource) -> None:
+    run = context.dagster_run
+    severity = "critical" if run.job_name == live_session.name else "warning"
+    partition = run.tags.get("dagster/partition", "")
+    message = f"{run.job_name} run {run.run_id} failed" + (f" ({partition})" if partition else "")
+    error = context.failure_event.message or ""
+    alerts.send(f"dagster_run_failed:{run.job_name}", severity, f"{message}: {error}"[:2000],
+                run_id=run.run_id, job=run.job_name, partition=partition)
+
+
+ALL_SENSORS = [market_open_sensor, run_failure_alerts]

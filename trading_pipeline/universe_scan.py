@@ -1,0 +1,88 @@
+"""The pre-market gap scan, vectorized: the same qualification as the runner, for a whole market.
+
+`live_runner.strategies.gap_and_go.qualifies` is the definition (one symbol at a time, at 09:30);
+`qualify` below is that formula on numpy columns, with the same float operations in the same
+order, so both agree on every input (NaN included); tests/unit/test_pipeline_universe.py checks
+it against `qualifies` on random frames. `premarket_stats` derives what `qualifies` reads from
+1-minute bars exactly as the runner's StrategyEngine does (high max, volume sum, last close of
+the bars before the open, invalid bars dropped as the DataManager drops them).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from live_runner.config import GapAndGoConfig
+
+STATS = ["prev_close", "pm_high", "pm_volume", "pm_last"]
+TABLE_ROWS = 25
+
+
+def valid_bars(frame: pd.DataFrame) -> np.ndarray:
+    """Mask of bars the runner's DataManager would accept (prices, range, volume, no repeats)."""
+    o, h, low, c, v = (frame[k].to_numpy(np.float64) for k in ("open", "high", "low", "close", "volume"))
+    with np.errstate(invalid="ignore"):
+        ok = (o > 0) & (h > 0) & (low > 0) & (c > 0) & (v >= 0) & (h >= low)
+        ok &= (low <= o) & (o <= h) & (low <= c) & (c <= h)
+    ok &= ~frame.duplicated(["symbol", "ts"], keep="first").to_numpy()
+    return ok
+
+
+def premarket_stats(bars: pd.DataFrame, premarket_open: int, open_ns: int) -> pd.DataFrame:
+    """Per symbol: pm_high, pm_volume, pm_last over the valid bars in [premarket_open, open)."""
+    ts = bars["ts"].to_numpy(np.int64)
+    pm = bars.loc[(ts >= premarket_open) & (ts < open_ns)]
+    pm = pm.loc[valid_bars(pm)]
+    if pm.empty:
+        return pd.DataFrame(columns=["symbol", "pm_high", "pm_volume", "pm_last"])
+    pm = pm.sort_values(["symbol", "ts"], kind="stable")
+    g = pm.groupby("symbol", sort=True)
+    out = pd.DataFrame({"pm_high": g["high"].max(), "pm_volume": g["volume"].sum(),
+                        "pm_last": g["close"].last()})
+    return out.reset_index()
+
+
+def qualify(stats: pd.DataFrame, cfg: GapAndGoConfig) -> np.ndarray:
+    """`qualifies(PremarketStats(...), cfg)` for every row at once (rows of STATS columns)."""
+    prev = stats["prev_close"].to_numpy(np.float64)
+    high = stats["pm_high"].to_numpy(np.float64)
+    vol = stats["pm_volume"].to_numpy(np.float64)
+    last = stats["pm_last"].to_numpy(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ok = (prev > 0) & (high > 0)  # NaN compares False, as `stats.prev_close <= 0` lets it
+        ok &= (last / prev - 1.0) >= cfg.gap_pct_min  # through and the gap test then fails
+        ok &= vol >= cfg.premarket_volume_min
+        ok &= (cfg.price_min <= last) & (last <= cfg.price_max)
+        ok &= last >= cfg.hold_ratio_min * high
+    return ok
+
+
+def scan(prev_close: pd.DataFrame, pm_stats: pd.DataFrame, cfg: GapAndGoConfig) -> pd.DataFrame:
+    """The ranked universe: qualified symbols by gap (desc), premarket volume (desc), symbol.
+
+    `prev_close`: symbol, prev_close. `pm_stats`: symbol, pm_high, pm_volume, pm_last. A symbol
+    with no premarket trade cannot qualify (the runner has no stats for it)."""
+    merged = pm_stats.merge(prev_close[["symbol", "prev_close"]], on="symbol", how="left")
+    mask = qualify(merged, cfg)
+    out = merged.loc[mask, ["symbol", *STATS]].copy()
+    out["gap_pct"] = out["pm_last"] / out["prev_close"] - 1.0
+    out["hold_ratio"] = out["pm_last"] / out["pm_high"]
+    out = out.sort_values(["gap_pct", "pm_volume", "symbol"], ascending=[False, False, True],
+                          kind="stable").reset_index(drop=True)
+    out.insert(0, "rank", np.arange(1, len(out) + 1))
+    return out
+
+
+def markdown_table(ranked: pd.DataFrame, limit: int = TABLE_ROWS) -> str:
+    """The top of the ranking as a Markdown table (for the asset's metadata)."""
+    if ranked.empty:
+        return "_no symbol qualified_"
+    lines = ["| # | symbol | gap % | prev close | pm last | pm high | pm volume |",
+             "|---:|:---|---:|---:|---:|---:|---:|"]
+    for r in ranked.head(limit).itertuples(index=False):
+        lines.append(f"| {r.rank} | {r.symbol} | {r.gap_pct * 100:.2f} | {r.prev_close:.2f} | "
+                     f"{r.pm_last:.2f} | {r.pm_high:.2f} | {int(r.pm_volume):,} |")
+    if len(ranked) > limit:
+        lines.append(f"\n_{len(ranked) - limit} more not shown_")
+    return "\n".join(lines)
