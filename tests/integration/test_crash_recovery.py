@@ -34,7 +34,8 @@ FAULT_POINTS = int(os.environ.get("TRADING_FAULT_POINTS", "20"))
 @pytest.fixture(scope="module")
 def bars(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("bars")
-    df = sample_data.generate(date(2024, 11, 26), sessions=1, symbols=30, seed=3)
+    # More kill points need a longer session, so that kills still land between broker reports.
+    df = sample_data.generate(date(2024, 11, 26), sessions=1, symbols=max(30, 2 * FAULT_POINTS), seed=3)
     return sample_data.write(df, out)
 
 
