@@ -1,5 +1,7 @@
 # Intraday trader: developer entry points (GNU make).
-#   make demo   create .venv if needed, install pinned deps, run the demo replay
+#   make demo   create .venv if needed, install pinned deps, run the sample trading day through
+#               Dagster (premarket scan, live session in replay mode, daily report)
+#   make ui     the Dagster UI (dagster dev) on the local instance, http://127.0.0.1:3000
 #   make test   same setup, then the whole test suite
 
 PYTHON3 ?= python3
@@ -8,7 +10,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 BENCHES := $(sort $(wildcard bench/*.py))
 
-.PHONY: demo test bench lock clean
+.PHONY: demo ui test bench lock clean
 
 # (Re)install whenever the project metadata or the pins change.
 $(STAMP): pyproject.toml constraints.txt
@@ -18,7 +20,12 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $@
 
 demo: $(STAMP)
-	$(PY) -m live_runner demo
+	$(PY) -m trading_pipeline.demo
+
+# dagster dev (webserver + daemon) on the local SQLite instance under var/dagster.
+ui: $(STAMP)
+	mkdir -p var/dagster && cp dagster.local.yaml var/dagster/dagster.yaml
+	DAGSTER_HOME=$(CURDIR)/var/dagster $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 # pytest's exit status is the recipe's status: failures (1) and "no tests collected" (5) fail make.
 test: $(STAMP)

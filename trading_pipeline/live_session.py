@@ -11,6 +11,7 @@ resume mid-session, an operator's decision, not a policy's).
 
 
 import json
+import warnings
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -24,6 +25,8 @@ from trading_pipeline.resources import (
     MarketDataResource, MissingUniverse, RunnerResource, TradingStoreResource,
 )
 
+# Emitted by Dagster's own Pipes session code (not by anything used here).
+warnings.filterwarnings("ignore", message=r"Function `PipesMessageReader.expected_writer_count`")
 LIVE_SESSION_TAG = "trading/live_session"
 LIVE_SESSION_TAGS = {
     "dagster/max_runtime": str(17 * 3600),  # 04:00-20:00 ET plus slack; run monitoring enforces it

@@ -65,8 +65,9 @@ def html_table(rows: list[dict[str, str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def equity_png(curve: list[list[Any]], title: str) -> bytes:
-    """The intraday equity curve (ET times) as PNG bytes; a flat 'no marks' chart without data."""
+def equity_png(curve: list[list[Any]], title: str, start: str | None = None) -> bytes:
+    """The intraday equity curve (ET times) as PNG bytes, the session's starting equity dashed;
+    a 'no equity marks' chart without data."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -79,7 +80,7 @@ def equity_png(curve: list[list[Any]], title: str) -> bytes:
             times = [ns_to_ny(int(ts)) for ts, _ in curve]
             values = [float(v) for _, v in curve]
             ax.plot(times, values, color="#1f77b4", linewidth=1.2)
-            ax.axhline(values[0], color="#999999", linewidth=0.6, linestyle="--")
+            ax.axhline(float(start) if start else values[0], color="#999999", linewidth=0.6, linestyle="--")
             ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=times[0].tzinfo))
         else:
             ax.text(0.5, 0.5, "no equity marks", ha="center", va="center", transform=ax.transAxes)
@@ -99,7 +100,7 @@ def build(snap: dict[str, Any], records: list[TradeRecord], out_dir: Path) -> di
     out_dir.mkdir(parents=True, exist_ok=True)
     day = snap["session"]
     trades_pnl = sum((r.pnl for r in records), Decimal(0))
-    png = equity_png(snap["equity_curve"], f"Equity, {day}")
+    png = equity_png(snap["equity_curve"], f"Equity, {day}", snap.get("starting_equity"))
     png_path = out_dir / "equity.png"
     png_path.write_bytes(png)
     b64 = base64.b64encode(png).decode()

@@ -91,14 +91,24 @@ class MarketDataResource(dg.ConfigurableResource):
         return target
 
     def session_bars(self, day: date, symbols: list[str] | None = None) -> pd.DataFrame:
-        """The previous session's regular hours (its closes are the gap scan's reference) and
-        the whole of `day` (premarket to after-hours): what a replay of `day` needs."""
+        """What the runner needs to trade `day`: each symbol's last regular-session bar of the
+        previous session (the runner takes previous closes from the bars it is fed) and the
+        whole of `day`, premarket to after-hours. Only the one seed bar, not the previous
+        session's day: the runner would trade a whole previous session as its own."""
+        from trading_pipeline.universe_scan import valid_bars
+
         cal = market_calendar()
         session = cal.session(day)
         prev = cal.session(session.prev_date)
         if symbols is not None and not symbols:
             return empty_frame()
-        return read_bars(self.source_file(day), prev.open, session.afterhours_close, symbols)
+        source = self.source_file(day)
+        before = read_bars(source, prev.open, prev.close, symbols)
+        before = before.loc[valid_bars(before)].sort_values(["symbol", "ts"], kind="stable")
+        seed = before.groupby("symbol", sort=True).tail(1)
+        today = read_bars(source, session.premarket_open, session.afterhours_close, symbols)
+        return pd.concat([seed, today], ignore_index=True).sort_values(
+            ["ts", "symbol"], kind="stable").reset_index(drop=True)
 
 
 class RunnerResource(dg.ConfigurableResource):

@@ -1,0 +1,111 @@
+"""`make demo`: the trading day through Dagster, on the embedded default (no server, no account).
+
+On the local instance (SQLite under var/dagster, so `make ui` shows every run afterwards): the
+premarket_prep job materializes the sample session's previous closes and universe, the
+live_session job runs the runner as a Pipes subprocess in replay mode, and the end_of_day job
+stores the bars, reads the journal and materializes the daily report and the replay audit. The
+session summary is printed as `python -m live_runner demo` prints it.
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from trading_pipeline.resources import PROJECT_ROOT, SAMPLE_ANCHOR
+
+DEMO_DATE = SAMPLE_ANCHOR.isoformat()  # the sample session of `python -m live_runner demo`
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def prepare_home(root: Path = PROJECT_ROOT) -> Path:
+    """var/dagster with the local instance config; DAGSTER_HOME points at it."""
+    home = root / "var" / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(root / "dagster.local.yaml", home / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+@contextlib.contextmanager
+def output_to(path: Path) -> Iterator[None]:
+    """Send fds 1 and 2 (the runner subprocess's JSON summary and logs) to a file for a while."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(path, "wb") as out:
+        os.dup2(out.fileno(), 1)
+        os.dup2(out.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, copy in zip((1, 2), saved):
+                os.dup2(copy, fd)
+                os.close(copy)
+
+
+def _check(result, what: str) -> None:
+    if not result.success:
+        for event in result.all_events:
+            if event.is_failure:
+                print(f"{what} failed: {event.message}", file=sys.stderr)
+        raise SystemExit(f"{what} failed")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trading_pipeline.demo", description=__doc__)
+    parser.add_argument("--date", default=DEMO_DATE, help="session (default: the sample session)")
+    args = parser.parse_args(argv)
+    home = prepare_home()
+    os.environ.setdefault("TRADING_RUNNER_OPS_PORT", "0")  # no fixed ops port for a replay
+    import dagster as dg
+
+    from live_runner.runs import format_summary
+    from trading_pipeline.definitions import defs
+    from trading_pipeline.partitions import parse_session
+
+    day = parse_session(args.date)
+    key = day.isoformat()
+    instance = dg.DagsterInstance.get()
+    store = defs.resources["store"]
+    if store.journal_exists(day):  # a fresh session each time (a kept journal would be resumed)
+        store.drop_journal(day)
+    print(f"[1/3] premarket_prep {key}: previous closes and the gap scan", flush=True)
+    prep = defs.resolve_job_def("premarket_prep").execute_in_process(
+        partition_key=key, instance=instance, run_config=QUIET)
+    _check(prep, "premarket_prep")
+    universe = store.load_universe(day)
+    runner_out = store.session_dir(day) / "runner.out"
+    print(f"      universe: {len(universe)} symbols {', '.join(universe)}", flush=True)
+    print(f"[2/3] live_session {key}: the runner as a Pipes subprocess, replay mode "
+          f"(its output: {runner_out})", flush=True)
+    with output_to(runner_out):
+        live = defs.resolve_job_def("live_session").execute_in_process(
+            partition_key=key, instance=instance,
+            run_config={**QUIET, "ops": {"run_live_session": {"config": {"mode": "replay"}}}})
+    _check(live, "live_session")
+    print(f"[3/3] end_of_day {key}: intraday bars, journal, daily report, replay audit", flush=True)
+    eod = defs.resolve_job_def("end_of_day").execute_in_process(
+        partition_key=key, instance=instance, run_config=QUIET)
+    _check(eod, "end_of_day")
+    summary = json.loads((store.session_dir(day) / "summary.json").read_text())
+    audit = json.loads(store.path("replay_report", day, ".json").read_text())
+    report = store.root() / "reports" / key / "report.html"
+    print()
+    print(format_summary(summary))
+    print(f"\nreplay audit: {'identical to the live run' if audit['identical'] else 'DIFFERS'}"
+          f" (P&L drift {audit['pnl_drift']})")
+    print(f"daily report: {report}")
+    print(f"dagster runs: {live.run_id} (live_session) and 2 more, instance {home}")
+    print("see them in the Dagster UI: make ui, then http://127.0.0.1:3000 (Runs; Assets > daily_report)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
