@@ -36,20 +36,29 @@ def _timestamps_ns(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 
 def read_bars(path: Path, start_ns: int | None = None, end_ns: int | None = None,
-              symbols: list[str] | None = None) -> pd.DataFrame:
-    """Bars of `path` with start_ns <= ts < end_ns (and in `symbols` when given)."""
+              symbols: list[str] | None = None, categorical: bool = False) -> pd.DataFrame:
+    """Bars of `path` with start_ns <= ts < end_ns (and in `symbols` when given). With
+    `categorical`, `symbol` stays a pandas Categorical (much faster on millions of rows)."""
     if path.suffix == ".parquet":
-        table = pq.read_table(path)
+        filters = []
+        if start_ns is not None:
+            filters.append(("timestamp", ">=", pa.scalar(start_ns, _TS)))
+        if end_ns is not None:
+            filters.append(("timestamp", "<", pa.scalar(end_ns, _TS)))
+        table = pq.read_table(path, read_dictionary=["symbol"], filters=filters or None)
+        if not pa.types.is_timestamp(table.schema.field("timestamp").type):
+            table = pq.read_table(path, read_dictionary=["symbol"])  # int/ISO stamps: filter below
     else:
         import pyarrow.csv as pcsv
 
         table = pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(
             column_types={"timestamp": pa.string(), "symbol": pa.string()}))
-    ts = _timestamps_ns(table.column("timestamp"))
-    frame = pd.DataFrame({"symbol": table.column("symbol").to_numpy(zero_copy_only=False).astype(object),
-                          "ts": ts})
+    symbol = table.column("symbol").to_pandas()
+    if not categorical:
+        symbol = symbol.astype(object)
+    frame = pd.DataFrame({"symbol": symbol, "ts": _timestamps_ns(table.column("timestamp"))})
     for col in COLUMNS[2:]:
-        frame[col] = table.column(col).to_numpy(zero_copy_only=False).astype(np.float64)
+        frame[col] = table.column(col).to_numpy().astype(np.float64)
     mask = np.ones(len(frame), dtype=bool)
     if start_ns is not None:
         mask &= frame["ts"].to_numpy() >= start_ns
@@ -57,6 +66,8 @@ def read_bars(path: Path, start_ns: int | None = None, end_ns: int | None = None
         mask &= frame["ts"].to_numpy() < end_ns
     if symbols is not None:
         mask &= frame["symbol"].isin(symbols).to_numpy()
+    if mask.all():
+        return frame
     return frame.loc[mask].reset_index(drop=True)
 
 

@@ -46,7 +46,8 @@ def premarket_universe(context: dg.AssetExecutionContext, market_data: MarketDat
         raise dg.Failure(f"daily_bars for {day.isoformat()} is missing ({daily_path})")
     prev_close = pd.read_parquet(daily_path).rename(columns={"close": "prev_close"})
     cfg = runner.load_config().strategies.gap_and_go
-    premarket = read_bars(market_data.source_file(day), session.premarket_open, session.open)
+    premarket = read_bars(market_data.source_file(day), session.premarket_open, session.open,
+                          categorical=True)
     ranked = scan(prev_close, premarket_stats(premarket, session.premarket_open, session.open), cfg)
     path = store.universe_path(day)
     payload = {"session": day.isoformat(), "early_close": session.early_close,

@@ -19,28 +19,55 @@ STATS = ["prev_close", "pm_high", "pm_volume", "pm_last"]
 TABLE_ROWS = 25
 
 
-def valid_bars(frame: pd.DataFrame) -> np.ndarray:
-    """Mask of bars the runner's DataManager would accept (prices, range, volume, no repeats)."""
+def _price_ok(frame: pd.DataFrame) -> np.ndarray:
     o, h, low, c, v = (frame[k].to_numpy(np.float64) for k in ("open", "high", "low", "close", "volume"))
     with np.errstate(invalid="ignore"):
         ok = (o > 0) & (h > 0) & (low > 0) & (c > 0) & (v >= 0) & (h >= low)
         ok &= (low <= o) & (o <= h) & (low <= c) & (c <= h)
-    ok &= ~frame.duplicated(["symbol", "ts"], keep="first").to_numpy()
     return ok
 
 
+def valid_bars(frame: pd.DataFrame) -> np.ndarray:
+    """Mask of bars the runner's DataManager would accept: sane prices, range and volume, and
+    not a repeat of an accepted bar of the same symbol and minute (the first one wins)."""
+    ok = _price_ok(frame)
+    dup = np.zeros(len(frame), dtype=bool)
+    dup[ok] = frame.loc[ok].duplicated(["symbol", "ts"], keep="first").to_numpy()
+    return ok & ~dup
+
+
 def premarket_stats(bars: pd.DataFrame, premarket_open: int, open_ns: int) -> pd.DataFrame:
-    """Per symbol: pm_high, pm_volume, pm_last over the valid bars in [premarket_open, open)."""
+    """Per symbol: pm_high, pm_volume, pm_last over the valid bars in [premarket_open, open).
+
+    Vectorized over integer symbol codes (a 10,000-symbol premarket is ~2.3 M bars): one stable
+    sort by (symbol, time), then segment reductions; `pm_last` is the close of each symbol's
+    latest bar, as the runner's last update."""
     ts = bars["ts"].to_numpy(np.int64)
-    pm = bars.loc[(ts >= premarket_open) & (ts < open_ns)]
-    pm = pm.loc[valid_bars(pm)]
-    if pm.empty:
-        return pd.DataFrame(columns=["symbol", "pm_high", "pm_volume", "pm_last"])
-    pm = pm.sort_values(["symbol", "ts"], kind="stable")
-    g = pm.groupby("symbol", sort=True)
-    out = pd.DataFrame({"pm_high": g["high"].max(), "pm_volume": g["volume"].sum(),
-                        "pm_last": g["close"].last()})
-    return out.reset_index()
+    window = (ts >= premarket_open) & (ts < open_ns)
+    cat = pd.Categorical(bars["symbol"]) if not isinstance(bars["symbol"].dtype, pd.CategoricalDtype) \
+        else bars["symbol"].array
+    codes = np.asarray(cat.codes, dtype=np.int64)
+    ok = window & _price_ok(bars) & (codes >= 0)
+    idx = np.flatnonzero(ok)
+    order = idx[np.lexsort((ts[idx], codes[idx]))]  # stable: file order among equal keys
+    c, t = codes[order], ts[order]
+    repeat = np.zeros(len(order), dtype=bool)
+    repeat[1:] = (c[1:] == c[:-1]) & (t[1:] == t[:-1])
+    order, c = order[~repeat], c[~repeat]
+    if len(order) == 0:
+        return pd.DataFrame({"symbol": pd.Series([], dtype=object), "pm_high": [], "pm_volume": [],
+                             "pm_last": []})
+    starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
+    ends = np.r_[starts[1:], len(c)] - 1
+    high = bars["high"].to_numpy(np.float64)[order]
+    volume = bars["volume"].to_numpy(np.float64)[order]
+    close = bars["close"].to_numpy(np.float64)[order]
+    return pd.DataFrame({
+        "symbol": np.asarray(cat.categories, dtype=object)[c[starts]],
+        "pm_high": np.maximum.reduceat(high, starts),
+        "pm_volume": np.add.reduceat(volume, starts),
+        "pm_last": close[ends],
+    })
 
 
 def qualify(stats: pd.DataFrame, cfg: GapAndGoConfig) -> np.ndarray:
