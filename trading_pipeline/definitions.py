@@ -68,11 +68,17 @@ def build_resources() -> dict[str, object]:
 
 ASSETS = [daily_bars, premarket_universe, intraday_bars, session_journal, daily_report, replay_report]
 
-defs = dg.Definitions(
-    assets=ASSETS,
-    asset_checks=ALL_CHECKS,
-    jobs=[premarket_prep, live_session, end_of_day, data_retention],
-    schedules=ALL_SCHEDULES,
-    sensors=ALL_SENSORS,
-    resources=build_resources(),
-)
+
+def make_definitions(resources: dict[str, object] | None = None) -> dg.Definitions:
+    """The code location with these resources (tests bind temporary folders this way)."""
+    return dg.Definitions(
+        assets=ASSETS,
+        asset_checks=ALL_CHECKS,
+        jobs=[premarket_prep, live_session, end_of_day, data_retention],
+        schedules=ALL_SCHEDULES,
+        sensors=ALL_SENSORS,
+        resources=resources if resources is not None else build_resources(),
+    )
+
+
+defs = make_definitions()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import dagster as dg
 import yaml
+from dagster._core.errors import DagsterPipesExecutionError  # a non-zero exit (not exported)
 
 from trading_pipeline.bars import write_bars
 from trading_pipeline.partitions import NotASession, parse_session, trading_days
@@ -113,8 +114,12 @@ def run_live_session(context: dg.OpExecutionContext, config: LiveSessionConfig,
                          metadata={"skipped": "empty universe"})
     context.log.info(f"{plan.day}: starting the runner on {len(plan.universe)} symbols "
                      f"({config.mode}); journal {_masked(plan.journal_url)}")
-    invocation = pipes_subprocess_client.run(
-        context=context, command=plan.command, extras={"session": plan.day.isoformat()})
+    try:
+        invocation = pipes_subprocess_client.run(
+            context=context, command=plan.command, extras={"session": plan.day.isoformat()})
+    except DagsterPipesExecutionError as exc:
+        raise dg.Failure(f"{plan.day}: the runner failed: {exc}; its journal keeps what it did "
+                         f"({_masked(plan.journal_url)})") from exc
     messages = [m for m in invocation.get_custom_messages() if isinstance(m, dict)]
     summary = next((m["summary"] for m in reversed(messages) if "summary" in m), None)
     if summary is None:
