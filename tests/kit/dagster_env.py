@@ -119,6 +119,18 @@ def processes_matching(*needles: str) -> list[int]:
     return pids
 
 
+def describe(pids: list[int]) -> list[str]:
+    """pid: command line, for messages."""
+    out = []
+    for pid in pids:
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            cmd = "(gone)"
+        out.append(f"{pid}: {cmd[:300]}")
+    return out
+
+
 def isolated_resources(tmp: Path, symbols: int = 24, **overrides: object) -> dict[str, object]:
     """The code location's resources, isolated under `tmp` (in-process tests)."""
     import dagster as dg
