@@ -110,6 +110,42 @@ class OpsConfig(_Strict):
     request_timeout_s: float = Field(5.0, gt=0)
 
 
+class PolygonConfig(_Strict):
+    """Polygon (massive) market data: REST for premarket bars, previous closes and backfills, the
+    websocket for live minute aggregates. The API key comes only from POLYGON_API_KEY (or
+    MASSIVE_API_KEY). Endpoints default to the SDK's own (null)."""
+
+    rest_base_url: str | None = None  # e.g. https://api.massive.com; tests: http://127.0.0.1:PORT
+    ws_feed: str | None = None        # host[:port], e.g. socket.massive.com; tests: 127.0.0.1:PORT
+    secure: bool = True               # wss:// (false only for a local fake)
+    connect_timeout_s: float = Field(10.0, gt=0)
+    read_timeout_s: float = Field(10.0, gt=0)
+    rest_max_attempts: int = Field(6, ge=1)      # per call, 429/5xx/timeouts included
+    rest_backoff_s: float = Field(0.5, ge=0)     # first wait after a 429/5xx, doubled each time
+    rest_backoff_max_s: float = Field(8.0, ge=0)
+    reconnect_backoff_s: float = Field(1.0, ge=0)
+    reconnect_backoff_max_s: float = Field(30.0, ge=0)
+    stale_after_s: float = Field(90.0, gt=0)     # no aggregate this long in regular hours: stale
+    queue_size: int = Field(10_000, ge=1)        # ingress queue (bars); the reader waits when full
+
+
+class YahooConfig(_Strict):
+    """Yahoo (yfinance): degraded backup and daily bars when no Polygon key is set."""
+
+    poll_interval_s: float = Field(30.0, gt=0)   # delayed 1-minute bars are polled this often
+    timeout_s: float = Field(10.0, gt=0)
+    cache_dir: str | None = None                 # yfinance caches (null: a temporary folder)
+    queue_size: int = Field(10_000, ge=1)
+
+
+class DataFailoverConfig(_Strict):
+    """Primary -> backup data when the primary is silent in regular hours or disconnected."""
+
+    disconnect_grace_s: float = Field(5.0, ge=0)  # a reconnect shorter than this is no failover
+    failback_after_s: float = Field(120.0, ge=0)  # the primary healthy this long: back to it
+    check_interval_s: float = Field(0.5, gt=0)
+
+
 class JournalConfig(_Strict):
     url: str = "sqlite:///var/journal.db"
     batch_size: int = Field(1000, ge=1)
@@ -145,6 +181,9 @@ class SystemConfig(_Strict):
     journal: JournalConfig = Field(default_factory=JournalConfig)
     feed: FeedConfig = Field(default_factory=FeedConfig)
     ops: OpsConfig = Field(default_factory=OpsConfig)
+    polygon: PolygonConfig = Field(default_factory=PolygonConfig)
+    yahoo: YahooConfig = Field(default_factory=YahooConfig)
+    data_failover: DataFailoverConfig = Field(default_factory=DataFailoverConfig)
     session_id_prefix: str = Field("LR", pattern=r"^[A-Za-z0-9]{1,8}$")
 
     @field_validator("market_open_time", "market_close_time", "premarket_start", "afterhours_end",

@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import time
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from live_runner.adapters.replay import BarFile
 from live_runner.alerts import sinks_from_env
@@ -22,6 +22,9 @@ from live_runner.journal import Journal
 from live_runner.models import Bar, Severity
 from live_runner.node import TradingNode
 from live_runner.runs import RunOptions, summarize
+
+if TYPE_CHECKING:
+    from live_runner.feeds import DataFeed
 
 log = logging.getLogger("live_runner.service")
 
@@ -34,13 +37,20 @@ _GAP_SKIP_NS = 30 * 60_000_000_000
 class LiveService:
     """Owns the node for a live run and answers the ops server (see ops_server.OpsApp)."""
 
-    def __init__(self, config: SystemConfig, opts: RunOptions, environ: dict[str, str] | None = None) -> None:
+    def __init__(self, config: SystemConfig, opts: RunOptions, environ: dict[str, str] | None = None,
+                 *, data_feed: "DataFeed | None" = None) -> None:
         self.config = config
         self.opts = opts
         env = dict(os.environ if environ is None else environ)
         self.token = env.get(config.ops.token_env) or None
-        self.bar_file = BarFile(opts.bars)
-        self.total_bars = self.bar_file.validate()
+        # Live data (config primary_data_provider polygon|yahoo): live_runner.feeds, with failover.
+        if data_feed is None and config.primary_data_provider != "replay":
+            from live_runner.feeds import build_live_feed
+
+            data_feed = build_live_feed(config, env, opts.universe)
+        self.data_feed = data_feed
+        self.bar_file = BarFile(opts.bars) if data_feed is None else None
+        self.total_bars = self.bar_file.validate() if self.bar_file is not None else None
         self.journal = Journal(opts.journal_url, batch_size=config.journal.batch_size)
         self.node = TradingNode(config, self.journal, universe=opts.universe,
                                 alert_sinks=sinks_from_env(env))
@@ -71,6 +81,8 @@ class LiveService:
             reasons.append("journal closed")
         if self.feed_done:
             reasons.append("data feed finished")
+        if self.data_feed is not None and not self.data_feed.connected:
+            reasons.append("data feed disconnected")
         system = self.health.system_health()
         reasons += [f"{name} unhealthy" for name in system["unhealthy"]]  # type: ignore[union-attr]
         return not reasons, {"ready": not reasons, "reasons": reasons}
@@ -80,6 +92,8 @@ class LiveService:
         out["health"] = self.health.system_health()
         out["journal"] = {"url": _redact(self.journal.url), "pending": self.journal.pending,
                           "written": self.journal.written}
+        if self.data_feed is not None:
+            out["data_feed"] = self.data_feed.status()
         return out
 
     def metrics_text(self) -> bytes:
@@ -133,6 +147,13 @@ class LiveService:
 
     async def _feed(self, stop: asyncio.Event) -> None:
         """Release each bar at its close time, `speed` x faster than real time; long gaps skipped."""
+        if self.data_feed is not None:
+            await self.data_feed.run(self.node, stop)
+            self.feed_done = True
+            while self.opts.linger and not stop.is_set():
+                await asyncio.sleep(0.05)
+            return
+        assert self.bar_file is not None
         speed = self.opts.speed or 0.0
         on_bar = self.node.data.on_bar
         t0_wall = time.monotonic()

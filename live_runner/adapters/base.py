@@ -7,7 +7,12 @@ broker and from the event loop for real brokers.
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Protocol
+import asyncio
+from datetime import date
+from enum import Enum
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
+
+import msgspec
 
 from live_runner.models import Bar, Fill, OrderEvent, OrderRequest
 
@@ -39,4 +44,72 @@ class DataClient(Protocol):
     name: str
 
     def bars(self) -> Iterator[Bar]:
-        """Bars in time order (the replay client); live clients push through the DataManager."""
+        """Bars in time order (the replay client); live clients are `LiveDataClient`s below."""
+
+
+# --- live data (push feeds) ------------------------------------------------------------------
+
+
+class FeedState(str, Enum):
+    """Connection state of a live data client."""
+
+    IDLE = "idle"                  # not started (a backup waiting for a failover)
+    CONNECTING = "connecting"      # opening, authenticating, subscribing (or retrying to)
+    LIVE = "live"                  # subscribed; data flows when the market trades
+    DISCONNECTED = "disconnected"  # lost; reconnecting with backoff
+    FAILED = "failed"              # will not recover by itself (bad key): needs an operator
+    STOPPED = "stopped"
+
+
+class DailyBar(msgspec.Struct, frozen=True, gc=False):
+    """One session's OHLCV for a symbol (previous closes, Dagster's daily assets)."""
+
+    symbol: str
+    day: date
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+class FeedMarker(msgspec.Struct, frozen=True, gc=False):
+    """A control item in a client's queue, in order with its bars: `reconnected` means bars before
+    it came from an earlier connection (a reconnect's gap is backfilled when it is consumed)."""
+
+    kind: str
+    at: float  # monotonic seconds
+
+
+class LiveDataClient(Protocol):
+    """A push feed (Polygon websocket, Yahoo polling) as the runner sees it.
+
+    Ingress is one bounded `asyncio.Queue` of bars (and FeedMarkers) per client. Overflow policy:
+    bars are never dropped; when the queue is full the reader waits for room (the socket's own
+    backpressure) and the wait is counted (`stats()["reader_waits"]`). `on_data` is called after
+    each put so the consumer wakes without polling. The consumer (live_runner.feeds) hands each
+    bar to DataManager.on_bar synchronously."""
+
+    name: str
+    delayed: bool  # True for a degraded source (Yahoo): entries halt while it is the active feed
+    state: FeedState
+    queue: "asyncio.Queue[Bar | FeedMarker]"
+    last_bar_at: float  # monotonic seconds of the latest bar queued (0.0: none yet)
+    state_since: float  # monotonic seconds of the latest state change
+
+    async def start(self, symbols: Sequence[str], on_data: Callable[[], None],
+                    since: Mapping[str, int] | None = None) -> None:
+        """Begin delivering bars newer than `since` (symbol -> bar ts) into `queue`; returns at once."""
+
+    async def stop(self) -> None: ...
+
+    def reconnect(self) -> None:
+        """Drop the connection and open a new one (a mute socket); a no-op for polling clients."""
+
+    async def minute_bars(self, symbols: Sequence[str], start_ns: int, end_ns: int) -> list[Bar]:
+        """Complete 1-minute bars with start_ns <= ts < end_ns, sorted by (ts, symbol)."""
+
+    async def daily_bars(self, day: date, symbols: Sequence[str] | None) -> list[DailyBar]:
+        """Each symbol's bar for session `day` (None: every symbol the source has, if it can)."""
+
+    def stats(self) -> dict[str, Any]: ...

@@ -29,11 +29,12 @@ ORDER_TYPE = "ORDER_TYPE"
 DUPLICATE_SIGNAL = "DUPLICATE_SIGNAL"
 NO_PRICE = "NO_PRICE"
 POSITION_OPEN = "POSITION_OPEN"
+BACKUP_DATA = "BACKUP_DATA"
 
 REASON_CODES = (
     HALTED, REDUCING_ONLY, PAUSED, NO_SHORT, SIZE_ZERO, DAILY_LOSS_LIMIT, MAX_POSITIONS,
     POSITION_SIZE, BUYING_POWER, RATE_LIMIT, PRICE_COLLAR, TRADING_HOURS, ORDER_TYPE,
-    DUPLICATE_SIGNAL, NO_PRICE, POSITION_OPEN,
+    DUPLICATE_SIGNAL, NO_PRICE, POSITION_OPEN, BACKUP_DATA,
 )
 
 FLATTEN_ROLES = frozenset({OrderRole.EOD, OrderRole.MANUAL})
@@ -87,6 +88,20 @@ def state_rule(req: OrderRequest, v: RiskView, lim: RiskLimits) -> str | None:
         if v.paused:
             return PAUSED
     return None
+
+
+class BackupDataGate:
+    """Entries are refused (BACKUP_DATA) while the runner reads its backup data feed (Yahoo: delayed
+    bars, `risk.halt_on_backup_data`); exits, stops and flattening pass. The data failover
+    (live_runner.feeds) installs it after `state_rule` and flips `active`."""
+
+    __slots__ = ("active",)
+
+    def __init__(self) -> None:
+        self.active = False
+
+    def __call__(self, req: OrderRequest, v: RiskView, lim: RiskLimits) -> str | None:
+        return BACKUP_DATA if self.active and is_entry(req) else None
 
 
 def no_short_rule(req: OrderRequest, v: RiskView, lim: RiskLimits) -> str | None:
