@@ -2,7 +2,8 @@
 #   make demo   create .venv if needed, install pinned deps, run the sample trading day through
 #               Dagster (premarket scan, live session in replay mode, daily report)
 #   make ui     the Dagster UI (dagster dev) on the local instance, http://127.0.0.1:3000
-#   make test   same setup, then the whole test suite
+#   make test   same setup, then the whole test suite (and then `make test-legacy`)
+#   make test-legacy   the legacy_sdk tests under the archived SDK generations, in .venv-legacy
 
 PYTHON3 ?= python3
 VENV    := .venv
@@ -30,6 +31,31 @@ ui: $(STAMP)
 # pytest's exit status is the recipe's status: failures (1) and "no tests collected" (5) fail make.
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-legacy
+
+# The legacy SDK generation (ib_insync, polygon-api-client) in its own virtualenv: it can never
+# share .venv with ib_async/massive (both SDK generations install a top-level `eventkit`). The
+# project is installed without its dependencies (they name the current SDKs) plus LEGACY_DEPS,
+# all pinned by constraints-legacy.txt. Only test files that mention `legacy_sdk` are collected
+# (the others import current SDKs), and only tests marked legacy_sdk run. Reused when present.
+LEGACY_VENV  := .venv-legacy
+LEGACY_PY    := $(LEGACY_VENV)/bin/python
+LEGACY_STAMP := $(LEGACY_VENV)/.installed
+LEGACY_DEPS  := ib_insync polygon-api-client pydantic PyYAML msgspec orjson SQLAlchemy \
+                exchange_calendars pandas pyarrow pytest pytest-timeout
+LEGACY_TESTS  = $(shell grep -rlE --include='test_*.py' 'legacy_sdk' tests | sort)
+
+$(LEGACY_STAMP): pyproject.toml constraints-legacy.txt
+	test -x $(LEGACY_PY) || $(PYTHON3) -m venv $(LEGACY_VENV)
+	$(LEGACY_PY) -m pip install -q --upgrade pip
+	$(LEGACY_PY) -m pip install -q -c constraints-legacy.txt $(LEGACY_DEPS)
+	$(LEGACY_PY) -m pip install -q --no-deps -e .
+	@! $(LEGACY_PY) -c "import ib_async" 2>/dev/null || { echo "ib_async must not be in $(LEGACY_VENV)" >&2; exit 1; }
+	touch $@
+
+test-legacy: $(LEGACY_STAMP)
+	@test -n "$(LEGACY_TESTS)" || { echo "no legacy_sdk tests found" >&2; exit 1; }
+	LIVE_RUNNER_IB_LIBRARY=ib_insync $(LEGACY_PY) -m pytest -m legacy_sdk $(LEGACY_TESTS) $(LEGACY_PYTEST_ARGS)
 
 bench: $(STAMP)
 	@set -e; for f in $(BENCHES); do echo "== $$f"; $(PY) $$f; done
@@ -48,4 +74,4 @@ lock:
 	mv constraints.txt.tmp constraints.txt
 
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) $(LEGACY_VENV) var

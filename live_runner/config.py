@@ -82,6 +82,28 @@ class PaperConfig(_Strict):
     state_url: str | None = None
 
 
+class IbkrConfig(_Strict):
+    """Interactive Brokers (TWS or IB Gateway) for `primary_broker/backup_broker: ibkr`.
+
+    The API itself has no credentials (the Gateway holds the login); the account id is read from
+    the environment variable named by `account_env` unless `account` is set here."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(4002, ge=1, le=65535)  # Gateway paper 4002, live 4001; TWS 7497 / 7496
+    client_id: int = Field(1, ge=0, le=2**31 - 1)
+    account: str | None = None
+    account_env: str = "IBKR_ACCOUNT"
+    connect_timeout_s: float = Field(10.0, gt=0)
+    # IB disconnects a client above 50 messages/s; stay below with a margin.
+    max_msgs_per_s: int = Field(45, ge=1, le=49)
+    reconnect_initial_s: float = Field(1.0, gt=0)
+    reconnect_max_s: float = Field(60.0, gt=0)
+    # How long a fill waits for its commission report before it is reported without one.
+    commission_wait_s: float = Field(2.0, ge=0)
+    # Highest IB order id reserved per client id (ids are never reused across sessions).
+    order_id_state: str | None = "var/ibkr_order_ids.json"
+
+
 class RiskConfig(_Strict):
     """Limits beyond the sketch's top-level ones (those stay top-level for compatibility)."""
 
@@ -177,6 +199,7 @@ class SystemConfig(_Strict):
     universe: list[str] | None = None
     strategies: StrategiesConfig = Field(default_factory=StrategiesConfig)
     paper: PaperConfig = Field(default_factory=PaperConfig)
+    ibkr: IbkrConfig = Field(default_factory=IbkrConfig)
     risk: RiskConfig = Field(default_factory=RiskConfig)
     journal: JournalConfig = Field(default_factory=JournalConfig)
     feed: FeedConfig = Field(default_factory=FeedConfig)

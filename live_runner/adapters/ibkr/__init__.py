@@ -1,0 +1,45 @@
+"""Interactive Brokers adapter (TWS / IB Gateway through ib_async, or ib_insync).
+
+- `client.IbkrExecutionClient`: the ExecutionClient (orders, fills, reconnect, reconcile).
+- `compat`: the one import site of the SDK; `mapping`: error codes and statuses;
+  `throttle`: the message throttle; `order_ids`: order ids never reused across sessions.
+
+Configuration: the `ibkr:` section (host, port, client_id, account or the variable named by
+`account_env` (IBKR_ACCOUNT), timeouts, max_msgs_per_s, reconnect backoff, order_id_state). The API
+has no credentials: the Gateway holds the login (IBC for unattended restarts).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from live_runner.config import SystemConfig
+
+
+def build_execution_client(config: SystemConfig, **kwargs: Any):
+    """The IBKR execution client for a runner config (the orderRef prefix is the session prefix)."""
+    from live_runner.adapters.ibkr.client import IbkrExecutionClient
+
+    kwargs.setdefault("prefix", config.session_id_prefix)
+    return IbkrExecutionClient(config.ibkr, **kwargs)
+
+
+async def probe(config: SystemConfig, environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """What `check-connections` reports: reachable?, server version, accounts, the SDK used."""
+    import asyncio
+
+    from live_runner.adapters.ibkr import compat
+
+    cfg = config.ibkr
+    ib = compat.IB()
+    out: dict[str, Any] = {"adapter": "ibkr", "endpoint": f"{cfg.host}:{cfg.port}",
+                           "client_id": cfg.client_id, "library": f"{compat.LIBRARY} {compat.VERSION}"}
+    try:
+        await asyncio.wait_for(ib.client.connectAsync(cfg.host, cfg.port, cfg.client_id,
+                                                      cfg.connect_timeout_s), cfg.connect_timeout_s)
+        out.update(ok=True, server_version=ib.client.serverVersion(), accounts=ib.client.getAccounts())
+    except Exception as exc:  # refused, timeout, handshake failure
+        out.update(ok=False, error=f"{type(exc).__name__}: {exc}")
+    finally:
+        ib.disconnect()
+    return out
