@@ -1,4 +1,4 @@
-"""Command line: `python -m live_runner {replay,run,sample-data,demo}`."""
+"""Command line: `python -m live_runner {replay,run,status,control,sample-data,demo}`."""
 
 from __future__ import annotations
 
@@ -36,6 +36,29 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--linger", action="store_true",
                      help="keep the ops server up after the data ends, until SIGTERM")
     _common(run)
+    st = sub.add_parser("status", help="show a running runner's state (GET /status of its ops server)")
+    st.add_argument("--url", help="the runner's ops server (default: $TRADING_OPS_URL, the config's "
+                                  "ops host/port, else http://127.0.0.1:8080)")
+    st.add_argument("--config", type=Path, help="take the default URL from this config's ops section")
+    st.add_argument("--json", action="store_true", help="print the raw JSON")
+    st.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for an answer")
+    ct = sub.add_parser(
+        "control", help="send an operator command to a running runner (POST /control/...)",
+        description="Commands: pause (no new entries, exits still managed), resume, emergency_stop "
+                    "(HALTED, cancel open orders, flatten), rebalance (close the newest positions "
+                    "beyond max_positions), flatten [--symbol S]. The bearer token is read from the "
+                    "environment variable named by the config's ops.token_env "
+                    "(default TRADING_CONTROL_TOKEN). Exit: 0 accepted, 1 refused (401/404/400), "
+                    "2 usage, 3 runner unreachable.")
+    ct.add_argument("cmd", metavar="command", choices=["pause", "resume", "emergency_stop", "rebalance",
+                                                        "flatten"],
+                    help="pause | resume | emergency_stop | rebalance | flatten")
+    ct.add_argument("--symbol", help="flatten only this symbol")
+    ct.add_argument("--url", help="the runner's ops server (default as for `status`)")
+    ct.add_argument("--config", type=Path, help="take the default URL and ops.token_env from this config")
+    ct.add_argument("--operator", help="who is sending the command (journaled; default: the OS user)")
+    ct.add_argument("--json", action="store_true", help="print the runner's answer as JSON")
+    ct.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for an answer")
     sub.add_parser("sample-data", help="write a deterministic synthetic session (see its --help)")
     demo = sub.add_parser("demo", help="generate the sample session and replay it")
     demo.add_argument("--json", action="store_true")
@@ -53,14 +76,20 @@ def _run(args: argparse.Namespace, bars: Path, speed: float | None) -> int:
     universe = [s.strip() for s in args.universe.split(",")] if getattr(args, "universe", None) else None
     opts = RunOptions(bars=bars, journal_url=args.journal or config.journal.url, universe=universe,
                       progress=not args.json, speed=speed)
-    logging.basicConfig(level=config.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from live_runner import logs
+
+    # `run` also writes the per-session log file; a replay logs to stderr only.
+    log_setup = logs.setup_from_config(config, with_file=speed is not None)
+    if log_setup.file is not None:
+        logging.getLogger("live_runner.service").info("logging to %s (run %s)", log_setup.file,
+                                                      log_setup.run_id)
     install_sigterm(opts.stop_event)
     from live_runner import pipes_bridge
 
     bridge = pipes_bridge.attach()  # a no-op unless started by Dagster Pipes
     from live_runner.adapters.replay import BarFileError
     from live_runner.journal import JournalDivergence
+    from live_runner.service import RunnerError
 
     try:
         if speed is None:
@@ -79,6 +108,12 @@ def _run(args: argparse.Namespace, bars: Path, speed: float | None) -> int:
     except JournalDivergence as exc:
         print(f"error: refusing to resume: {exc}", file=sys.stderr)
         return 3
+    except RunnerError as exc:
+        # The service has alerted, journaled the error and flushed; the summary is what was done.
+        if args.json:
+            print(json.dumps(exc.summary, sort_keys=True))
+        print(f"error: the runner failed: {exc}", file=sys.stderr)
+        return 4
     bridge.report(summary)
     if args.json:
         print(json.dumps(summary, sort_keys=True))
@@ -107,9 +142,33 @@ def main(argv: list[str] | None = None) -> int:
             print("error: paper mode needs a feed: --bars PATH or feed.bars in the config", file=sys.stderr)
             return 2
         return _run(args, bars, args.speed or feed.speed)
+    if args.command in ("status", "control"):
+        return _client(args)
     if args.command == "demo":
         return _demo(args.json)
     return 2
+
+
+def _client(args: argparse.Namespace) -> int:
+    """`status` and `control`: thin clients of the runner's ops HTTP API (see ops_client)."""
+    from live_runner import ops_client
+
+    ops = None
+    if args.config is not None:
+        try:
+            ops = load_config(args.config).ops
+        except ConfigError as exc:
+            print(f"error: invalid configuration\n{exc}", file=sys.stderr)
+            return 2
+    url = args.url or ops_client.default_url(ops)
+    if args.command == "status":
+        return ops_client.status(url, args.json, sys.stdout, sys.stderr, timeout_s=args.timeout)
+    if args.symbol and args.cmd != "flatten":
+        print(f"error: --symbol only goes with flatten, not {args.cmd}", file=sys.stderr)
+        return 2
+    token_env = ops.token_env if ops is not None else ops_client.DEFAULT_TOKEN_ENV
+    return ops_client.control(url, args.cmd, args.symbol, args.operator, token_env, sys.stdout,
+                              sys.stderr, as_json=args.json, timeout_s=args.timeout)
 
 
 def _demo(as_json: bool) -> int:

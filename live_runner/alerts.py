@@ -76,8 +76,10 @@ class LogSink:
         extra = ([("component", alert.component)] if alert.component else []) + list(alert.data)
         tail = "".join(f" {k}={v}" for k, v in extra)
         sev = alert.severity.value.upper()
+        context = {"component": alert.component or "alert_system",
+                   "client_order_id": dict(alert.data).get("client_order_id", "")}
         self._logger.log(_LOG_LEVELS[alert.severity], "ALERT [%s] %s: %s%s", sev, alert.key,
-                         alert.message, tail)
+                         alert.message, tail, extra=context)
 
 
 class WebhookSink:

@@ -130,6 +130,7 @@ class OpsConfig(_Strict):
     heartbeat_allowance_s: float = Field(30.0, gt=0)
     max_body_bytes: int = Field(4096, ge=64)
     request_timeout_s: float = Field(5.0, gt=0)
+    max_connections: int = Field(128, ge=1)
 
 
 class PolygonConfig(_Strict):
@@ -184,6 +185,12 @@ class SystemConfig(_Strict):
     update_frequency_ms: int = Field(1000, ge=1)
     data_retention_days: int = Field(30, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    # Logs (live_runner/logs.py): text or JSON lines on stderr and in a per-session file
+    # (log_dir/trading_system_YYYYMMDD.log, rotated by size; log_dir null: no file).
+    log_format: Literal["text", "json"] = "text"
+    log_dir: str | None = "var/logs"
+    log_file_max_bytes: int = Field(50 * 1024 * 1024, ge=1024)
+    log_file_backups: int = Field(5, ge=0)
     active_strategies: list[str] = Field(default_factory=lambda: list(BUILTIN_STRATEGIES))
     market_open_time: str = "09:30"
     market_close_time: str = "16:00"

@@ -39,7 +39,9 @@ def config_fingerprint(config: SystemConfig) -> str:
     """What a resumed run must share with the original: everything but where it writes and how
     fast it reads (a different fingerprint diverges at the first event: resume refused)."""
     data = config.model_dump(mode="json", exclude={"journal": True, "feed": True, "log_level": True,
-                                                   "ops": True, "paper": {"state_url"}})
+                                                   "ops": True, "paper": {"state_url"},
+                                                   "log_format": True, "log_dir": True,
+                                                   "log_file_max_bytes": True, "log_file_backups": True})
     return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
 
@@ -69,7 +71,7 @@ class TradingNode:
             state = Journal(config.paper.state_url, batch_size=1) if config.paper.state_url else None
             execution_client = PaperExecutionClient(config.paper, state)
         client = execution_client
-        self.execution = ExecutionEngine(client)  # type: ignore[arg-type]
+        self.execution = ExecutionEngine(client, on_alert=self._alert)  # type: ignore[arg-type]
         self.strategies = StrategyEngine(config, self.portfolio.position_qty, universe)
         self.orders = OrderManager(
             portfolio=self.portfolio, risk=self.risk, execution=self.execution, journal=journal,

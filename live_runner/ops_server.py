@@ -17,6 +17,7 @@ from typing import Any, Protocol
 log = logging.getLogger("live_runner.ops")
 
 MAX_HEADER_BYTES = 8192
+MAX_CONNECTIONS = 128  # concurrent clients; more are answered 503 at once (slow-client floods)
 REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
            405: "Method Not Allowed", 408: "Request Timeout", 413: "Payload Too Large",
            431: "Request Header Fields Too Large", 500: "Internal Server Error",
@@ -44,20 +45,24 @@ class HttpError(Exception):
 
 class OpsServer:
     def __init__(self, app: OpsApp, host: str, port: int, token: str | None, *,
-                 max_body: int = 4096, timeout_s: float = 5.0) -> None:
+                 max_body: int = 4096, timeout_s: float = 5.0,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
         self.app = app
         self.host = host
         self.port = port
         self.token = token
         self.max_body = max_body
         self.timeout_s = timeout_s
+        self.max_connections = max_connections
         self._server: asyncio.base_events.Server | None = None
         self.requests = 0
         self.rejected = 0
+        self.active = 0
+        self.turned_away = 0
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._handle, self.host, self.port,
-                                                  limit=MAX_HEADER_BYTES)
+                                                  limit=MAX_HEADER_BYTES, backlog=512)
         return self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -66,6 +71,28 @@ class OpsServer:
             await self._server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.active >= self.max_connections:
+            # Too many clients at once (most likely slow ones holding their sockets): refuse now
+            # rather than queue, so a flood costs a socket for microseconds, not timeout_s.
+            self.turned_away += 1
+            self.requests += 1
+            self.rejected += 1
+            status, body, ctype = _json(503, {"error": "too many connections"})
+            try:
+                writer.write(_head(status, ctype, len(body)) + body)
+                await asyncio.wait_for(writer.drain(), 1.0)
+            except (ConnectionError, asyncio.TimeoutError):
+                pass
+            finally:
+                writer.close()
+            return
+        self.active += 1
+        try:
+            await self._serve(reader, writer)
+        finally:
+            self.active -= 1
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             status, body, ctype = await asyncio.wait_for(self._respond(reader, writer), self.timeout_s)
         except asyncio.TimeoutError:
@@ -81,11 +108,8 @@ class OpsServer:
         self.requests += 1
         if status >= 400:
             self.rejected += 1
-        head = (f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\nContent-Type: {ctype}\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n"
-                "Cache-Control: no-store\r\n\r\n").encode()
         try:
-            writer.write(head + body)
+            writer.write(_head(status, ctype, len(body)) + body)
             await asyncio.wait_for(writer.drain(), self.timeout_s)
         except (ConnectionError, asyncio.TimeoutError):
             pass
@@ -179,6 +203,12 @@ class OpsServer:
                     raise HttpError(400, "operator must be a string of 1-64 characters")
                 who = f"{who}:{operator}"
         return who
+
+
+def _head(status: int, ctype: str, length: int) -> bytes:
+    return (f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\nContent-Type: {ctype}\r\n"
+            f"Content-Length: {length}\r\nConnection: close\r\n"
+            "Cache-Control: no-store\r\n\r\n").encode()
 
 
 def _json(status: int, data: dict[str, Any]) -> tuple[int, bytes, str]:

@@ -11,15 +11,18 @@ import asyncio
 import logging
 import os
 import signal
+import threading
 import time
-from typing import TYPE_CHECKING, Any, Iterator
+import traceback
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator
 
 from live_runner.adapters.replay import BarFile
+from live_runner import logs
 from live_runner.alerts import sinks_from_env
 from live_runner.config import SystemConfig
 from live_runner.health import HealthMonitor
-from live_runner.journal import Journal
-from live_runner.models import Bar, Severity
+from live_runner.journal import Journal, JournalDivergence
+from live_runner.models import Bar, Severity, SystemState, TradingState
 from live_runner.node import TradingNode
 from live_runner.runs import RunOptions, summarize
 
@@ -34,27 +37,49 @@ CONTROL_COMMANDS = {"pause": "pause_trading", "resume": "resume_trading",
 _GAP_SKIP_NS = 30 * 60_000_000_000
 
 
+class RunnerError(RuntimeError):
+    """An exception escaped the feed or the chain: the run stopped in SystemState.ERROR.
+
+    Raised by `LiveService.run` after the error was alerted (CRITICAL), journaled and the journal
+    flushed; `summary` is what the run did up to it. The CLI exits non-zero on it."""
+
+    def __init__(self, message: str, summary: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
 class LiveService:
-    """Owns the node for a live run and answers the ops server (see ops_server.OpsApp)."""
+    """Owns the node for a live run and answers the ops server (see ops_server.OpsApp).
+
+    `bar_source` replaces the paced bars file with any async iterator of bars (a live data client;
+    tests release bars one by one with it); `health` injects a HealthMonitor (e.g. with a fake
+    monotonic clock)."""
 
     def __init__(self, config: SystemConfig, opts: RunOptions, environ: dict[str, str] | None = None,
-                 *, data_feed: "DataFeed | None" = None) -> None:
+                 *, bar_source: AsyncIterator[Bar] | None = None,
+                 health: HealthMonitor | None = None, data_feed: "DataFeed | None" = None) -> None:
         self.config = config
         self.opts = opts
         env = dict(os.environ if environ is None else environ)
         self.token = env.get(config.ops.token_env) or None
+        self.bar_source = bar_source
         # Live data (config primary_data_provider polygon|yahoo): live_runner.feeds, with failover.
-        if data_feed is None and config.primary_data_provider != "replay":
+        if data_feed is None and bar_source is None and config.primary_data_provider != "replay":
             from live_runner.feeds import build_live_feed
 
             data_feed = build_live_feed(config, env, opts.universe)
         self.data_feed = data_feed
-        self.bar_file = BarFile(opts.bars) if data_feed is None else None
+        self.bar_file = BarFile(opts.bars) if bar_source is None and data_feed is None else None
         self.total_bars = self.bar_file.validate() if self.bar_file is not None else None
         self.journal = Journal(opts.journal_url, batch_size=config.journal.batch_size)
         self.node = TradingNode(config, self.journal, universe=opts.universe,
                                 alert_sinks=sinks_from_env(env))
-        self.health = HealthMonitor(default_allowance_s=config.ops.heartbeat_allowance_s)
+        logs.set_session_source(lambda: self.node.session_name)
+        self.health = health or HealthMonitor(default_allowance_s=config.ops.heartbeat_allowance_s)
+        self.serving = threading.Event()  # set once the ops server listens (bound_port is known)
+        self.error: str | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._failure: BaseException | None = None
         self.resumed_from = self.journal.recorded_events
         self.started = time.perf_counter()
         self.feed_done = False
@@ -81,8 +106,12 @@ class LiveService:
             reasons.append("journal closed")
         if self.feed_done:
             reasons.append("data feed finished")
+        if not self.node.execution.connected:
+            reasons.append("execution client disconnected")
         if self.data_feed is not None and not self.data_feed.connected:
             reasons.append("data feed disconnected")
+        if self.node.state is SystemState.ERROR:
+            reasons.append(f"runner error: {self.error}")
         system = self.health.system_health()
         reasons += [f"{name} unhealthy" for name in system["unhealthy"]]  # type: ignore[union-attr]
         return not reasons, {"ready": not reasons, "reasons": reasons}
@@ -92,8 +121,14 @@ class LiveService:
         out["health"] = self.health.system_health()
         out["journal"] = {"url": _redact(self.journal.url), "pending": self.journal.pending,
                           "written": self.journal.written}
+        stats = self.node.alerts.stats()
+        stats.pop("recent", None)
+        out["alert_delivery"] = stats
+        out["broker_connected"] = self.node.execution.connected
         if self.data_feed is not None:
             out["data_feed"] = self.data_feed.status()
+        if self.error:
+            out["error"] = self.error
         return out
 
     def metrics_text(self) -> bytes:
@@ -108,7 +143,31 @@ class LiveService:
         name = CONTROL_COMMANDS[command]
         if symbol and name != "flatten":
             raise KeyError(command)
-        return self.node.command(name, source=source, symbol=symbol)
+        node = self.node
+        was_halted = node.risk.state is TradingState.HALTED
+        open_orders = len(node.orders.open_orders)
+        positions = len(node.portfolio.positions)
+        log.info("command %s%s from %s", command, f" {symbol}" if symbol else "", source,
+                 extra={"component": "ops_server"})
+        try:
+            result = node.command(name, source=source, symbol=symbol)
+        except Exception as exc:
+            node.alerts.raise_alert("command_error", Severity.CRITICAL,
+                                    f"{command} from {source} failed: {type(exc).__name__}: {exc}",
+                                    component="ops_server")
+            raise
+        if name == "emergency_stop" and was_halted:
+            # Already HALTED, so no state-change alert went out: the stop itself must still page.
+            node.alerts.raise_alert("emergency_stop", Severity.CRITICAL,
+                                    f"emergency stop by {source}: {open_orders} open orders canceled, "
+                                    f"{positions} positions flattened", component="ops_server")
+        return result
+
+    def request_stop(self) -> None:
+        """Thread-safe: end the run as SIGTERM would (tests, embedding)."""
+        loop, stop = self._loop, getattr(self, "stop_event", None)
+        if loop is not None and stop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(stop.set)
 
     # --- loop ------------------------------------------------------------------------------------
     async def run(self) -> dict[str, Any]:
@@ -120,42 +179,110 @@ class LiveService:
             except (NotImplementedError, RuntimeError):  # not the main thread (tests)
                 pass
         self.stop_event = stop
+        self._loop = loop
         await self._start_server()
         watchdog = asyncio.create_task(self._watchdog(stop))
+        watchdog.add_done_callback(self._watchdog_done)
         self.node.start()
         try:
-            await self._feed(stop)
+            try:
+                await self._feed(stop)
+            except JournalDivergence:
+                raise  # a refused resume, not a crash: the CLI reports it (exit 3)
+            except Exception as exc:
+                self._failure = exc
+            if self._failure is not None:
+                self._on_runner_error(self._failure)
+                self.node.state = SystemState.ERROR
         finally:
             watchdog.cancel()
-            self.node.stop(close_session=not stop.is_set())
+            if self._failure is None:
+                self.node.stop(close_session=not stop.is_set())
+            else:
+                self._flush_after_error()
             self.health.mark_stopped("data_manager", "stopped")
             if self.server is not None:
                 await self.server.stop()
             self.journal.close()
             self.node.execution.close()
             self.node.alerts.close(2.0)
-        return summarize(self.node, time.perf_counter() - self.started, self.resumed_from)
+        summary = summarize(self.node, time.perf_counter() - self.started, self.resumed_from)
+        if self._failure is not None:
+            summary["error"] = self.error
+            summary["system_state"] = self.node.state.value
+            raise RunnerError(self.error or "runner error", summary) from self._failure
+        return summary
+
+    def _watchdog_done(self, task: "asyncio.Task[None]") -> None:
+        """A crashed watchdog means no more health checks: a runner error like any other."""
+        if task.cancelled() or task.exception() is None:
+            return
+        if self._failure is None:
+            self._failure = task.exception()
+        getattr(self, "stop_event", asyncio.Event()).set()
+
+    def _on_runner_error(self, exc: BaseException) -> None:
+        """Alert CRITICAL and journal what escaped; the run then stops in ERROR (no EOD flatten:
+        the state may be inconsistent, so positions and their resting stops are left for the
+        restart's reconciliation)."""
+        self.error = f"{type(exc).__name__}: {exc}"
+        log.critical("runner error, stopping: %s", self.error, exc_info=exc, extra={"component": "service"})
+        node = self.node
+        frames = traceback.format_exception(type(exc), exc, exc.__traceback__)
+        try:
+            node.journal.append(node.session_name, node.clock.now_ns(), "runner_error", type(exc).__name__,
+                                {"error": self.error, "traceback": "".join(frames)[-4000:],
+                                 "bars_processed": node.data.bars_processed})
+        except Exception:
+            log.exception("could not journal the runner error")
+        node.alerts.raise_alert("runner_error", Severity.CRITICAL,
+                                f"runner stopped on an error: {self.error}", component="service")
+
+    def _flush_after_error(self) -> None:
+        try:
+            self.journal.flush()
+        except Exception:
+            log.exception("journal flush after the runner error failed")
 
     async def _start_server(self) -> None:
         from live_runner.ops_server import OpsServer
 
         ops = self.config.ops
         self.server = OpsServer(self, ops.host, ops.port, self.token, max_body=ops.max_body_bytes,
-                                timeout_s=ops.request_timeout_s)
+                                timeout_s=ops.request_timeout_s, max_connections=ops.max_connections)
         self.bound_port = await self.server.start()
+        self.serving.set()
         log.info("ops server on http://%s:%d", ops.host, self.bound_port)
 
     async def _feed(self, stop: asyncio.Event) -> None:
         """Release each bar at its close time, `speed` x faster than real time; long gaps skipped."""
+        on_bar = self.node.data.on_bar
         if self.data_feed is not None:
             await self.data_feed.run(self.node, stop)
-            self.feed_done = True
-            while self.opts.linger and not stop.is_set():
-                await asyncio.sleep(0.05)
+            await self._finished(stop)
+            return
+        if self.bar_source is not None:
+            # A source may wait long for its next bar: race it against the stop signal.
+            bars = self.bar_source.__aiter__()
+            stopped = asyncio.ensure_future(stop.wait())
+            try:
+                while True:
+                    nxt = asyncio.ensure_future(bars.__anext__())
+                    await asyncio.wait((nxt, stopped), return_when=asyncio.FIRST_COMPLETED)
+                    if not nxt.done():
+                        nxt.cancel()
+                        return
+                    try:
+                        bar = nxt.result()
+                    except StopAsyncIteration:
+                        break
+                    on_bar(bar)
+            finally:
+                stopped.cancel()
+            await self._finished(stop)
             return
         assert self.bar_file is not None
         speed = self.opts.speed or 0.0
-        on_bar = self.node.data.on_bar
         t0_wall = time.monotonic()
         t0_market: int | None = None
         last = 0
@@ -176,6 +303,9 @@ class LiveService:
                     except asyncio.TimeoutError:
                         pass
             on_bar(bar)
+        await self._finished(stop)
+
+    async def _finished(self, stop: asyncio.Event) -> None:
         self.feed_done = True
         # Stay up for the operator after the data ends only when asked to (tests, demos).
         while self.opts.linger and not stop.is_set():
@@ -189,7 +319,9 @@ class LiveService:
             h.beat("event_loop")
             for name in ("strategy_engine", "risk_manager", "order_manager", "performance_tracker"):
                 h.beat(name)  # synchronous parts of the chain: alive whenever the loop turns
-            h.beat("execution_engine", "paper broker connected")
+            execution = node.execution
+            h.beat("execution_engine", f"{getattr(execution.active, 'name', 'broker')} "
+                                       f"{'connected' if execution.connected else 'DISCONNECTED'}")
             if node.data.bars_processed != self._last_bars:
                 self._last_bars = node.data.bars_processed
                 h.beat("data_manager", f"{self._last_bars} bars")

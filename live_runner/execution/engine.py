@@ -7,15 +7,34 @@ an order that the primary provably did not accept.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from live_runner.adapters.base import ExecutionClient, FillHandler, OrderEventHandler
 from live_runner.models import Bar, OrderRequest
 
 
 class ExecutionEngine:
-    def __init__(self, primary: ExecutionClient, backup: ExecutionClient | None = None) -> None:
+    def __init__(self, primary: ExecutionClient, backup: ExecutionClient | None = None,
+                 on_alert: Callable[[str, str, str], None] | None = None) -> None:
         self.primary = primary
         self.backup = backup
         self.active = primary
+        self.connected = True  # the paper broker is always connected; adapters report changes
+        self._alert = on_alert
+
+    def on_connection_change(self, connected: bool, detail: str = "") -> None:
+        """Adapters report their link to the broker here (off the hot path): the state feeds
+        /ready and the metrics, and each change raises an alert."""
+        if connected == self.connected:
+            return
+        self.connected = connected
+        name = getattr(self.active, "name", "broker")
+        tail = f": {detail}" if detail else ""
+        if self._alert is not None:
+            if connected:
+                self._alert("broker_reconnected", "warning", f"broker {name} reconnected{tail}")
+            else:
+                self._alert("broker_disconnected", "critical", f"broker {name} disconnected{tail}")
 
     def connect(self, on_event: OrderEventHandler, on_fill: FillHandler) -> None:
         self.primary.set_handlers(on_event, on_fill)

@@ -265,13 +265,14 @@ class OrderManager:
     def on_order_event(self, ev: OrderEvent) -> None:
         order = self.orders.get(ev.client_order_id)
         if order is None:
-            log.warning("event for unknown order %s: %s", ev.client_order_id, ev.status.value)
+            log.warning("event for unknown order %s: %s", ev.client_order_id, ev.status.value,
+                        extra={"client_order_id": ev.client_order_id})
             return
         if ev.status is order.status or ev.status in (OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED):
             return  # fills drive the fill states; repeated reports are harmless
         if ev.status not in _TRANSITIONS.get(order.status, frozenset()):
             log.warning("ignored transition %s -> %s for %s", order.status.value, ev.status.value,
-                        ev.client_order_id)
+                        ev.client_order_id, extra={"client_order_id": ev.client_order_id})
             return
         order.status = ev.status
         if ev.broker_order_id:
@@ -294,7 +295,8 @@ class OrderManager:
     def on_fill(self, fill: Fill) -> None:
         order = self.orders.get(fill.client_order_id)
         if order is None:
-            log.warning("fill for unknown order %s", fill.client_order_id)
+            log.warning("fill for unknown order %s", fill.client_order_id,
+                        extra={"client_order_id": fill.client_order_id})
             return
         if fill.exec_id in order.exec_ids:
             self.duplicate_fills += 1

@@ -118,11 +118,14 @@ def test_terminating_a_live_session_stops_the_runner_cleanly(site):
     run_id = site.launch("live_session", day,
                          {"ops": {"run_live_session": {"config": {"mode": "live", "speed": 20.0}}}})
     feed = str(site.tmp / "pipeline" / "sessions" / day / "feed.parquet")
-    [runner] = wait_for(lambda: processes_matching("live_runner", feed), 90, "the runner process")
-    time.sleep(3)  # let it trade into the session for a while
+    wait_for(lambda: processes_matching("live_runner", feed), 90, "the runner process")
+    # The runner opens Pipes (live_runner.pipes_bridge) once its signal handlers are installed.
+    wait_for(lambda: "successfully opened dagster pipes" in site.run_log(run_id), 90,
+             "the runner to open Dagster Pipes")
+    time.sleep(2)  # let it take bars for a while
     assert site.instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.STARTED
     assert site.instance.run_launcher.terminate(run_id)
-    run = site.wait_finished(run_id, 60)
+    run = site.wait_finished(run_id, 90)
     assert run.status == dg.DagsterRunStatus.CANCELED
     assert not processes_matching("live_runner", feed), "the runner outlived its run"
     log = site.run_log(run_id)
