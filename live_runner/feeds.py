@@ -27,9 +27,10 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from datetime import date
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from live_runner.adapters.base import FeedMarker, FeedState, LiveDataClient
+from live_runner.adapters.base import DailyBar, FeedMarker, FeedState, LiveDataClient
 from live_runner.calendar import CLOSED, REGULAR, MarketCalendar, SessionTimes
 from live_runner.models import NANOS_PER_MINUTE, Bar, Severity
 from live_runner.risk.rules import BackupDataGate
@@ -78,6 +79,23 @@ def build_live_feed(config: "SystemConfig", environ: Mapping[str, str] | None,
     if name is not None and name != config.primary_data_provider and name != "replay":
         backup = make_client(name, config, environ, market_now=market_now, yahoo_session=yahoo_session)
     return DataFeed(config, primary, backup, universe, market_now=market_now)
+
+
+def daily_bars_for(config: "SystemConfig", environ: Mapping[str, str] | None, day: date,
+                   symbols: Sequence[str] | None, *, yahoo_session: Any = None) -> tuple[str, list[DailyBar]]:
+    """Session `day`'s daily bars (previous closes) for Dagster's daily assets, blocking:
+    Polygon's grouped daily (the whole market when `symbols` is None) when a key is set, else
+    Yahoo symbol by symbol. Returns (provider, bars)."""
+    from live_runner.adapters.polygon import PolygonDataClient, api_key_from_env
+
+    key = api_key_from_env(environ)
+    if key:
+        return "polygon", PolygonDataClient(config.polygon, key).rest.grouped_daily(day, symbols)
+    if symbols is None:
+        raise FeedConfigError("no POLYGON_API_KEY: daily bars come from Yahoo, which needs a symbol list")
+    from live_runner.adapters.yahoo import YahooDataClient
+
+    return "yahoo", YahooDataClient(config.yahoo, session=yahoo_session).daily_for(day, list(symbols))
 
 
 class DataFeed:

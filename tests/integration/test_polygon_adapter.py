@@ -91,6 +91,16 @@ def test_grouped_daily_gives_previous_closes(fake: FakePolygon) -> None:
     assert len(client.rest.grouped_daily(PREV)) == 3  # the whole market
 
 
+def test_dagster_daily_bars_come_from_polygon_when_a_key_is_set(fake: FakePolygon) -> None:
+    from live_runner.feeds import daily_bars_for
+
+    fake.add_daily(PREV, "AAA", 4.0, 5.0, 3.5, 4.5, 1e6)
+    fake.add_daily(PREV, "BBB", 9.0, 9.5, 8.5, 9.25, 2e6)
+    cfg = parse_config({"polygon": fake.config()})
+    provider, bars = daily_bars_for(cfg, {"POLYGON_API_KEY": fake.api_key}, PREV, None)
+    assert provider == "polygon" and [(b.symbol, b.close) for b in bars] == [("AAA", 4.5), ("BBB", 9.25)]
+
+
 def test_a_429_storm_is_retried_with_backoff_counted_and_nothing_lost(fake: FakePolygon) -> None:
     bars = premarket()
     fake.add_bars(bars)
@@ -363,3 +373,36 @@ def test_a_dropped_connection_reconnects_and_the_gap_is_backfilled(fake: FakePol
     assert feed.counts["backfill_bars"] >= 4 and client.stream.counts["disconnects"] == 1
     assert node.data.bars_rejected == node.data.rejected[DUPLICATE]  # overlap only: duplicates
     assert any(isinstance(x, FeedMarker) for x in []) is False
+
+
+# --- against the real service (off by default) ----------------------------------------------------
+live_account = pytest.mark.skipif(
+    __import__("os").environ.get("TRADING_LIVE_TESTS") != "1",
+    reason="needs POLYGON_API_KEY and the internet; run with TRADING_LIVE_TESTS=1")
+
+
+@pytest.mark.live_account
+@live_account
+def test_real_polygon_rest_and_websocket() -> None:
+    """The previous session's grouped daily and SPY's minute bars over REST, then a websocket
+    subscription that authenticates (bars only flow while the market trades)."""
+    from live_runner.adapters.polygon import api_key_from_env
+    from live_runner.calendar import MarketCalendar
+
+    key = api_key_from_env()
+    assert key, "set POLYGON_API_KEY (or MASSIVE_API_KEY)"
+    cal = MarketCalendar()
+    today = cal.session_date_for_ts(time.time_ns())
+    prev = cal.session(cal.previous_session(today))
+    client = PolygonDataClient(parse_config({}).polygon, key)
+    daily = client.rest.grouped_daily(prev.date, ["SPY"])
+    assert [d.symbol for d in daily] == ["SPY"] and daily[0].close > 0
+    bars = client.rest.minute_bars("SPY", prev.open, prev.close)
+    assert len(bars) > 300
+
+    async def main() -> None:
+        await client.start(["SPY"], lambda: None)
+        await wait_for(lambda: client.state is FeedState.LIVE, timeout=30)
+        await client.stop()
+
+    run(main())

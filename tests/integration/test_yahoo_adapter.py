@@ -153,3 +153,29 @@ def test_the_poller_reports_a_dead_source(fake: FakeYahoo, client: YahooDataClie
         await client.stop()
 
     asyncio.run(main())
+
+
+def test_dagster_daily_bars_come_from_yahoo_without_a_polygon_key(fake: FakeYahoo) -> None:
+    from live_runner.feeds import FeedConfigError, daily_bars_for
+
+    cfg = parse_config({})
+    provider, bars = daily_bars_for(cfg, {}, date(2024, 3, 14), ["AAA", "BBB"], yahoo_session=fake.session())
+    assert provider == "yahoo" and [(b.symbol, b.close) for b in bars] == [("AAA", 4.5), ("BBB", 6.5)]
+    with pytest.raises(FeedConfigError, match="symbol list"):
+        daily_bars_for(cfg, {}, date(2024, 3, 14), None)
+
+
+live_account = pytest.mark.skipif(
+    __import__("os").environ.get("TRADING_LIVE_TESTS") != "1",
+    reason="needs the internet; run with TRADING_LIVE_TESTS=1")
+
+
+@pytest.mark.live_account
+@live_account
+def test_real_yahoo_daily_and_intraday_bars() -> None:
+    from datetime import timedelta
+
+    y = YahooDataClient(parse_config({}).yahoo)  # its own curl_cffi session, real Yahoo
+    end = date.today()
+    assert y.daily_history("SPY", end - timedelta(days=10), end)
+    assert y.intraday_bars("SPY") is not None
