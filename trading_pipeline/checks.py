@@ -102,7 +102,8 @@ def report_matches_journal(context: dg.AssetCheckExecutionContext,
     journal = Decimal(0)
     ended_with = None
     if store.journal_exists(day):
-        ses = load_state(store.journal_url_for(day, create=False), day.isoformat()).sessions.get(day.isoformat())
+        url = store.journal_url_for(day, create=False)
+        ses = load_state(url, day.isoformat()).sessions.get(day.isoformat())
         if ses is not None:
             journal = ses.realized
             if ses.end is not None and not ses.end.get("positions"):

@@ -201,9 +201,11 @@ class TradingStoreResource(dg.ConfigurableResource):
         url = self.journal_url_for(day, create=False)
         if url.startswith("sqlite:///"):
             return Path(url[len("sqlite:///"):]).exists()
-        engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        per_schema = "{session}" not in self._template()  # search_path alone would fall back
+        engine = sa.create_engine(self._template() if per_schema else url, poolclass=sa.pool.NullPool)
         try:
-            return sa.inspect(engine).has_table("journal_events")
+            schema = f"journal_{day:%Y%m%d}" if per_schema else None
+            return sa.inspect(engine).has_table("journal_events", schema=schema)
         finally:
             engine.dispose()
 

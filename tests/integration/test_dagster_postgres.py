@@ -81,3 +81,22 @@ def test_live_session_on_a_postgres_instance(tmp_path, pg_database):
     finally:
         engine.dispose()
     assert stored == 1 and events > 100
+
+
+def test_postgres_journals_one_schema_per_session_and_retention_drops_them(pg_database):
+    from datetime import date
+
+    from live_runner.journal import Journal
+
+    url = pg_database.render_as_string(hide_password=False)
+    store = TradingStoreResource(data_dir="var/unused", journal_url=url)
+    days = [date(2024, 11, 26), date(2024, 11, 27)]
+    for day in days:
+        assert not store.journal_exists(day)
+        journal = Journal(store.journal_url_for(day))
+        journal.append(day.isoformat(), 1, "session_start", "", {"equity": "100000.00"})
+        journal.close()
+        assert store.journal_exists(day)
+    assert store.journal_days() == days
+    assert store.drop_journal(days[0]) == 1
+    assert store.journal_days() == days[1:] and not store.journal_exists(days[0])
