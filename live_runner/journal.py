@@ -107,6 +107,14 @@ class Journal:
     def recorded_events(self) -> int:
         return len(self._existing)
 
+    def peek(self) -> tuple[str, int, str, str, dict[str, Any]] | None:
+        """While resuming: the stored event the run is about to regenerate (session, ts, kind,
+        key, payload), so that operator commands, which no bar causes, can be re-applied."""
+        if self.next_seq > len(self._existing):
+            return None
+        session, ts, kind, key, text = self._existing[self.next_seq - 1]
+        return session, ts, kind, key, orjson.loads(text)
+
     def append(self, session: str, ts: int, kind: str, key: str, payload: dict[str, Any]) -> int:
         """Buffer one event; returns its seq. Inside the stored prefix it is verified instead."""
         if self.divergence is not None:

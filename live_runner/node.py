@@ -23,6 +23,7 @@ from live_runner.data_manager import DataManager
 from live_runner.execution.engine import ExecutionEngine
 from live_runner.execution.order_manager import OrderManager
 from live_runner.journal import Journal
+from live_runner.latency import LatencyHistogram
 from live_runner.models import (
     NANOS_PER_MINUTE, Alert, Bar, OrderRole, Severity, SystemState, TradingState,
 )
@@ -35,13 +36,20 @@ from live_runner.strategy_engine import StrategyEngine
 
 log = logging.getLogger("live_runner.node")
 
+# The settings that shape trading decisions. Endpoints, logging, pacing and storage locations are
+# left out, so a restart may point at another log folder or gain a new adapter section.
+DECISION_FIELDS = frozenset({
+    "account_size", "max_positions", "max_daily_loss_pct", "max_position_size_pct",
+    "risk_per_trade_pct", "active_strategies", "flatten_time", "flatten_on_shutdown", "universe",
+    "strategies", "paper", "risk", "session_id_prefix", "premarket_start", "afterhours_end",
+})
+
+
 def config_fingerprint(config: SystemConfig) -> str:
-    """What a resumed run must share with the original: everything but where it writes and how
-    fast it reads (a different fingerprint diverges at the first event: resume refused)."""
-    data = config.model_dump(mode="json", exclude={"journal": True, "feed": True, "log_level": True,
-                                                   "ops": True, "paper": {"state_url"},
-                                                   "log_format": True, "log_dir": True,
-                                                   "log_file_max_bytes": True, "log_file_backups": True})
+    """What a resumed run must share with the original (a different fingerprint diverges at the
+    first event, so the resume is refused)."""
+    data = config.model_dump(mode="json", include=set(DECISION_FIELDS))
+    data["paper"].pop("state_url", None)
     return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
 
@@ -82,6 +90,7 @@ class TradingNode:
             on_signal_rejected=self.strategies.on_signal_rejected, on_alert=self._alert)
         self.execution.connect(self.orders.on_order_event, self.orders.on_fill)
         self.data = DataManager(self.calendar, self._on_bar, self._on_session)
+        self.tick_to_order = LatencyHistogram()  # DataManager.on_bar entry -> ExecutionEngine.submit
         self.session: SessionTimes | None = None
         self.session_name = ""
         self._flatten_ns = 0
@@ -96,6 +105,15 @@ class TradingNode:
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
         self.state = SystemState.RUNNING
+        self._replay_commands()
+
+    def _replay_commands(self) -> None:
+        """Resuming: re-apply the operator commands the journal holds at this point of the stream
+        (a pause, a flatten...), so the regenerated run is the one that happened."""
+        journal = self.journal
+        while (stored := journal.peek()) is not None and stored[2] == "command":
+            payload = stored[4]
+            self.command(stored[3], source=payload.get("source", "journal"), symbol=payload.get("symbol", ""))
 
     def feed(self, bars: Iterable[Bar]) -> None:
         on_bar = self.data.on_bar
@@ -125,8 +143,12 @@ class TradingNode:
         self.portfolio.mark(sym, bar.close)
         signals = self.strategies.on_bar(bar)
         if signals:
+            execution = self.execution
+            sent = execution.last_submit_ns
             for signal in signals:
                 self.orders.on_signal(signal)
+            if execution.last_submit_ns != sent:  # the signals caused an order: time it
+                self.tick_to_order.record(execution.last_submit_ns - self.data.bar_start_ns)
         if held or sym in positions:
             if ts >= self._flatten_ns and sym in positions:
                 self.orders.flatten(sym, OrderRole.EOD)
@@ -135,8 +157,11 @@ class TradingNode:
                     self.orders.flatten_all(OrderRole.MANUAL)
         if ts >= self._next_mark and ts < self._mark_until:
             self._mark_equity(ts)
-        if self._reconcile_due and not self.journal.resuming and not self.execution.resuming:
-            self.reconcile()
+        if self._reconcile_due:
+            if self.journal.resuming:
+                self._replay_commands()
+            elif not self.execution.resuming:
+                self.reconcile()
 
     def reconcile(self) -> bool:
         """Compare our positions with the broker's; a difference we cannot explain halts trading."""
@@ -260,10 +285,17 @@ class TradingNode:
         return {"command": name, "state": self.state.value, "trading_state": self.risk.state.value}
 
     def _rebalance(self) -> None:
-        """Close the newest positions beyond max_positions (trimming is done by flattening)."""
+        """Close the newest positions beyond max_positions, then trim any position worth more than
+        max_position_size_pct of equity back to that size (its stop and target follow)."""
         positions = sorted(self.portfolio.positions.values(), key=lambda p: (p.opened_ts, p.symbol))
         for pos in positions[self.config.max_positions:]:
             self.orders.flatten(pos.symbol, OrderRole.MANUAL)
+        equity = self.portfolio.equity()
+        cap = self.config.max_position_size_pct * equity
+        for pos in positions[:self.config.max_positions]:
+            if pos.last_price > 0 and pos.qty * pos.last_price > cap:
+                keep = int(cap // pos.last_price)
+                self.orders.trim(pos.symbol, pos.qty - keep)
 
     def _on_trading_state(self, old: TradingState, new: TradingState, reason: str) -> None:
         self.journal.append(self.session_name, self.clock.now_ns(), "trading_state", new.value,

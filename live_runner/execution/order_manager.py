@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Callable
@@ -100,6 +101,7 @@ class OrderManager:
         self.orders_submitted = 0
         self.fills = 0
         self.duplicate_fills = 0
+        self.closed_orders: Counter[tuple[str, Side, OrderStatus]] = Counter()  # final statuses
 
     # --- session -----------------------------------------------------------------------------
     def start_session(self, session: str, open_ns: int, flatten_ns: int, close_ns: int) -> None:
@@ -226,6 +228,23 @@ class OrderManager:
         trade.flatten_id = req.client_order_id
         return req.client_order_id
 
+    def trim(self, symbol: str, qty: int) -> str | None:
+        """Sell part of a position at market; the OCO pair is re-placed for what remains."""
+        trade = self.trades.get(symbol)
+        held = self.portfolio.position_qty(symbol)
+        if trade is None or qty <= 0 or held <= 0 or trade.flatten_id:
+            return None
+        qty = min(qty, held)
+        req = OrderRequest(
+            client_order_id=self.next_id(trade.strategy, symbol), strategy=trade.strategy,
+            symbol=symbol, side=Side.SELL, qty=qty, order_type=OrderType.MARKET, role=OrderRole.MANUAL,
+            ts=self.clock.now_ns(), reference_price=self.portfolio.last_price.get(symbol, 0.0))  # type: ignore[attr-defined]
+        if not self._approve(req):
+            return None
+        self._cancel_exits(trade)  # exits sized to the old position would oversell after the trim
+        self._send(req)
+        return req.client_order_id
+
     def flatten_all(self, role: OrderRole = OrderRole.MANUAL) -> list[str]:
         # Symbols with only a working entry too: flatten cancels it, so that it cannot fill after
         # the close (the paper broker fills a market order left at the session end at the last close).
@@ -287,8 +306,9 @@ class OrderManager:
                         f"order {req.client_order_id} rejected: {ev.reason}")
 
     def _closed(self, order: Order) -> None:
-        self.open_orders.pop(order.client_order_id, None)
         req = order.request
+        if self.open_orders.pop(order.client_order_id, None) is not None:  # once per order
+            self.closed_orders[(req.strategy, req.side, order.status)] += 1
         if req.role is OrderRole.ENTRY and self.pending_entries.get(req.symbol) is order:
             del self.pending_entries[req.symbol]
 
@@ -351,8 +371,8 @@ class OrderManager:
             if entry is None or not entry.is_open:
                 self._record_trade(req.symbol, trade)
             return
-        if req.role in (OrderRole.STOP, OrderRole.TARGET):
-            # OCO partially filled: resize the pair to what is still held.
+        if req.role in (OrderRole.STOP, OrderRole.TARGET, OrderRole.MANUAL):
+            # OCO partially filled, or a trim: resize the pair to what is still held.
             self._place_exits(req.symbol, trade)
 
     def _record_trade(self, symbol: str, trade: _OpenTrade) -> None:
