@@ -324,6 +324,13 @@ class DataFeed:
                 self._down_since = None
                 self._alert("data_feed_up", Severity.WARNING, f"{primary.name} delivers bars again")
             return
+        backup_down = self._down_reason(self.active, now_m, phase)
+        if backup_down is not None and self._down_since is None:
+            self._down_since = now_m  # both feeds down: page once until the backup delivers again
+            self._alert("data_feed_down", Severity.CRITICAL,
+                        f"backup {backup_down} while the primary is down too")
+        elif self._down_since is not None and self.active.last_bar_at > self._down_since:
+            self._down_since = None
         if self._delivering(primary, now_m, phase):
             if self._healthy_since is None:
                 self._healthy_since = now_m

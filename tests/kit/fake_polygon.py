@@ -335,6 +335,15 @@ class FakePolygon:
                 await ws.send(text)
         self._call(go())
 
+    def kick_slow_consumers(self) -> None:
+        """What Polygon does to a client that reads too slowly: a status, then a close (1008)."""
+        async def go() -> None:
+            for ws in list(self._clients):
+                await ws.send(json.dumps([{"ev": "status", "status": "slow_consumer",
+                                           "message": "client is too slow, disconnecting"}]))
+                await ws.close(code=1008, reason="slow consumer")
+        self._call(go())
+
     def drop_connections(self) -> None:
         """Kill every socket without a close frame (the client sees an abnormal closure)."""
         async def go() -> None:
