@@ -22,11 +22,13 @@ DEMO_DATE = SAMPLE_ANCHOR.isoformat()  # the sample session of `python -m live_r
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-def prepare_home(root: Path = PROJECT_ROOT) -> Path:
-    """var/dagster with the local instance config; DAGSTER_HOME points at it."""
+def prepare_home() -> Path:
+    """var/dagster (under TRADING_PROJECT_ROOT when set) with the local instance config;
+    DAGSTER_HOME points at it."""
+    root = Path(os.environ.get("TRADING_PROJECT_ROOT") or PROJECT_ROOT)
     home = root / "var" / "dagster"
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(root / "dagster.local.yaml", home / "dagster.yaml")
+    shutil.copyfile(PROJECT_ROOT / "dagster.local.yaml", home / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
