@@ -111,6 +111,11 @@ class RiskConfig(_Strict):
     price_collar_pct: float = Field(0.10, gt=0)
     flatten_on_daily_loss: bool = False
     halt_on_backup_data: bool = True
+    # Pattern-day-trader rule (rules.pdt_rule_factory), fed by a broker that reports the account's
+    # day-trade count (Alpaca): below pdt_min_equity, no entry once pdt_max_day_trades is reached.
+    pdt_check: bool = True
+    pdt_max_day_trades: int = Field(3, ge=0)
+    pdt_min_equity: float = Field(25_000.0, ge=0)
 
 
 class FeedConfig(_Strict):
@@ -169,6 +174,56 @@ class DataFailoverConfig(_Strict):
     check_interval_s: float = Field(0.5, gt=0)
 
 
+class AlpacaConfig(_Strict):
+    """The Alpaca execution client (live_runner/adapters/alpaca). Keys come only from the
+    environment: APCA_API_KEY_ID and APCA_API_SECRET_KEY."""
+
+    paper: bool = True
+    # None: the SDK's endpoint for `paper` (paper-api / api.alpaca.markets and their /stream).
+    base_url: str | None = None
+    stream_url: str | None = None
+    # Every REST call is bounded by this (the SDK has no timeout of its own).
+    request_timeout_s: float = Field(10.0, gt=0)
+    # Open orders and no trade update for this long: their state is read over REST, and a stream
+    # that missed something is reconnected.
+    stale_after_s: float = Field(15.0, gt=0)
+    reconnect_min_s: float = Field(1.0, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0)
+    # After an ambiguous submit: wait this long before looking the order up by client id (twice
+    # "not found", this far apart, proves it was not accepted); lookups back off up to the max.
+    lookup_settle_s: float = Field(1.0, ge=0)
+    lookup_retry_max_s: float = Field(30.0, gt=0)
+    # A 429 on submit: looked up, then sent again (same client id) at most this many times.
+    rate_limit_resends: int = Field(5, ge=0)
+    account_refresh_s: float = Field(60.0, gt=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError(f"expected an http(s):// URL, got {v!r}")
+        return v.rstrip("/") if v else v
+
+    @field_validator("stream_url")
+    @classmethod
+    def _ws(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^wss?://[^/\s]+", v):
+            raise ValueError(f"expected a ws(s):// URL, got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _paper_matches(self) -> "AlpacaConfig":
+        for url in (self.base_url, self.stream_url):
+            host = (url or "").split("://", 1)[-1].split("/", 1)[0]
+            if self.paper and host in ("api.alpaca.markets",):
+                raise ValueError(f"paper is true but {url} is the live endpoint")
+            if not self.paper and host.startswith("paper-api."):
+                raise ValueError(f"paper is false but {url} is the paper endpoint")
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise ValueError("reconnect_min_s must not exceed reconnect_max_s")
+        return self
+
+
 class JournalConfig(_Strict):
     url: str = "sqlite:///var/journal.db"
     batch_size: int = Field(1000, ge=1)
@@ -207,6 +262,7 @@ class SystemConfig(_Strict):
     strategies: StrategiesConfig = Field(default_factory=StrategiesConfig)
     paper: PaperConfig = Field(default_factory=PaperConfig)
     ibkr: IbkrConfig = Field(default_factory=IbkrConfig)
+    alpaca: AlpacaConfig = Field(default_factory=AlpacaConfig)
     risk: RiskConfig = Field(default_factory=RiskConfig)
     journal: JournalConfig = Field(default_factory=JournalConfig)
     feed: FeedConfig = Field(default_factory=FeedConfig)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
+from time import perf_counter_ns as _perf_ns
 from typing import TYPE_CHECKING, Callable
 
 from live_runner.models import Bar
@@ -64,10 +65,12 @@ class DataManager:
         self._hi = -1
         self.session: SessionTimes | None = None
         self.bars_processed = 0
+        self.bar_start_ns = 0  # perf_counter_ns at the latest on_bar entry (latency, staleness)
         self.rejected: Counter[str] = Counter()
         self._logged: set[tuple[str, str]] = set()
 
     def on_bar(self, bar: Bar) -> None:
+        self.bar_start_ns = _perf_ns()
         ts = bar.ts
         low = bar.low
         if not (0.0 < low <= bar.open <= bar.high and low <= bar.close <= bar.high and bar.volume >= 0.0):

@@ -59,6 +59,7 @@ class OpsServer:
         self.rejected = 0
         self.active = 0
         self.turned_away = 0
+        self.errors: dict[str, int] = {}  # 500s by exception type (trading_system_errors_total)
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._handle, self.host, self.port,
@@ -104,6 +105,7 @@ class OpsServer:
             return
         except Exception as exc:  # never let one request take the loop down
             log.exception("ops request failed")
+            self.errors[type(exc).__name__] = self.errors.get(type(exc).__name__, 0) + 1
             status, body, ctype = _json(500, {"error": f"internal error: {type(exc).__name__}"})
         self.requests += 1
         if status >= 400:

@@ -29,12 +29,13 @@ ORDER_TYPE = "ORDER_TYPE"
 DUPLICATE_SIGNAL = "DUPLICATE_SIGNAL"
 NO_PRICE = "NO_PRICE"
 POSITION_OPEN = "POSITION_OPEN"
+PDT = "PDT"
 BACKUP_DATA = "BACKUP_DATA"
 
 REASON_CODES = (
     HALTED, REDUCING_ONLY, PAUSED, NO_SHORT, SIZE_ZERO, DAILY_LOSS_LIMIT, MAX_POSITIONS,
     POSITION_SIZE, BUYING_POWER, RATE_LIMIT, PRICE_COLLAR, TRADING_HOURS, ORDER_TYPE,
-    DUPLICATE_SIGNAL, NO_PRICE, POSITION_OPEN, BACKUP_DATA,
+    DUPLICATE_SIGNAL, NO_PRICE, POSITION_OPEN, BACKUP_DATA, PDT,
 )
 
 FLATTEN_ROLES = frozenset({OrderRole.EOD, OrderRole.MANUAL})
@@ -191,3 +192,32 @@ def rate_rule(req: OrderRequest, v: RiskView, lim: RiskLimits) -> str | None:
     if is_entry(req) and v.orders_last_minute >= lim.max_orders_per_minute:
         return RATE_LIMIT
     return None
+
+
+class PdtState(msgspec.Struct, frozen=True, gc=False):
+    """The broker account's pattern-day-trader state (Alpaca: `daytrade_count`,
+    `pattern_day_trader`, `equity`), as last read by the execution client."""
+
+    daytrade_count: int
+    pattern_day_trader: bool
+    equity: float
+
+
+def pdt_rule_factory(state: Callable[[], "PdtState | None"], max_day_trades: int = 3,
+                     min_equity: float = 25_000.0) -> Rule:
+    """Every entry of an intraday strategy becomes a day trade by the close. Below `min_equity`,
+    refuse entries once the account has `max_day_trades` day trades (the next one would flag it as
+    a pattern day trader) or is already flagged. Exits always pass; an unknown state (no account
+    read yet) passes too, leaving the broker's own check."""
+
+    def pdt_rule(req: OrderRequest, v: RiskView, lim: RiskLimits) -> str | None:
+        if not is_entry(req):
+            return None
+        s = state()
+        if s is None or s.equity >= min_equity:
+            return None
+        if s.pattern_day_trader or s.daytrade_count >= max_day_trades:
+            return PDT
+        return None
+
+    return pdt_rule
