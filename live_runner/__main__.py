@@ -110,6 +110,7 @@ def _run(args: argparse.Namespace, bars: Path, speed: float | None) -> int:
         return 3
     except RunnerError as exc:
         # The service has alerted, journaled the error and flushed; the summary is what was done.
+        bridge.report(exc.summary)
         if args.json:
             print(json.dumps(exc.summary, sort_keys=True))
         print(f"error: the runner failed: {exc}", file=sys.stderr)
