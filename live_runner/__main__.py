@@ -139,10 +139,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: invalid configuration\n{exc}", file=sys.stderr)
             return 2
         bars = args.bars or (Path(feed.bars) if feed.bars else None)
-        if bars is None:
-            print("error: paper mode needs a feed: --bars PATH or feed.bars in the config", file=sys.stderr)
+        live_data = load_config(args.config).primary_data_provider != "replay"
+        if bars is None and not live_data:
+            print("error: paper mode needs a feed: --bars PATH or feed.bars in the config "
+                  "(or primary_data_provider: polygon|yahoo)", file=sys.stderr)
             return 2
-        return _run(args, bars, args.speed or feed.speed)
+        return _run(args, bars, args.speed or feed.speed)  # type: ignore[arg-type]
     if args.command in ("status", "control"):
         return _client(args)
     if args.command == "demo":

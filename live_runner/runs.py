@@ -26,7 +26,7 @@ from live_runner.node import TradingNode
 
 @dataclass
 class RunOptions:
-    bars: Path
+    bars: Path | None
     journal_url: str
     universe: list[str] | None = None
     progress: bool = False
