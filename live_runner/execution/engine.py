@@ -16,6 +16,11 @@ not accept:
 
 Positions are tracked per broker (from each client's fills and its own `positions()`), merged for
 reconciliation and shown side by side in `status()`.
+
+Optional client hooks, beyond adapters/base.py's protocol (the paper broker has none of them):
+`set_not_accepted_handler(cb(request, reason, recovering))`, `set_alert_handler(cb(key, severity,
+message))`, `set_connection_handler(cb(connected, detail))`, `available` (REST reachable),
+`risk_rules(risk_config)` (extra pre-trade rules, e.g. Alpaca's PDT rule).
 """
 
 from __future__ import annotations

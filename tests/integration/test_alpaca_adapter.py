@@ -565,6 +565,17 @@ def test_keys_only_from_the_environment(fake: FakeAlpaca) -> None:
     c.close()
 
 
+def test_config_refuses_endpoints_that_contradict_paper() -> None:
+    from live_runner.config import ConfigError
+
+    with pytest.raises(ConfigError, match="live endpoint"):
+        parse_config({"alpaca": {"paper": True, "base_url": "https://api.alpaca.markets"}})
+    with pytest.raises(ConfigError, match="paper endpoint"):
+        parse_config({"alpaca": {"paper": False, "stream_url": "wss://paper-api.alpaca.markets/stream"}})
+    with pytest.raises(ConfigError, match="ws"):
+        parse_config({"alpaca": {"stream_url": "http://127.0.0.1:1/stream"}})
+
+
 # --- the whole chain ---------------------------------------------------------------------------
 def gapper() -> SessionBuilder:
     s = SessionBuilder(day=DAY)
