@@ -64,6 +64,7 @@ class _OpenTrade:
     stop_id: str = ""
     target_id: str = ""
     flatten_id: str = ""
+    trim_id: str = ""
     last_exit_role: OrderRole = OrderRole.MANUAL
     exit_ts: int = 0
 
@@ -101,7 +102,8 @@ class OrderManager:
         self.orders_submitted = 0
         self.fills = 0
         self.duplicate_fills = 0
-        self.closed_orders: Counter[tuple[str, Side, OrderStatus]] = Counter()  # final statuses
+        # Final statuses of the orders forgotten at session starts (metrics; the rest are in orders).
+        self.closed_before: Counter[tuple[str, Side, OrderStatus]] = Counter()
 
     # --- session -----------------------------------------------------------------------------
     def start_session(self, session: str, open_ns: int, flatten_ns: int, close_ns: int) -> None:
@@ -111,6 +113,9 @@ class OrderManager:
         self._session_open = open_ns
         self._entry_cutoff = flatten_ns
         self._session_close = close_ns
+        for o in self.orders.values():
+            if o.status in TERMINAL_STATUSES:
+                self.closed_before[(o.request.strategy, o.request.side, o.status)] += 1
         self.orders = {cid: o for cid, o in self.open_orders.items()}
 
     def next_id(self, strategy: str, symbol: str) -> str:
@@ -223,6 +228,8 @@ class OrderManager:
             self._alert(f"flatten_refused:{symbol}", "critical",
                         f"could not flatten {symbol}: {self.risk.denials.most_common(1)}")
             return None
+        if trade.trim_id and self.orders[trade.trim_id].is_open:
+            self.execution.cancel(trade.trim_id)  # the flatten sells the whole position itself
         self._cancel_exits(trade)
         self._send(req)
         trade.flatten_id = req.client_order_id
@@ -241,8 +248,11 @@ class OrderManager:
             ts=self.clock.now_ns(), reference_price=self.portfolio.last_price.get(symbol, 0.0))  # type: ignore[attr-defined]
         if not self._approve(req):
             return None
+        if trade.trim_id and self.orders[trade.trim_id].is_open:
+            self.execution.cancel(trade.trim_id)  # one trim at a time, sized to the latest cap
         self._cancel_exits(trade)  # exits sized to the old position would oversell after the trim
         self._send(req)
+        trade.trim_id = req.client_order_id
         return req.client_order_id
 
     def flatten_all(self, role: OrderRole = OrderRole.MANUAL) -> list[str]:
@@ -306,9 +316,8 @@ class OrderManager:
                         f"order {req.client_order_id} rejected: {ev.reason}")
 
     def _closed(self, order: Order) -> None:
+        self.open_orders.pop(order.client_order_id, None)
         req = order.request
-        if self.open_orders.pop(order.client_order_id, None) is not None:  # once per order
-            self.closed_orders[(req.strategy, req.side, order.status)] += 1
         if req.role is OrderRole.ENTRY and self.pending_entries.get(req.symbol) is order:
             del self.pending_entries[req.symbol]
 
