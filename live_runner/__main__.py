@@ -28,7 +28,11 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--json", action="store_true", help="print one JSON object")
     _common(rp)
     run = sub.add_parser("run", help="run a live session until it ends or SIGTERM")
-    run.add_argument("--mode", choices=["paper"], required=True)
+    run.add_argument("--mode", choices=["paper", "live"], required=True,
+                     help="paper: the paper broker or brokers' paper accounts (live-money endpoints "
+                          "refused); live: real money, only with --confirm-live")
+    run.add_argument("--confirm-live", action="store_true",
+                     help="required with --mode live: this run sends real-money orders")
     run.add_argument("--bars", type=Path, help="replay file used as the feed (default: feed.bars)")
     run.add_argument("--speed", type=float,
                      help="pacing: 1 = real time, 60 = a bar-minute per second (default: feed.speed)")
@@ -60,6 +64,10 @@ def _parser() -> argparse.ArgumentParser:
     ct.add_argument("--json", action="store_true", help="print the runner's answer as JSON")
     ct.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for an answer")
     sub.add_parser("sample-data", help="write a deterministic synthetic session (see its --help)")
+    cc = sub.add_parser("check-connections",
+                        help="report what each configured broker and data adapter can reach")
+    cc.add_argument("--config", type=Path)
+    cc.add_argument("--json", action="store_true")
     demo = sub.add_parser("demo", help="generate the sample session and replay it")
     demo.add_argument("--json", action="store_true")
     return parser
@@ -132,9 +140,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "replay":
         return _run(args, args.bars, None)
+    if args.command == "check-connections":
+        return _check_connections(args)
     if args.command == "run":
         try:
             feed = load_config(args.config).feed
+            if (refusal := _mode_refusal(args, load_config(args.config))) is not None:
+                print(f"error: {refusal}", file=sys.stderr)
+                return 2
         except ConfigError as exc:
             print(f"error: invalid configuration\n{exc}", file=sys.stderr)
             return 2
@@ -172,6 +185,38 @@ def _client(args: argparse.Namespace) -> int:
     token_env = ops.token_env if ops is not None else ops_client.DEFAULT_TOKEN_ENV
     return ops_client.control(url, args.cmd, args.symbol, args.operator, token_env, sys.stdout,
                               sys.stderr, as_json=args.json, timeout_s=args.timeout)
+
+
+def _mode_refusal(args: argparse.Namespace, config: object) -> str | None:
+    """Real money needs an explicit flag; paper mode refuses live-money endpoints."""
+    from live_runner.brokers import refuse_live_endpoints
+
+    if args.mode == "live":
+        if not args.confirm_live:
+            return "--mode live trades real money: add --confirm-live to proceed"
+        return None
+    return refuse_live_endpoints(config)  # type: ignore[arg-type]
+
+
+def _check_connections(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from live_runner.brokers import check_connections
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"error: invalid configuration\n{exc}", file=sys.stderr)
+        return 2
+    results = asyncio.run(check_connections(config))
+    if args.json:
+        print(json.dumps(results, sort_keys=True, default=str))
+    else:
+        for r in results:
+            state = "ok  " if r.get("ok") else "FAIL"
+            rest = {k: v for k, v in r.items() if k not in ("role", "adapter", "ok")}
+            print(f"{state} {r['role']:<22} {r['adapter']:<8} {rest}")
+    return 0 if all(r.get("ok") for r in results) else 1
 
 
 def _demo(as_json: bool) -> int:

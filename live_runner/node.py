@@ -14,7 +14,7 @@ from typing import Callable, Iterable
 
 import orjson
 
-from live_runner.adapters.paper import PaperExecutionClient
+from live_runner.brokers import build_client
 from live_runner.alerts import AlertSink, AlertSystem, LogSink
 from live_runner.calendar import MarketCalendar, SessionTimes
 from live_runner.clock import SimClock, format_ns
@@ -76,10 +76,9 @@ class TradingNode:
                        config.risk.max_orders_per_minute, config.risk.price_collar_pct),
             on_state_change=self._on_trading_state)
         if execution_client is None:
-            state = Journal(config.paper.state_url, batch_size=1) if config.paper.state_url else None
-            execution_client = PaperExecutionClient(config.paper, state)
-        client = execution_client
-        self.execution = ExecutionEngine(client, on_alert=self._alert)  # type: ignore[arg-type]
+            execution_client = build_client(config.primary_broker, config, calendar=self.calendar,
+                                            clock=self.clock.now_ns)
+        self.execution = ExecutionEngine(execution_client, on_alert=self._alert)  # type: ignore[arg-type]
         self.strategies = StrategyEngine(config, self.portfolio.position_qty, universe)
         self.orders = OrderManager(
             portfolio=self.portfolio, risk=self.risk, execution=self.execution, journal=journal,
@@ -89,6 +88,10 @@ class TradingNode:
             on_strategy_fill=self.strategies.on_fill,
             on_signal_rejected=self.strategies.on_signal_rejected, on_alert=self._alert)
         self.execution.connect(self.orders.on_order_event, self.orders.on_fill)
+        if config.backup_broker and config.backup_broker != config.primary_broker:
+            self.execution.attach_backup(build_client(config.backup_broker, config,
+                                                      calendar=self.calendar, clock=self.clock.now_ns))
+        self.risk.rules.extend(self.execution.risk_rules(config.risk))  # e.g. Alpaca's PDT rule
         self.data = DataManager(self.calendar, self._on_bar, self._on_session)
         self.tick_to_order = LatencyHistogram()  # DataManager.on_bar entry -> ExecutionEngine.submit
         self.session: SessionTimes | None = None
@@ -254,6 +257,7 @@ class TradingNode:
             "stats": {k: v.to_dict() for k, v in self.performance.stats_by_strategy().items()},
             "risk_denials": dict(sorted(self.risk.denials.items())),
             "bars_processed": self.data.bars_processed, "bars_rejected": self.data.bars_rejected,
+            "brokers": self.execution.status(),
             "alerts": [{"key": a.key, "severity": a.severity.value, "message": a.message,
                         "ts": format_ns(a.ts)} for a in reversed(list(self.alerts.recent)[-20:])],
         }

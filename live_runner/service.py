@@ -180,6 +180,10 @@ class LiveService:
                 pass
         self.stop_event = stop
         self._loop = loop
+        from live_runner.brokers import start_clients, stop_clients
+
+        brokers = [c for c in (self.node.execution.primary, self.node.execution.backup) if c is not None]
+        await start_clients(*brokers)  # connect real brokers on this loop (paper: nothing to do)
         await self._start_server()
         watchdog = asyncio.create_task(self._watchdog(stop))
         watchdog.add_done_callback(self._watchdog_done)
@@ -204,6 +208,7 @@ class LiveService:
             if self.server is not None:
                 await self.server.stop()
             self.journal.close()
+            await stop_clients(*brokers)
             self.node.execution.close()
             self.node.alerts.close(2.0)
         summary = summarize(self.node, time.perf_counter() - self.started, self.resumed_from)
