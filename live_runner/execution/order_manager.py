@@ -8,10 +8,10 @@ the round-trip trade records.
 from __future__ import annotations
 
 import logging
-import math
 from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
+from fractions import Fraction
 from typing import TYPE_CHECKING, Callable
 
 from live_runner.models import (
@@ -84,6 +84,9 @@ class OrderManager:
         self.clock = clock
         self.risk_pct = risk_per_trade_pct
         self.size_pct = max_position_size_pct
+        # The percentages as exact ratios of their decimal text (0.01 -> 1/100), for integer sizing.
+        self._risk_ratio = Fraction(repr(risk_per_trade_pct)).as_integer_ratio()
+        self._size_ratio = Fraction(repr(max_position_size_pct)).as_integer_ratio()
         self.prefix = id_prefix
         self._on_strategy_fill = on_strategy_fill or (lambda s, f, r: None)
         self._on_signal_rejected = on_signal_rejected or (lambda s, r: None)
@@ -139,11 +142,14 @@ class OrderManager:
         stop = round_to_tick(signal.stop)
         qty = 0
         if close > stop > 0:
-            # Exact arithmetic: in floats, e.g. 1000 / (1.02 - 0.94) floors to 12499, not 12500.
-            equity = self.portfolio.equity_decimal()
-            c = dec(close)
-            qty = min(math.floor(equity * dec(self.risk_pct) / (c - dec(stop))),
-                      math.floor(dec(self.size_pct) * equity / c))
+            # Exact integer arithmetic in 1/10,000 of a dollar (every price and amount here has at
+            # most four decimals): in floats, 1000 / (1.02 - 0.94) floors to 12499, not 12500, and
+            # Decimal costs microseconds on the hot path.
+            e4 = int(self.portfolio.equity_decimal() * 10_000)
+            c4, s4 = round(close * 10_000), round(stop * 10_000)
+            rn, rd = self._risk_ratio
+            sn, sd = self._size_ratio
+            qty = min((e4 * rn) // (rd * (c4 - s4)), (e4 * sn) // (sd * c4)) if c4 > s4 else 0
         req = OrderRequest(
             client_order_id=self.next_id(signal.strategy, signal.symbol), strategy=signal.strategy,
             symbol=signal.symbol, side=Side.BUY, qty=max(qty, 0), order_type=OrderType.MARKET,
