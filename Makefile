@@ -2,6 +2,7 @@
 #   make demo   create .venv if needed, install pinned deps, run the sample trading day through
 #               Dagster (premarket scan, live session in replay mode, daily report)
 #   make ui     the Dagster UI (dagster dev) on the local instance, http://127.0.0.1:3000
+#   make dashboard   the trader's web dashboard (Streamlit), http://127.0.0.1:8501
 #   make test   same setup, then the whole test suite (and then `make test-legacy`)
 #   make test-legacy   the legacy_sdk tests under the archived SDK generations, in .venv-legacy
 
@@ -11,13 +12,13 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 BENCHES := $(sort $(wildcard bench/*.py))
 
-.PHONY: demo ui test bench lock clean
+.PHONY: demo ui dashboard test bench lock clean
 
 # (Re)install whenever the project metadata or the pins change.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON3) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -c constraints.txt -e '.[dev,dashboard]'
 	touch $@
 
 demo: $(STAMP)
@@ -27,6 +28,12 @@ demo: $(STAMP)
 ui: $(STAMP)
 	mkdir -p var/dagster && cp dagster.local.yaml var/dagster/dagster.yaml
 	DAGSTER_HOME=$(CURDIR)/var/dagster $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+# The live day and past sessions in the browser; env: TRADING_RUNNER_URL, TRADING_JOURNAL_URL,
+# TRADING_CONTROL_TOKEN (see dashboard/settings.py).
+dashboard: $(STAMP)
+	$(VENV)/bin/streamlit run dashboard/app.py --server.port 8501 --server.address 127.0.0.1 \
+	    --server.headless true --browser.gatherUsageStats false
 
 # pytest's exit status is the recipe's status: failures (1) and "no tests collected" (5) fail make.
 test: $(STAMP)
@@ -67,7 +74,7 @@ lock:
 	$(PY) -m pip freeze --exclude-editable > constraints.txt.freeze
 	{ echo "# Exact pins of every package installed in .venv (the project itself excluded)."; \
 	  echo "# Regenerate with \`make lock\` (pip freeze --exclude-editable); do not edit by hand."; \
-	  echo "# Used by the Makefile as: pip install -c constraints.txt -e '.[dev]'"; \
+	  echo "# Used by the Makefile as: pip install -c constraints.txt -e '.[dev,dashboard]'"; \
 	  grep -viE "^intraday[-_]trader([ =@]|$$)" constraints.txt.freeze; \
 	} > constraints.txt.tmp
 	rm -f constraints.txt.freeze
