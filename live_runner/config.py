@@ -110,6 +110,9 @@ class RiskConfig(_Strict):
     max_orders_per_minute: int = Field(60, ge=1)
     price_collar_pct: float = Field(0.10, gt=0)
     flatten_on_daily_loss: bool = False
+    # rebalance trims a position only when it exceeds max_position_size_pct by more than this
+    # fraction of the cap (an entry filled a little above its sizing estimate is left alone).
+    rebalance_tolerance_pct: float = Field(0.05, ge=0, le=1)
     halt_on_backup_data: bool = True
     # Pattern-day-trader rule (rules.pdt_rule_factory), fed by a broker that reports the account's
     # day-trade count (Alpaca): below pdt_min_equity, no entry once pdt_max_day_trades is reached.

@@ -290,14 +290,16 @@ class TradingNode:
 
     def _rebalance(self) -> None:
         """Close the newest positions beyond max_positions, then trim any position worth more than
-        max_position_size_pct of equity back to that size (its stop and target follow)."""
+        max_position_size_pct of equity (plus risk.rebalance_tolerance_pct of it) back to that size
+        (its stop and target follow)."""
         positions = sorted(self.portfolio.positions.values(), key=lambda p: (p.opened_ts, p.symbol))
         for pos in positions[self.config.max_positions:]:
             self.orders.flatten(pos.symbol, OrderRole.MANUAL)
         equity = self.portfolio.equity()
         cap = self.config.max_position_size_pct * equity
+        trigger = cap * (1.0 + self.config.risk.rebalance_tolerance_pct)
         for pos in positions[:self.config.max_positions]:
-            if pos.last_price > 0 and pos.qty * pos.last_price > cap:
+            if pos.last_price > 0 and pos.qty * pos.last_price > trigger:
                 keep = int(cap // pos.last_price)
                 self.orders.trim(pos.symbol, pos.qty - keep)
 
