@@ -16,6 +16,7 @@ from fractions import Fraction
 from typing import Any
 
 from live_runner.models import NANOS_PER_MINUTE
+from live_runner.money import dec
 
 EXIT_REASONS = frozenset({"stop", "target", "vwap_loss", "eod", "manual"})
 # 252 sessions a year of 390 regular-session one-minute returns.
@@ -24,9 +25,7 @@ _QUANTUM = Decimal("0.0001")
 _ZERO = Decimal(0)
 
 
-def _dec(price: float) -> Decimal:
-    """A float price as the trader sees it (`Decimal(str(x))`), not its binary expansion."""
-    return Decimal(str(price))
+_dec = dec  # a float price as the trader sees it, not its binary expansion
 
 
 def _money_str(value: Decimal) -> str:

@@ -443,7 +443,7 @@ def test_gap_and_go_round_trip_through_the_chain(tmp_path: Any) -> None:
     from live_runner.journal import Journal
     from live_runner.node import TradingNode
     from live_runner.runs import summarize
-    from tests.unit.test_chain_smoke import gapper
+    from tests.kit.sessions import gapper
 
     async def scenario() -> dict:
         fake = await FakeTws(market_fill=False).start()  # market orders fill at the next bar's open

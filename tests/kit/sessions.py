@@ -62,3 +62,24 @@ class SessionBuilder:
         summary = summarize(node, 0.0)
         journal.flush()
         return node, summary
+
+
+def gapper_breakout(day: str = "2024-03-15", prev_day: str = "2024-03-14") -> SessionBuilder:
+    """GAPR gaps 9% on 60,000 premarket shares (pm_high 11.00) and breaks out at 09:31 (close 11.20,
+    low 10.90): the gap_and_go signal. The bars after it are the test's own."""
+    s = SessionBuilder(day=day, prev_day=prev_day)
+    s.prev_close("GAPR", 10.00)
+    s.bar("GAPR", "08:00", 10.5, 10.8, 10.4, 10.7, 30_000)
+    s.bar("GAPR", "09:00", 10.7, 11.0, 10.6, 10.9, 30_000)
+    s.bar("GAPR", "09:30", 10.9, 11.0, 10.8, 10.95, 50_000)
+    s.bar("GAPR", "09:31", 10.95, 11.3, 10.9, 11.2, 60_000)
+    return s
+
+
+def gapper(day: str = "2024-03-15", prev_day: str = "2024-03-14") -> SessionBuilder:
+    """The breakout, then the entry fill at the 09:32 open (11.25) and the 2R target (11.95) at 09:33:
+    one trade of 1785 shares."""
+    s = gapper_breakout(day, prev_day)
+    s.bar("GAPR", "09:32", 11.25, 11.4, 11.1, 11.35, 40_000)
+    s.bar("GAPR", "09:33", 11.4, 12.0, 11.35, 11.9, 40_000)
+    return s

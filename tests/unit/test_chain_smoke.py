@@ -2,19 +2,9 @@
 
 from decimal import Decimal
 
-from tests.kit.sessions import SessionBuilder
+from tests.kit.sessions import gapper
 
 
-def gapper() -> SessionBuilder:
-    s = SessionBuilder()
-    s.prev_close("GAPR", 10.00)
-    s.bar("GAPR", "08:00", 10.5, 10.8, 10.4, 10.7, 30_000)
-    s.bar("GAPR", "09:00", 10.7, 11.0, 10.6, 10.9, 30_000)
-    s.bar("GAPR", "09:30", 10.9, 11.0, 10.8, 10.95, 50_000)
-    s.bar("GAPR", "09:31", 10.95, 11.3, 10.9, 11.2, 60_000)   # close > pm_high 11.0: signal
-    s.bar("GAPR", "09:32", 11.25, 11.4, 11.1, 11.35, 40_000)  # entry fills at the open 11.25
-    s.bar("GAPR", "09:33", 11.4, 12.0, 11.35, 11.9, 40_000)   # target 11.95 reached
-    return s
 
 
 def test_gap_and_go_target_round_trip() -> None:

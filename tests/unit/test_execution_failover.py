@@ -14,7 +14,7 @@ from live_runner.models import (
 )
 from live_runner.node import TradingNode
 from live_runner.runs import summarize
-from tests.kit.sessions import SessionBuilder, et_ns
+from tests.kit.sessions import SessionBuilder, gapper, et_ns
 
 TS = et_ns("2024-03-15", "10:00")
 
@@ -165,16 +165,6 @@ def test_cancel_follows_the_route() -> None:
     assert eng.status()["brokers"]["backup"]["active"] is True
 
 
-def gapper() -> SessionBuilder:
-    s = SessionBuilder()
-    s.prev_close("GAPR", 10.00)
-    s.bar("GAPR", "08:00", 10.5, 10.8, 10.4, 10.7, 30_000)
-    s.bar("GAPR", "09:00", 10.7, 11.0, 10.6, 10.9, 30_000)
-    s.bar("GAPR", "09:30", 10.9, 11.0, 10.8, 10.95, 50_000)
-    s.bar("GAPR", "09:31", 10.95, 11.3, 10.9, 11.2, 60_000)
-    s.bar("GAPR", "09:32", 11.25, 11.4, 11.1, 11.35, 40_000)
-    s.bar("GAPR", "09:33", 11.4, 12.0, 11.35, 11.9, 40_000)
-    return s
 
 
 def test_whole_chain_trades_at_the_backup_when_the_primary_refuses() -> None:

@@ -18,7 +18,7 @@ from live_runner.config import ConfigError, load_config, parse_config
 from live_runner.journal import Journal
 from live_runner.models import OrderEvent, OrderStatus
 from live_runner.node import TradingNode, config_fingerprint
-from tests.kit.sessions import SessionBuilder
+from tests.kit.sessions import SessionBuilder, gapper_breakout
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -188,12 +188,7 @@ class _Count(logging.Handler):
 
 def test_hot_path_makes_no_logging_calls() -> None:
     """A whole session (entries, exits, OCO, EOD) emits no record, even at DEBUG."""
-    s = SessionBuilder()
-    s.prev_close("GAPR", 10.00)
-    s.bar("GAPR", "08:00", 10.5, 10.8, 10.4, 10.7, 30_000)
-    s.bar("GAPR", "09:00", 10.7, 11.0, 10.6, 10.9, 30_000)
-    s.bar("GAPR", "09:30", 10.9, 11.0, 10.8, 10.95, 50_000)
-    s.bar("GAPR", "09:31", 10.95, 11.3, 10.9, 11.2, 60_000)
+    s = gapper_breakout()
     s.flat("GAPR", "09:32", "15:59", 11.3, 40_000)
     handler = _Count()
     pkg = logging.getLogger("live_runner")

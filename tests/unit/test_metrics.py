@@ -23,22 +23,15 @@ from live_runner.models import Bar
 from live_runner.runs import RunOptions
 from live_runner.service import LiveService
 from tests.kit.metrics import Scrape, promtool_check
-from tests.kit.sessions import SessionBuilder, et_ns
+from tests.kit.sessions import SessionBuilder
+from tests.kit.sessions import gapper as kit_gapper, et_ns
 
 DAY, NEXT_DAY = "2024-03-15", "2024-03-18"
 
 
 def gapper() -> SessionBuilder:
     """GAPR breaks out at 09:31 (signal), the entry fills at 09:32, the target at 09:33."""
-    s = SessionBuilder(day=DAY)
-    s.prev_close("GAPR", 10.00)
-    s.bar("GAPR", "08:00", 10.5, 10.8, 10.4, 10.7, 30_000)
-    s.bar("GAPR", "09:00", 10.7, 11.0, 10.6, 10.9, 30_000)
-    s.bar("GAPR", "09:30", 10.9, 11.0, 10.8, 10.95, 50_000)
-    s.bar("GAPR", "09:31", 10.95, 11.3, 10.9, 11.2, 60_000)
-    s.bar("GAPR", "09:32", 11.25, 11.4, 11.1, 11.35, 40_000)
-    s.bar("GAPR", "09:33", 11.4, 12.0, 11.35, 11.9, 40_000)
-    return s
+    return kit_gapper(day=DAY)
 
 
 def make_service(tmp_path: Path, environ: dict[str, str] | None = None, **config: Any) -> LiveService:
