@@ -21,6 +21,7 @@ import yaml
 from dagster._core.errors import DagsterPipesExecutionError  # a non-zero exit (not exported)
 
 from trading_pipeline.bars import write_bars
+from trading_pipeline.k8s_config import LIVE_SESSION_K8S_CONFIG
 from trading_pipeline.partitions import NotASession, parse_session, trading_days
 from trading_pipeline.resources import (
     MarketDataResource, MissingUniverse, RunnerResource, TradingStoreResource,
@@ -34,6 +35,7 @@ LIVE_SESSION_TAGS = {
     "dagster/max_retries": "0",
     "dagster/retry_on_asset_or_op_failure": "false",
     LIVE_SESSION_TAG: "true",  # QueuedRunCoordinator: tag_concurrency_limits = 1 (dagster.yaml)
+    "dagster-k8s/config": LIVE_SESSION_K8S_CONFIG,  # pod settings under the K8sRunLauncher (k8s/)
 }
 MODES = ("live", "replay")
 
