@@ -132,6 +132,7 @@ class RunnerCollector(Collector):
         yield from self._orders()
         yield from self._data_and_risk()
         yield from self._operations()
+        yield from self._breaches()
 
     # --- the sketch's metrics ------------------------------------------------------------------
     def _trading(self) -> Iterator[Metric]:
@@ -196,6 +197,12 @@ class RunnerCollector(Collector):
             fam.add_metric([strategy], _cumulative(TRADE_DURATION_BOUNDS_S, b.counts), b.total)
         return fam
 
+    def _breaches(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "trading_daily_loss_limit_breaches",
+            "Times the daily loss limit moved the trading state to REDUCING.",
+            value=self.node.risk.daily_loss_breaches)
+
     def _errors(self) -> dict[tuple[str, ...], float]:
         node, journal = self.node, self.node.journal
         alerts = node.alerts
@@ -205,6 +212,7 @@ class RunnerCollector(Collector):
             ("order_manager", "duplicate_fill"): node.orders.duplicate_fills,
             ("journal", "divergence"): int(journal.divergence is not None),
             ("journal", "writer_failed"): int(getattr(journal, "_error", None) is not None),
+            ("reconciliation", "mismatch"): node.reconciliation_mismatches,
         }
         failure = getattr(self.service, "_failure", None)  # the exception that stopped the run
         if failure is not None:

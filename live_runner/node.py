@@ -103,6 +103,7 @@ class TradingNode:
         self.session_summaries: list[dict] = []
         # Reconcile with the broker once the regenerated prefix (journal and broker) is behind us.
         self._reconcile_due = True
+        self.reconciliation_mismatches = 0
         self.on_session_closed: Callable[[dict], None] | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -175,6 +176,7 @@ class TradingNode:
             return True
         diff = {s: {"runner": ours.get(s, 0), "broker": theirs.get(s, 0)}
                 for s in sorted(set(ours) | set(theirs)) if ours.get(s, 0) != theirs.get(s, 0)}
+        self.reconciliation_mismatches += 1
         self.journal.append(self.session_name, self.clock.now_ns(), "reconciliation", "mismatch",
                             {"diff": diff})
         self.risk.set_state(TradingState.HALTED, "reconciliation mismatch")

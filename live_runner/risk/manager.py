@@ -17,6 +17,7 @@ class RiskManager:
         self.state = TradingState.ACTIVE
         self.paused = False
         self.denials: Counter[str] = Counter()
+        self.daily_loss_breaches = 0
         self._on_state_change = on_state_change
         self._order_times: deque[int] = deque()
         dup_rule, self._reset_dups = R.duplicate_rule_factory()
@@ -70,6 +71,7 @@ class RiskManager:
     def check_daily_loss(self, daily_pnl: float, sod_equity: float) -> bool:
         """Moves to REDUCING on a breach of the daily loss limit; True when it just did."""
         if self.state is TradingState.ACTIVE and daily_pnl <= -self.limits.max_daily_loss_pct * sod_equity:
+            self.daily_loss_breaches += 1
             self.set_state(TradingState.REDUCING, f"daily loss limit: {daily_pnl:.2f}")
             return True
         return False
