@@ -30,7 +30,9 @@ from time import perf_counter_ns as _perf_ns
 from typing import Any, Callable
 
 from live_runner.adapters.base import ExecutionClient, FillHandler, OrderEventHandler
-from live_runner.models import Bar, Fill, OrderEvent, OrderRequest, OrderStatus, Side
+from live_runner.models import (
+    TERMINAL_STATUSES, Bar, Fill, OrderEvent, OrderRequest, OrderStatus, Side,
+)
 
 log = logging.getLogger("live_runner.execution")
 
@@ -47,6 +49,7 @@ class ExecutionEngine:
         self._on_fill: FillHandler = lambda f: None
         self.routes: dict[str, ExecutionClient] = {}       # client order id -> its broker
         self._tried: dict[str, list[str]] = {}             # client order id -> roles tried
+        self._unfilled: dict[str, int] = {}                # client order id -> shares not yet filled
         self.fill_positions: dict[str, dict[str, int]] = {"primary": {}, "backup": {}}
         self.failovers = 0
         self.refused_exits = 0
@@ -86,7 +89,7 @@ class ExecutionEngine:
         self._wire(backup, "backup")
 
     def _wire(self, client: ExecutionClient, role: str) -> None:
-        client.set_handlers(self._on_event, lambda fill: self._fill(role, fill))
+        client.set_handlers(self._event, lambda fill: self._fill(role, fill))
         hook = getattr(client, "set_not_accepted_handler", None)
         if hook is not None:
             hook(lambda req, reason, recovering: self._not_accepted(client, req, reason, recovering))
@@ -125,14 +128,29 @@ class ExecutionEngine:
 
     def _send(self, client: ExecutionClient, request: OrderRequest, recovering: bool) -> None:
         cid = request.client_order_id
-        self.routes[cid] = client
-        self._tried.setdefault(cid, []).append(self._role(client))
+        if self.backup is not None:  # with one broker there is nothing to route or remember
+            self.routes[cid] = client
+            self._tried.setdefault(cid, []).append(self._role(client))
+            self._unfilled[cid] = request.qty
         if recovering:
             client.recover(request)
         else:
             client.submit(request)
 
+    def _event(self, ev: OrderEvent) -> None:
+        """Reports pass through; an order that is done is forgotten (bounded memory all day)."""
+        if ev.status in TERMINAL_STATUSES and self.backup is not None:
+            self._forget(ev.client_order_id)
+        self._on_event(ev)
+
+    def _forget(self, cid: str) -> None:
+        self.routes.pop(cid, None)
+        self._tried.pop(cid, None)
+        self._unfilled.pop(cid, None)
+
     def _route(self, req: OrderRequest) -> ExecutionClient:
+        if self.backup is None:
+            return self.primary
         if req.side is Side.SELL:
             return self._holder(req.symbol) or self.primary
         return self.active
@@ -187,6 +205,12 @@ class ExecutionEngine:
         self._on_event(OrderEvent(req.client_order_id, OrderStatus.REJECTED, req.ts, reason))
 
     def _fill(self, role: str, fill: Fill) -> None:
+        left = self._unfilled.get(fill.client_order_id)
+        if left is not None:
+            if left - fill.qty <= 0:
+                self._forget(fill.client_order_id)  # filled: nothing left to route or retry
+            else:
+                self._unfilled[fill.client_order_id] = left - fill.qty
         book = self.fill_positions[role]
         signed = fill.qty if fill.side is Side.BUY else -fill.qty
         book[fill.symbol] = book.get(fill.symbol, 0) + signed
