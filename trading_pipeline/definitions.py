@@ -9,7 +9,8 @@ their values; a secret that is not set is simply absent (e.g. no webhook sink).
     TRADING_JOURNAL_URL      journal URL, `{session}` or PG   TRADING_RUNNER_CONFIG runner YAML
     TRADING_RUNNER_SPEED     live feed pace (1 = real time)   TRADING_RUNNER_OPS_PORT ops.port override
     TRADING_SAMPLE_SYMBOLS / TRADING_SAMPLE_SEED   synthetic market size and seed
-    TRADING_MARKET_DATA_PROVIDER / TRADING_POLYGON_API_KEY   another data provider (later)
+    TRADING_MARKET_DATA_PROVIDER replay, polygon or yahoo   TRADING_POLYGON_API_KEY (or POLYGON_API_KEY)
+    TRADING_POLYGON_REST_URL / TRADING_SCAN_CANDIDATES    Polygon endpoint, premarket scan size
     TRADING_ALERT_*          alert sinks (live_runner.alerts.sinks_from_env)
 """
 
@@ -51,7 +52,9 @@ def build_resources() -> dict[str, object]:
             bars_dir=_env("TRADING_MARKET_DATA_DIR", "var/market"),
             sample_symbols=int(_env("TRADING_SAMPLE_SYMBOLS", "40")),
             sample_seed=int(_env("TRADING_SAMPLE_SEED", "7")),
-            api_key=_secret("TRADING_POLYGON_API_KEY")),
+            api_key=_secret("TRADING_POLYGON_API_KEY"),
+            rest_base_url=os.environ.get("TRADING_POLYGON_REST_URL") or None,
+            scan_candidates=int(_env("TRADING_SCAN_CANDIDATES", "500"))),
         "runner": RunnerResource(
             config_path=os.environ.get("TRADING_RUNNER_CONFIG") or None,
             speed=float(_env("TRADING_RUNNER_SPEED", "1.0")),

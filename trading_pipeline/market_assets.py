@@ -23,16 +23,21 @@ def daily_bars(context: dg.AssetExecutionContext, market_data: MarketDataResourc
     """The previous session's daily bar per symbol (its close is the gap reference)."""
     day = parse_session(context.partition_key)
     prev = session_times(session_times(day).prev_date)
-    source = market_data.source_file(day)
-    minutes = read_bars(source, prev.open, prev.close)
-    minutes = minutes.loc[valid_bars(minutes)]
-    daily = daily_from_minutes(minutes)
+    if market_data.provider == "replay":
+        source = market_data.source_file(day)
+        minutes = read_bars(source, prev.open, prev.close)
+        minutes = minutes.loc[valid_bars(minutes)]
+        daily = daily_from_minutes(minutes)
+        origin = dg.MetadataValue.path(str(source))
+    else:  # polygon: grouped daily (the whole market); yahoo: its symbols
+        daily = market_data.previous_daily(day)
+        origin = dg.MetadataValue.text(f"{market_data.provider} daily bars")
     daily.insert(1, "session", prev.date.isoformat())
     path = store.path("daily_bars", day, ".parquet")
     daily.to_parquet(path, index=False)
     return dg.MaterializeResult(metadata={
         "symbols": len(daily), "previous_session": prev.date.isoformat(),
-        "source": dg.MetadataValue.path(str(source)), "path": dg.MetadataValue.path(str(path))})
+        "provider": market_data.provider, "source": origin, "path": dg.MetadataValue.path(str(path))})
 
 
 @dg.asset(partitions_def=trading_days(), group_name="premarket", deps=[daily_bars], kinds={"json"})
@@ -44,22 +49,25 @@ def premarket_universe(context: dg.AssetExecutionContext, market_data: MarketDat
     daily_path = store.path("daily_bars", day, ".parquet")
     if not daily_path.exists():
         raise dg.Failure(f"daily_bars for {day.isoformat()} is missing ({daily_path})")
-    prev_close = pd.read_parquet(daily_path).rename(columns={"close": "prev_close"})
+    previous = pd.read_parquet(daily_path)
+    prev_close = previous.rename(columns={"close": "prev_close"})
     cfg = runner.load_config().strategies.gap_and_go
-    premarket = read_bars(market_data.source_file(day), session.premarket_open, session.open,
-                          categorical=True)
+    # replay: the whole bar file; polygon/yahoo: the price-band, top-volume candidates over REST
+    premarket, fetched = market_data.premarket_bars(day, previous, cfg)
     ranked = scan(prev_close, premarket_stats(premarket, session.premarket_open, session.open), cfg)
     path = store.universe_path(day)
     payload = {"session": day.isoformat(), "early_close": session.early_close,
                "symbols": ranked["symbol"].tolist(), "scanned": int(len(prev_close)),
                "rows": json.loads(ranked.to_json(orient="records")),
-               "criteria": cfg.model_dump(mode="json")}
+               "criteria": cfg.model_dump(mode="json"), "provider": market_data.provider,
+               "candidates": fetched}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(payload, indent=1))
     tmp.replace(path)
     context.log.info(f"{day}: {len(ranked)} of {len(prev_close)} symbols qualify")
     return dg.MaterializeResult(metadata={
-        "count": len(ranked), "scanned": len(prev_close), "early_close": session.early_close,
+        "count": len(ranked), "scanned": len(prev_close), "candidates": fetched,
+        "provider": market_data.provider, "early_close": session.early_close,
         "universe": dg.MetadataValue.md(markdown_table(ranked)),
         "symbols": ", ".join(ranked["symbol"].head(50)), "path": dg.MetadataValue.path(str(path))})
 
