@@ -12,6 +12,9 @@ from live_runner.models import Fill, Position, Side
 from live_runner.money import ZERO, dec
 
 
+UNITS = 10_000  # integer money units for the hot path: 1/10,000 of a dollar
+
+
 class Portfolio:
     def __init__(self, starting_cash: Decimal) -> None:
         self.cash = starting_cash
@@ -20,6 +23,27 @@ class Portfolio:
         self.commissions = ZERO
         self.sod_equity = starting_cash
         self.last_price: dict[str, float] = {}
+
+    @property
+    def cash(self) -> Decimal:
+        return self._cash
+
+    @cash.setter
+    def cash(self, value: Decimal) -> None:
+        """Cash is exact (Decimal); its float and integer-unit views are recomputed from it on
+        every change (never accumulated), so the hot path reads them without Decimal arithmetic."""
+        self._cash = value
+        self.cash_f = float(value)
+        self.cash_units = int(value * UNITS)  # exact: amounts have at most four decimals
+
+    @property
+    def sod_equity(self) -> Decimal:
+        return self._sod
+
+    @sod_equity.setter
+    def sod_equity(self, value: Decimal) -> None:
+        self._sod = value
+        self.sod_f = float(value)
 
     def start_session(self) -> None:
         """A new day: the daily P&L is measured from here."""
@@ -74,7 +98,11 @@ class Portfolio:
         return sum(p.qty * p.last_price for p in self.positions.values())
 
     def equity(self) -> float:
-        return float(self.cash) + self.market_value()
+        return self.cash_f + self.market_value()
+
+    def equity_units(self) -> int:
+        """Equity in exact integer units of $0.0001 (for sizing without Decimal)."""
+        return self.cash_units + sum(p.qty * round(p.last_price * UNITS) for p in self.positions.values())
 
     def equity_decimal(self) -> Decimal:
         total = self.cash
@@ -87,4 +115,4 @@ class Portfolio:
 
     def daily_pnl(self) -> float:
         """Realized (net of commissions) plus unrealized, since the start of the session."""
-        return self.equity() - float(self.sod_equity)
+        return self.equity() - self.sod_f

@@ -145,7 +145,7 @@ class OrderManager:
             # Exact integer arithmetic in 1/10,000 of a dollar (every price and amount here has at
             # most four decimals): in floats, 1000 / (1.02 - 0.94) floors to 12499, not 12500, and
             # Decimal costs microseconds on the hot path.
-            e4 = int(self.portfolio.equity_decimal() * 10_000)
+            e4 = self.portfolio.equity_units()
             c4, s4 = round(close * 10_000), round(stop * 10_000)
             rn, rd = self._risk_ratio
             sn, sd = self._size_ratio
@@ -174,9 +174,8 @@ class OrderManager:
         else:
             pending_symbols, pending_notional = 0, 0.0
         return RiskView(
-            self.risk.state, self.risk.paused, equity, float(pf.cash), float(pf.sod_equity),
-            equity - float(pf.sod_equity), pos.qty if pos else 0,
-            pos.qty * pos.last_price if pos else 0.0, len(positions), pending_symbols,
+            self.risk.state, self.risk.paused, equity, pf.cash_f, pf.sod_f, equity - pf.sod_f,
+            pos.qty if pos else 0, pos.qty * pos.last_price if pos else 0.0, len(positions), pending_symbols,
             pending_notional, req.symbol in pending, pf.last_price.get(req.symbol, 0.0), now,
             self._session_open, self._entry_cutoff, self._session_close,
             self.risk.orders_last_minute(now))
