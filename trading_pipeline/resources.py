@@ -46,6 +46,13 @@ def resolve(path: str) -> Path:
 
 PROVIDERS = ("replay", "polygon", "yahoo")
 DAILY_COLUMNS = ["symbol", "open", "high", "low", "close", "volume"]
+# provider yahoo: the HTTP session factory for yfinance (None: the client's own session; tests
+# patch in a factory of sessions that reach a local fake)
+_yahoo_session_factory: Any = None
+
+
+def _yahoo_session() -> Any:
+    return _yahoo_session_factory() if _yahoo_session_factory is not None else None
 
 
 class MarketDataResource(dg.ConfigurableResource):
@@ -115,7 +122,8 @@ class MarketDataResource(dg.ConfigurableResource):
             symbols = None
         else:
             symbols = self._yahoo_symbols()
-        name, bars = daily_bars_for(self._runner_config(), self._environ(), prev, symbols)
+        name, bars = daily_bars_for(self._runner_config(), self._environ(), prev, symbols,
+                                    yahoo_session=_yahoo_session() if self.provider == "yahoo" else None)
         if name != self.provider:
             raise RuntimeError(f"daily bars came from {name}, not {self.provider}")
         frame = pd.DataFrame([(b.symbol, b.open, b.high, b.low, b.close, b.volume) for b in bars],
@@ -136,7 +144,7 @@ class MarketDataResource(dg.ConfigurableResource):
         elif self.provider == "yahoo":
             from live_runner.adapters.yahoo import YahooDataClient
 
-            client = YahooDataClient(self._runner_config().yahoo)
+            client = YahooDataClient(self._runner_config().yahoo, session=_yahoo_session())
             bars = [b for s in symbols for b in client.intraday_bars(s, start_ns, end_ns)]
         else:
             raise ValueError("minute_frame is for live providers; replay reads source_file")
