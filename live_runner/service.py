@@ -69,7 +69,7 @@ class LiveService:
 
             data_feed = build_live_feed(config, env, opts.universe)
         self.data_feed = data_feed
-            self.bar_file = BarFile(opts.bars) if bar_source is None and data_feed is None else None
+        self.bar_file = BarFile(opts.bars) if bar_source is None and data_feed is None else None
         self.total_bars = self.bar_file.validate() if self.bar_file is not None else None
         self.journal = Journal(opts.journal_url, batch_size=config.journal.batch_size)
         self.node = TradingNode(config, self.journal, universe=opts.universe,
