@@ -5,6 +5,7 @@ whole chain. Each fault test asserts that no orderRef reached the broker twice."
 from __future__ import annotations
 
 import asyncio
+import os
 import contextlib
 import logging
 from decimal import Decimal
@@ -494,3 +495,23 @@ def test_one_sdk_generation_per_environment() -> None:
     other = "ib_insync" if compat.LIBRARY == "ib_async" else "ib_async"
     assert importlib.util.find_spec(other) is None, f"{other} installed next to {compat.LIBRARY}"
     assert compat.LIBRARY == (os.environ.get("LIVE_RUNNER_IB_LIBRARY") or compat.LIBRARY)
+
+
+# --- against a real paper Gateway (off by default) -------------------------------------------------
+@pytest.mark.live_account
+@pytest.mark.skipif(os.environ.get("TRADING_LIVE_TESTS") != "1",
+                    reason="needs a paper IB Gateway/TWS; run with TRADING_LIVE_TESTS=1 "
+                           "IBKR_HOST=... IBKR_PORT=4002 IBKR_ACCOUNT=DU...")
+def test_paper_gateway_is_reachable_with_the_paper_account() -> None:
+    """`check-connections` against a real *paper* Gateway: reachable, and the account is listed.
+    Never a live port: 7496/4001 are refused here as they are by `run --mode paper`."""
+    from live_runner.adapters.ibkr import probe
+    from live_runner.config import parse_config
+
+    port = int(os.environ.get("IBKR_PORT", "4002"))
+    assert port not in (7496, 4001), "live-trading port: use a paper Gateway (4002) or TWS (7497)"
+    cfg = parse_config({"primary_broker": "ibkr", "ibkr": {
+        "host": os.environ.get("IBKR_HOST", "127.0.0.1"), "port": port, "client_id": 97}})
+    result = asyncio.run(probe(cfg))
+    assert result["ok"] is True
+    assert os.environ["IBKR_ACCOUNT"] in result["accounts"]
