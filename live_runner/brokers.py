@@ -18,11 +18,14 @@ from live_runner.journal import Journal
 
 
 def build_client(name: str, config: SystemConfig, environ: dict[str, str] | None = None,
-                 calendar: Any = None, clock: Callable[[], int] | None = None) -> Any:
+                 calendar: Any = None, clock: Callable[[], int] | None = None,
+                 continue_log: bool = False) -> Any:
     """One execution client by name; credentials come from the environment only. `clock` is the
-    node's market clock, so session rules (extended hours) follow the data being traded."""
+    node's market clock, so session rules (extended hours) follow the data being traded.
+    `continue_log`: a live restart, so the paper broker's own log is continued, not regenerated."""
     if name == "paper":
-        state = Journal(config.paper.state_url, batch_size=1) if config.paper.state_url else None
+        state = (Journal(config.paper.state_url, batch_size=1, continue_log=continue_log)
+                 if config.paper.state_url else None)
         return PaperExecutionClient(config.paper, state)
     if name == "ibkr":
         from live_runner.adapters.ibkr import build_execution_client

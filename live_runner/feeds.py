@@ -153,9 +153,11 @@ class DataFeed:
             await self.primary.start(self.symbols, wake.set)
             await self._seed()
             self._set_gate(self.primary.delayed)
+            journal = node.journal
             while not stop.is_set():
                 wake.clear()
                 await self._drain()
+                journal.hand_off()  # the burst's events to the writer now, not at a full batch
                 await self._check()
                 if self._session_over():
                     log.info("live feed: the session's after-hours close has passed; feed done")
@@ -239,8 +241,14 @@ class DataFeed:
                 self._alert("data_seed_failed", Severity.WARNING,
                             f"{client.name}: previous closes / premarket bars not loaded: {exc}")
         bars.sort(key=lambda b: (b.ts, b.symbol))
-        for bar in bars:
-            self._deliver(bar)
+        # History, not news: the seed warms the strategies up and trades nothing (live_runner.warmup).
+        assert self._node is not None
+        self._node.begin_warmup(session.date)
+        try:
+            for bar in bars:
+                self._deliver(bar)
+        finally:
+            self._node.end_warmup()
         self.counts["seed_bars"] += len(bars)
         log.info("live feed: seeded %d bars for %d symbols (session %s)", len(bars), len(self.symbols),
                  session.date)

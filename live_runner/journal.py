@@ -76,7 +76,12 @@ def make_engine(url: str) -> Engine:
 
 
 class Journal:
-    def __init__(self, url: str, batch_size: int = 1000, engine: Engine | None = None) -> None:
+    """`continue_log=True` is the live restart's mode: the stored events are the record of what
+    happened (real fills are not reproducible), so new events are appended after them and nothing
+    is regenerated or verified; the node rebuilds its state from `stored_events()` instead."""
+
+    def __init__(self, url: str, batch_size: int = 1000, engine: Engine | None = None,
+                 continue_log: bool = False) -> None:
         self.url = url
         self.engine = engine or make_engine(url)
         metadata.create_all(self.engine)
@@ -91,7 +96,8 @@ class Journal:
                           events.c.payload).order_by(events.c.seq)
             ).all()
         self._existing: list[tuple[str, int, str, str, str]] = [tuple(r[1:]) for r in rows]  # type: ignore[misc]
-        self.next_seq = 1
+        self.continued = continue_log and bool(self._existing)
+        self.next_seq = len(self._existing) + 1 if self.continued else 1
         self.written = 0
         self.verified = 0
         self.closed = False
@@ -106,6 +112,13 @@ class Journal:
     @property
     def recorded_events(self) -> int:
         return len(self._existing)
+
+    def stored_events(self) -> Iterator[dict[str, Any]]:
+        """What the journal held when it was opened, decoded, in seq order (a live restart's
+        input to `live_runner.restore`)."""
+        for seq, (session, ts, kind, key, text) in enumerate(self._existing, 1):
+            yield {"seq": seq, "session": session, "ts": ts, "kind": kind, "key": key,
+                   "payload": orjson.loads(text)}
 
     def peek(self) -> tuple[str, int, str, str, dict[str, Any]] | None:
         """While resuming: the stored event the run is about to regenerate (session, ts, kind,
@@ -140,6 +153,12 @@ class Journal:
         if len(self._buffer) >= self.batch_size:
             self._hand_off()
         return seq
+
+    def hand_off(self) -> None:
+        """Pass what is buffered to the writer now, without waiting (a live feed calls it after
+        each burst of bars, so a crash loses at most the events of the burst in flight)."""
+        if self._buffer:
+            self._hand_off()
 
     def _hand_off(self) -> None:
         batch, self._buffer = self._buffer, []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from datetime import date
 from decimal import Decimal
 from typing import Callable, Iterable
 
@@ -31,8 +32,10 @@ from live_runner.money import money_str
 from live_runner.performance import PerformanceTracker
 from live_runner.portfolio import Portfolio
 from live_runner.risk.manager import RiskManager
+from live_runner.restore import RestorePlan
 from live_runner.risk.rules import RiskLimits
 from live_runner.strategy_engine import StrategyEngine
+from live_runner.warmup import Warmup
 
 log = logging.getLogger("live_runner.node")
 
@@ -77,7 +80,7 @@ class TradingNode:
             on_state_change=self._on_trading_state)
         if execution_client is None:
             execution_client = build_client(config.primary_broker, config, calendar=self.calendar,
-                                            clock=self.clock.now_ns)
+                                            clock=self.clock.now_ns, continue_log=journal.continued)
         self.execution = ExecutionEngine(execution_client, on_alert=self._alert)  # type: ignore[arg-type]
         self.strategies = StrategyEngine(config, self.portfolio.position_qty, universe)
         self.orders = OrderManager(
@@ -105,11 +108,63 @@ class TradingNode:
         self._reconcile_due = True
         self.reconciliation_mismatches = 0
         self.on_session_closed: Callable[[dict], None] | None = None
+        # Live restart (journal in continue mode): the state read back, and the warm-up.
+        self.restored: RestorePlan | None = None
+        self.warmup: Warmup | None = None
+        self._warm_until: date | None = None
+        self.restart_info: dict = {}
 
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
         self.state = SystemState.RUNNING
         self._replay_commands()
+        if self.restored is not None:
+            # Orders working when the runner went down: found at the broker, never sent again.
+            for cid, order in sorted(self.restored.open_orders.items()):
+                self.execution.recover(order.request)
+
+    # --- live restart --------------------------------------------------------------------------
+    def restore_from_journal(self) -> RestorePlan | None:
+        """A journal opened in continue mode holds a live session's record: load its state (see
+        live_runner.restore) before the first bar. None when there is nothing to restore."""
+        if not self.journal.continued:
+            return None
+        plan = RestorePlan.from_events(self.journal.stored_events(), Decimal(repr(self.config.account_size)))
+        plan.apply(self)
+        self.restored = plan
+        log.warning("restored from the journal (%d events, session %s%s): %d positions, %d open orders, "
+                    "trading state %s", plan.events, plan.session, "" if plan.session_open else " closed",
+                    len(plan.positions), len(plan.open_orders), plan.trading_state.value)
+        return plan
+
+    def begin_warmup(self, session_date: date | None) -> None:
+        """Bars from now until `end_warmup` are history (a feed's seed): they rebuild strategy state
+        and trade nothing; sessions before `session_date` are context (previous closes) only."""
+        self.warmup = Warmup(self, self.restored)
+        self._warm_until = session_date
+        self._live_on_bar = self.data._on_bar
+        self.data._on_bar = self.warmup.on_bar
+
+    def end_warmup(self) -> dict:
+        warmup = self.warmup
+        if warmup is None:
+            return {}
+        info = warmup.finish()
+        self.warmup = None
+        self._warm_until = None
+        self.data._on_bar = self._live_on_bar
+        plan = self.restored
+        if plan is not None:
+            self.restart_info = {
+                "restart": plan.restarts, "journal_events": plan.events, "warmup": info,
+                "positions": {s: p.qty for s, p in sorted(self.portfolio.positions.items())},
+                "open_orders": sorted(plan.open_orders), "cash": money_str(self.portfolio.cash),
+                "trading_state": self.risk.state.value, "paused": self.risk.paused}
+            self.journal.append(self.session_name or plan.session, max(self.clock.now_ns(), plan.last_ts),
+                                "restart", str(plan.restarts), self.restart_info)
+        else:
+            self.journal.append(self.session_name, self.clock.now_ns(), "warmup", "", info)
+        return info
 
     def _replay_commands(self) -> None:
         """Resuming: re-apply the operator commands the journal holds at this point of the stream
@@ -194,10 +249,17 @@ class TradingNode:
 
     # --- sessions ------------------------------------------------------------------------------
     def _on_session(self, previous: SessionTimes | None, session: SessionTimes) -> None:
-        if previous is not None:
-            self._end_session(previous)
+        if self._warm_until is not None and session.date < self._warm_until:
+            self.strategies.on_session_start(session)  # warm-up context: previous closes only
+            return
+        if self.session is not None:
+            self._end_session(self.session)
+        plan = self.restored
+        name = session.date.isoformat()
+        if plan is not None and plan.session_open and self.session is None and plan.session != name:
+            self._close_stale_session(plan)
         self.session = session
-        self.session_name = session.date.isoformat()
+        self.session_name = name
         h, m = hhmm(self.config.flatten_time)
         flatten = session.at_et(h, m)
         # On early-close days: five minutes before the close.
@@ -205,6 +267,13 @@ class TradingNode:
         self._mark_from = session.open
         self._next_mark = session.open
         self._mark_until = session.close
+        if plan is not None and plan.session_open and plan.session == name:
+            # A restart inside the session: its P&L, limits and orders go on where they were.
+            plan.session_open = False
+            self.orders.start_session(name, session.open, self._flatten_ns, session.close)
+            self.orders.set_restart(plan.restarts)
+            self.strategies.on_session_start(session)
+            return
         self.portfolio.start_session()
         self.risk.start_session()
         self.orders.start_session(self.session_name, session.open, self._flatten_ns, session.close)
@@ -213,6 +282,15 @@ class TradingNode:
             "config_sha": config_fingerprint(self.config),
             "equity": money_str(self.portfolio.equity_decimal()),
             "early_close": session.early_close, "state": self.risk.state.value})
+
+    def _close_stale_session(self, plan: RestorePlan) -> None:
+        """The journal's session never ended (the runner died in it) and a later one has begun:
+        close it in the journal as it stood; its positions are carried (no order is sent)."""
+        plan.session_open = False
+        self.journal.append(plan.session, plan.last_ts, "session_end", "", {
+            "date": plan.session, "equity": money_str(self.portfolio.equity_decimal()),
+            "realized_pnl": money_str(plan.realized), "commissions": money_str(plan.commissions),
+            "positions": sorted(self.portfolio.positions), "universe": [], "closed_by": "restart"})
 
     def _end_session(self, session: SessionTimes) -> None:
         now = self.clock.now_ns()

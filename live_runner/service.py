@@ -71,9 +71,14 @@ class LiveService:
         self.data_feed = data_feed
         self.bar_file = BarFile(opts.bars) if bar_source is None and data_feed is None else None
         self.total_bars = self.bar_file.validate() if self.bar_file is not None else None
-        self.journal = Journal(opts.journal_url, batch_size=config.journal.batch_size)
+        # A live feed's session cannot be regenerated after a crash (its bars and fills do not
+        # repeat), so its journal is continued and the state read back from it (live_runner.restore);
+        # a bars file is replayed deterministically, its journal verified event by event.
+        self.journal = Journal(opts.journal_url, batch_size=config.journal.batch_size,
+                               continue_log=data_feed is not None)
         self.node = TradingNode(config, self.journal, universe=opts.universe,
                                 alert_sinks=sinks_from_env(env))
+        self.node.restore_from_journal()
         logs.set_session_source(lambda: self.node.session_name)
         self.health = health or HealthMonitor(default_allowance_s=config.ops.heartbeat_allowance_s)
         self.serving = threading.Event()  # set once the ops server listens (bound_port is known)
@@ -129,6 +134,8 @@ class LiveService:
             out["data_feed"] = self.data_feed.status()
         if self.error:
             out["error"] = self.error
+        if self.node.restart_info:
+            out["restart"] = self.node.restart_info
         return out
 
     def metrics_text(self) -> bytes:

@@ -68,6 +68,10 @@ class PaperExecutionClient:
         self._state = state
         self._positions: dict[str, int] = {}
         self.external_positions: dict[str, int] = _load_external(state) if state is not None else {}
+        # A live restart continues the log: what it holds is the broker's record (see `recover`).
+        self._logged: dict[str, list[tuple[str, int, dict]]] = {}
+        if state is not None and state.continued:
+            self._load_log(state)
 
     def set_handlers(self, on_event: OrderEventHandler, on_fill: FillHandler) -> None:
         self._on_event = on_event
@@ -79,8 +83,40 @@ class PaperExecutionClient:
         self._accept(request)
 
     def recover(self, request: OrderRequest) -> None:
-        """The simulated book is rebuilt by re-delivering journaled orders; nothing is 'sent'."""
-        self._accept(request)
+        """The simulated book is rebuilt by re-delivering journaled orders; nothing is 'sent'.
+        On a live restart the order's logged reports are sent again first (the runner keeps the
+        ones it lacks, by exec id) and only what is still working rests in the book."""
+        logged = self._logged.pop(request.client_order_id, None)
+        if logged is None:
+            self._accept(request)
+            return
+        cid = request.client_order_id
+        resting = _Resting(request, self._bar_count.get(request.symbol, 0), self._latest_ts)
+        self._by_id[cid] = resting
+        for kind, ts, p in logged:
+            if kind == "fill":
+                qty = int(p["qty"])
+                resting.filled += qty
+                resting.fills += 1
+                resting.commission += Decimal(p["commission"])
+                self._on_fill(Fill(cid, p["exec_id"], request.symbol, request.side, qty,
+                                   float(p["price"]), Decimal(p["commission"]), ts))
+            elif kind in ("canceled", "expired", "rejected"):
+                resting.active = False
+                self._on_event(OrderEvent(cid, OrderStatus(kind), ts, p.get("reason", "")))
+        if resting.active and resting.filled < request.qty:
+            self._books.setdefault(request.symbol, []).append(resting)
+            self._on_event(OrderEvent(cid, OrderStatus.ACCEPTED, request.ts, broker_order_id=cid))
+
+    def _load_log(self, state: "Journal") -> None:
+        """Positions and each order's reports from the broker's own log."""
+        for ev in state.stored_events():
+            kind, p = ev["kind"], ev["payload"]
+            self._logged.setdefault(ev["key"], []).append((kind, ev["ts"], p))
+            if kind == "fill":
+                qty = int(p["qty"])
+                sym = p["symbol"]
+                self._positions[sym] = self._positions.get(sym, 0) + (qty if p["side"] == "buy" else -qty)
 
     def _accept(self, request: OrderRequest) -> None:
         cid = request.client_order_id

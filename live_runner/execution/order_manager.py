@@ -121,6 +121,12 @@ class OrderManager:
                 self.closed_before[(o.request.strategy, o.request.side, o.status)] += 1
         self.orders = {cid: o for cid, o in self.open_orders.items()}
 
+    def set_restart(self, n: int) -> None:
+        """Ids after the n-th restart in a session: `LR-20240315R1-GG-ABC-1`, never one sent before
+        the crash (its journal event may have been lost with the process)."""
+        self._id_head = f"{self.prefix}-{self.session.replace('-', '')}R{n}"
+        self._seq = 0
+
     def next_id(self, strategy: str, symbol: str) -> str:
         self._seq += 1
         code = self._codes.get(strategy)

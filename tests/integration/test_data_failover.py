@@ -82,15 +82,18 @@ def config(poly: FakePolygon, **extra: Any) -> SystemConfig:
 
 
 def record_accepted(node: TradingNode) -> list[Bar]:
-    """Every bar the DataManager accepted (its validation passed), in order."""
+    """Every bar the DataManager accepted (its validation passed), in order, warm-up included."""
     accepted: list[Bar] = []
-    inner = node.data._on_bar
+    data = node.data
+    inner = data.on_bar
 
     def on_bar(bar: Bar) -> None:
-        accepted.append(bar)
+        before = data.bars_processed
         inner(bar)
+        if data.bars_processed > before:
+            accepted.append(bar)
 
-    node.data._on_bar = on_bar  # type: ignore[method-assign]
+    data.on_bar = on_bar  # type: ignore[method-assign]
     return accepted
 
 
