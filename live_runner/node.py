@@ -157,8 +157,8 @@ class TradingNode:
         if plan is not None:
             self.restart_info = {
                 "restart": plan.restarts, "journal_events": plan.events, "warmup": info,
-                "positions": {s: p.qty for s, p in sorted(self.portfolio.positions.items())},
-                "open_orders": sorted(plan.open_orders), "cash": money_str(self.portfolio.cash),
+                "positions": plan.journal_positions, "open_orders": plan.journal_open_orders,
+                "cash": money_str(plan.cash),
                 "trading_state": self.risk.state.value, "paused": self.risk.paused}
             self.journal.append(self.session_name or plan.session, max(self.clock.now_ns(), plan.last_ts),
                                 "restart", str(plan.restarts), self.restart_info)
@@ -193,6 +193,8 @@ class TradingNode:
     def _on_bar(self, bar: Bar) -> None:
         ts = bar.ts
         self.clock.advance_to(ts + NANOS_PER_MINUTE)
+        if self._reconcile_due and not self.journal.resuming and not self.execution.resuming:
+            self.reconcile()  # before this bar can trade: a mismatch must halt it first
         sym = bar.symbol
         positions = self.portfolio.positions
         # The daily P&L moves only on this symbol's mark or fills; a fill that closes the position
@@ -216,11 +218,8 @@ class TradingNode:
                     self.orders.flatten_all(OrderRole.MANUAL)
         if ts >= self._next_mark and ts < self._mark_until:
             self._mark_equity(ts)
-        if self._reconcile_due:
-            if self.journal.resuming:
-                self._replay_commands()
-            elif not self.execution.resuming:
-                self.reconcile()
+        if self._reconcile_due and self.journal.resuming:
+            self._replay_commands()
 
     def reconcile(self) -> bool:
         """Compare our positions with the broker's; a difference we cannot explain halts trading."""

@@ -76,6 +76,13 @@ class RestorePlan:
     events: int = 0
     last_ts: int = 0                    # the latest event time (a restart is journaled after it)
 
+    journal_positions: dict[str, int] = field(default_factory=dict)  # as the journal left them
+    journal_open_orders: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.journal_positions = {s: p.qty for s, p in sorted(self.positions.items())}
+        self.journal_open_orders = sorted(self.open_orders)
+
     @property
     def open_orders(self) -> dict[str, Order]:
         return {cid: o for cid, o in self.orders.items() if o.is_open}

@@ -1,0 +1,258 @@
+"""A live session survives kill -9 (issue 3, crash recovery with a real broker and a live feed).
+
+The runner is the real CLI (`python -m live_runner run`) in its own process, trading the gapper
+of test_end_to_end_fakes from the fake Polygon (websocket + REST) to the fake TWS (ib_async on
+the real wire protocol). It is killed with SIGKILL while it holds 1785 GAPR with its stop and
+target working at IB; while it is down the target fills at IB. The restarted runner must:
+- read its state back from the journal (the position, the working exits, the day's signal);
+- warm up on the day's bars from Polygon's REST without re-entering or sending anything stale;
+- find its orders at IB by orderRef (never send them again), record the fill it missed, close
+  the trade (exit reason "target"), cancel the stop, and reconcile flat with IB;
+and a restart facing a position at IB that the journal cannot explain halts trading and alerts.
+
+The subprocess reads the fake market clock from a file (sitecustomize in a temp dir), since the
+live feed's clock is injected: there is no other way to make 2024-03-15 09:33 "now" for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import yaml
+
+from live_runner.journal import Journal
+from tests.integration.test_data_failover import DAY, serve_session
+from tests.kit.fake_polygon import FakeMarketClock, FakePolygon
+from tests.kit.fake_tws import FakeTws
+from tests.kit.sessions import et_ns, gapper
+
+pytestmark = pytest.mark.timeout(180)
+ROOT = Path(__file__).resolve().parents[2]
+
+SITECUSTOMIZE = '''
+import os
+_path = os.environ.get("TEST_MARKET_CLOCK_FILE")
+if _path:
+    import live_runner.feeds as _feeds
+    _orig = _feeds.build_live_feed
+
+    def _market_now() -> int:
+        with open(_path) as f:
+            return int(f.read())
+
+    def build_live_feed(config, environ, symbols, *, market_now=None, yahoo_session=None):
+        return _orig(config, environ, symbols, market_now=_market_now, yahoo_session=yahoo_session)
+
+    _feeds.build_live_feed = build_live_feed
+'''
+
+
+class FileClock(FakeMarketClock):
+    """The fakes' market clock, mirrored to a file the runner process reads."""
+
+    def __init__(self, path: Path, now_ns: int) -> None:
+        self.path = path
+        super().__init__(now_ns)
+        self._write()
+
+    def set(self, ns: int) -> None:
+        super().set(ns)
+        self._write()
+
+    def _write(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(str(self.now_ns()))
+        os.replace(tmp, self.path)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(cond: Callable[[], Any], what: str, timeout: float = 30.0,
+               proc: subprocess.Popen | None = None) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"runner exited ({proc.returncode}) waiting for {what}:\n{err[-4000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+class Runner:
+    """`python -m live_runner run` against the fakes, with its ops server on a known port."""
+
+    def __init__(self, tmp: Path, cfg: dict[str, Any], env: dict[str, str]) -> None:
+        self.cfg_path = tmp / "runner.yaml"
+        self.cfg_path.write_text(yaml.safe_dump(cfg))
+        self.port = cfg["ops"]["port"]
+        self.env = env
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Runner":
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "live_runner", "run", "--config", str(self.cfg_path), "--mode", "paper",
+             "--json"], cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return self
+
+    def status(self) -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/status", timeout=2) as r:
+                return json.loads(r.read())
+        except OSError:
+            return None
+
+    def wait(self, cond: Callable[[dict[str, Any]], bool], what: str, timeout: float = 30.0) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            st = self.status()
+            return st if st is not None and cond(st) else None
+        return wait_until(check, what, timeout, self.proc)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self.proc.communicate()
+
+    def finish(self) -> dict[str, Any]:
+        assert self.proc is not None
+        out, err = self.proc.communicate(timeout=60)
+        assert self.proc.returncode == 0, err[-4000:]
+        return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.fixture()
+def market(tmp_path: Path):  # type: ignore[no-untyped-def]
+    s = gapper()
+    clock = FileClock(tmp_path / "market_clock", et_ns(DAY, "09:30"))
+    tws = asyncio.run(FakeTws(market_fill=False).start())  # market orders fill at the next bar's open
+    try:
+        with FakePolygon(clock=clock) as poly:
+            today = serve_session(s, poly, None)
+            (tmp_path / "site").mkdir()
+            (tmp_path / "site" / "sitecustomize.py").write_text(SITECUSTOMIZE)
+            cfg = {
+                "universe": ["GAPR"], "active_strategies": ["gap_and_go"], "primary_broker": "ibkr",
+                "ibkr": {"host": "127.0.0.1", "port": tws.port, "client_id": 7, "account": "DU123",
+                         "connect_timeout_s": 5.0, "reconnect_initial_s": 0.05, "reconnect_max_s": 0.2,
+                         "commission_wait_s": 0.3, "order_id_state": str(tmp_path / "ibkr_ids.json")},
+                "primary_data_provider": "polygon", "polygon": poly.config(stale_after_s=30.0),
+                "journal": {"url": f"sqlite:///{tmp_path / 'journal.db'}", "batch_size": 1000},
+                "ops": {"port": free_port()}, "log_dir": None,
+            }
+            env = {**os.environ, "POLYGON_API_KEY": poly.api_key, "TEST_MARKET_CLOCK_FILE": str(clock.path),
+                   "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), str(ROOT)])}
+            yield {"s": s, "clock": clock, "tws": tws, "poly": poly, "today": today, "cfg": cfg, "env": env}
+    finally:
+        asyncio.run(tws.stop())
+
+
+def play_minute(m: dict[str, Any], runner: Runner, hhmm: str) -> dict[str, Any]:
+    """IB trades the minute (fills at its prices), then Polygon sends its bar; returns the runner's
+    status once it has handled it."""
+    ts = et_ns(DAY, hhmm)
+    for b in (b for b in m["today"] if b.ts == ts):
+        m["tws"].trade_bar(b.symbol, b.open, b.high, b.low, b.close, b.ts)
+    done = sum(1 for b in m["s"].bars if b.ts <= ts)
+    m["poly"].play([b for b in m["today"] if b.ts == ts], 0.0).result(10)
+    return runner.wait(lambda st: st["bars_processed"] >= done, f"the {hhmm} bar")
+
+
+def journal_rows(cfg: dict[str, Any], kinds: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    j = Journal(cfg["journal"]["url"])
+    try:
+        return j.read(kinds=kinds)
+    finally:
+        j.close()
+
+
+def test_killed_in_a_position_the_restart_recovers_the_fill_made_while_down(market: dict[str, Any],
+                                                                            tmp_path: Path) -> None:
+    m, tws = market, market["tws"]
+    runner = Runner(tmp_path, m["cfg"], m["env"]).start()
+    seeded = sum(1 for b in m["s"].bars if b.ts < et_ns(DAY, "09:30"))
+    runner.wait(lambda st: st["bars_processed"] == seeded, "the warm-up", timeout=60)
+    for hhmm in ("09:30", "09:31", "09:32"):
+        st = play_minute(m, runner, hhmm)
+    # the entry filled at the 09:32 open; the stop and the target work at IB
+    st = runner.wait(lambda st: len(st["open_orders"]) == 2 and st["positions"], "the exits at IB")
+    assert [(p["symbol"], p["qty"]) for p in st["positions"]] == [("GAPR", 1785)]
+    wait_until(lambda: len(journal_rows(m["cfg"], ("order",))) == 3, "the journal to hold the orders")
+    runner.kill()
+
+    # while the runner is down, the 09:33 bar trades through the target at IB
+    bar = next(b for b in m["today"] if b.ts == et_ns(DAY, "09:33"))
+    assert tws.trade_bar(bar.symbol, bar.open, bar.high, bar.low, bar.close, bar.ts) == 1
+    m["clock"].set(et_ns(DAY, "09:34"))
+
+    runner = Runner(tmp_path, m["cfg"], m["env"]).start()
+    st = runner.wait(lambda st: "restart" in st and not st["positions"] and not st["open_orders"],
+                     "the restart to settle with IB", timeout=60)
+    restart = st["restart"]
+    assert restart["restart"] == 1 and restart["positions"] == {"GAPR": 1785}
+    assert len(restart["open_orders"]) == 2
+    assert restart["warmup"]["signals"] == {"accepted_before": 1}  # the 09:31 break: not re-entered
+    assert st["trading_state"] == "active"
+    m["clock"].set(et_ns(DAY, "20:00"))  # the day is over: the feed ends, the runner exits 0
+    summary = runner.finish()
+
+    # the trade, as if nothing had happened: entry 11.25, target 11.95, IB's commissions
+    (trade,) = summary["trades"]
+    assert (trade["qty"], trade["entry_price"], trade["exit_price"], trade["exit_reason"]) == (
+        1785, 11.25, 11.95, "target")
+    assert trade["pnl"] == "1237.00"  # 0.70 * 1785 - 12.50
+    assert summary["final_positions"] == {}
+    # IB saw each order exactly once: nothing re-sent after the restart, no new entry
+    refs = [o.order_ref for o in tws.orders]
+    assert len(refs) == 3 and len(set(refs)) == 3 and len(tws.messages(3)) == 3
+    stop = next(o for o in tws.orders if o.order_type == "STP")
+    assert stop.status == "Cancelled"  # the restarted runner canceled the orphaned stop
+    # the journal holds each IB execution once, the missed one recorded by the restarted runner
+    fills = journal_rows(m["cfg"], ("fill",))
+    assert sorted(f["payload"]["exec_id"] for f in fills) == sorted(ex.exec_id for ex in tws.executions)
+    kinds = [e["kind"] for e in journal_rows(m["cfg"])]
+    assert kinds.count("restart") == 1 and kinds.count("session_start") == 1
+    assert kinds.count("trade") == 1 and kinds.count("signal") == 1
+
+
+def test_a_position_at_ib_the_journal_cannot_explain_halts_the_restart(market: dict[str, Any],
+                                                                      tmp_path: Path) -> None:
+    m, tws = market, market["tws"]
+    runner = Runner(tmp_path, m["cfg"], m["env"]).start()
+    seeded = sum(1 for b in m["s"].bars if b.ts < et_ns(DAY, "09:30"))
+    runner.wait(lambda st: st["bars_processed"] == seeded, "the warm-up", timeout=60)
+    play_minute(m, runner, "09:30")
+    runner.kill()
+    # someone bought 500 GAPR by hand in the account while the runner was down
+    tws._sync(lambda: tws.positions.__setitem__(("DU123", "GAPR"), [500.0, 5450.0]))
+    m["clock"].set(et_ns(DAY, "09:31"))
+
+    runner = Runner(tmp_path, m["cfg"], m["env"]).start()
+    runner.wait(lambda st: "restart" in st, "the restart", timeout=60)
+    play_minute(m, runner, "09:31")  # the first live bar: reconciliation runs, then the break
+    st = runner.wait(lambda st: st["trading_state"] == "halted", "the halt")
+    assert any(a["key"] == "reconciliation_mismatch" for a in st["alerts"])
+    assert st["positions"] == [] and st["risk_denials"] == {"HALTED": 1}
+    m["clock"].set(et_ns(DAY, "20:00"))
+    summary = runner.finish()
+    assert summary["trades"] == [] and len(tws.orders) == 0  # the break was not traded
+    mismatch = journal_rows(m["cfg"], ("reconciliation",))
+    assert mismatch[0]["payload"]["diff"] == {"GAPR": {"runner": 0, "broker": 500}}
