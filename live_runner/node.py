@@ -164,6 +164,8 @@ class TradingNode:
                                 "restart", str(plan.restarts), self.restart_info)
         else:
             self.journal.append(self.session_name, self.clock.now_ns(), "warmup", "", info)
+        if self._reconcile_due and not self.journal.resuming and not self.execution.resuming:
+            self.reconcile()  # the broker is connected: halt (or adopt) before the first live bar
         return info
 
     def _replay_commands(self) -> None:
@@ -222,8 +224,14 @@ class TradingNode:
             self._replay_commands()
 
     def reconcile(self) -> bool:
-        """Compare our positions with the broker's; a difference we cannot explain halts trading."""
+        """Adopt the broker's orders under our prefix that the journal lost, then compare our
+        positions with the broker's; a difference we cannot explain halts trading."""
         self._reconcile_due = False
+        known = self.restored.known_ids if self.restored is not None else frozenset()
+        for req in self.execution.unclaimed():
+            if req.client_order_id not in known and req.client_order_id not in self.orders.orders:
+                self.orders.adopt(req)
+                self.execution.recover(req)  # claims it: its reports (fills) reach us now
         ours = {s: p.qty for s, p in sorted(self.portfolio.positions.items())}
         theirs = self.execution.positions()
         if theirs is None or ours == theirs:

@@ -76,6 +76,7 @@ class RestorePlan:
     events: int = 0
     last_ts: int = 0                    # the latest event time (a restart is journaled after it)
 
+    known_ids: frozenset[str] = frozenset()  # every client id the journal holds (all sessions)
     journal_positions: dict[str, int] = field(default_factory=dict)  # as the journal left them
     journal_open_orders: list[str] = field(default_factory=list)
 
@@ -133,7 +134,7 @@ class RestorePlan:
             trading_state=trading_state, paused=scan.paused, denials=scan.denials,
             accepted=scan.accepted, denied=scan.denied, fills=scan.fills, signals=scan.signals,
             orders_submitted=scan.orders_submitted, events=len(events),
-            last_ts=max((ev["ts"] for ev in events), default=0))
+            last_ts=max((ev["ts"] for ev in events), default=0), known_ids=frozenset(scan.requests))
 
     # --- applying ------------------------------------------------------------------------------
     def apply(self, node: "TradingNode") -> None:

@@ -237,6 +237,15 @@ class ExecutionEngine:
         """True while a broker is re-sending reports it already holds (after a restart)."""
         return any(bool(getattr(c, "resuming", False)) for c in (self.primary, self.backup) if c is not None)
 
+    def unclaimed(self) -> list[OrderRequest]:
+        """Orders the brokers hold under our id prefix that the runner does not know (adoption)."""
+        out: list[OrderRequest] = []
+        for client in (self.primary, self.backup):
+            fn = getattr(client, "unclaimed", None) if client is not None else None
+            if fn is not None:
+                out += fn()
+        return out
+
     # --- positions -----------------------------------------------------------------------------
     def positions(self) -> dict[str, int] | None:
         """Broker-side positions for reconciliation, summed over both brokers (None when no

@@ -14,6 +14,8 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import TYPE_CHECKING, Callable
 
+import msgspec
+
 from live_runner.models import (
     Fill, Order, OrderEvent, OrderRequest, OrderRole, OrderStatus, OrderType, Side, Signal,
     TERMINAL_STATUSES, TradingState,
@@ -218,6 +220,33 @@ class OrderManager:
         else:
             self.execution.submit(req)
 
+    def adopt(self, req: OrderRequest) -> None:
+        """An order at the broker under our prefix that the journal lost (sent just before a
+        crash): journaled now (`adopted`), tracked like any other, never sent again."""
+        code = req.client_order_id.split("-")[2] if req.client_order_id.count("-") >= 4 else ""
+        strategy = next((s for s, c in STRATEGY_CODES.items() if c == code), code.lower())
+        trade = self.trades.get(req.symbol)
+        if trade is not None:
+            strategy = trade.strategy
+        req = msgspec.structs.replace(req, strategy=req.strategy or strategy)
+        order = Order(req, status=OrderStatus.SUBMITTED)
+        cid = req.client_order_id
+        self.orders[cid] = self.open_orders[cid] = order
+        if req.role is OrderRole.ENTRY:
+            self.pending_entries[req.symbol] = order
+        elif trade is not None:
+            if req.role is OrderRole.STOP:
+                trade.stop_id = cid
+            elif req.role is OrderRole.TARGET:
+                trade.target_id = cid
+            else:
+                trade.flatten_id = cid
+        self.orders_submitted += 1
+        self._journal("order", req.ts, cid, {**_request_payload(req), "adopted": True})
+        self._alert(f"order_adopted:{cid}", "warning",
+                    f"order {cid} ({req.side.value} {req.qty} {req.symbol} {req.order_type.value}) was at the "
+                    "broker but not in the journal: adopted")
+
     # --- exits ---------------------------------------------------------------------------------
     def flatten(self, symbol: str, role: OrderRole = OrderRole.MANUAL) -> str | None:
         """Cancel the symbol's working orders, then sell what is held at market."""
@@ -287,6 +316,10 @@ class OrderManager:
         self._cancel_exits(trade)
         qty = self.portfolio.position_qty(symbol)
         if qty <= 0 or trade.flatten_id:
+            return
+        if trade.stop <= 0:  # an adopted entry: its protective stop was lost with the journal
+            self._alert(f"unprotected:{symbol}", "critical",
+                        f"{symbol}: {qty} shares from an adopted entry with no known stop: manage or flatten")
             return
         oco = f"{symbol}-{trade.entry_ts}"
         now = self.clock.now_ns()  # type: ignore[attr-defined]

@@ -184,24 +184,39 @@ def journal_rows(cfg: dict[str, Any], kinds: tuple[str, ...] | None = None) -> l
         j.close()
 
 
-def test_killed_in_a_position_the_restart_recovers_the_fill_made_while_down(market: dict[str, Any],
-                                                                            tmp_path: Path) -> None:
-    m, tws = market, market["tws"]
+def trade_until_killed_in_position(m: dict[str, Any], tmp_path: Path) -> None:
+    """Run 1: the break at 09:31, the entry filled at the 09:32 open, the stop and target working
+    at IB; kill -9. Then, while the runner is down, the 09:33 bar trades through the target."""
     runner = Runner(tmp_path, m["cfg"], m["env"]).start()
     seeded = sum(1 for b in m["s"].bars if b.ts < et_ns(DAY, "09:30"))
     runner.wait(lambda st: st["bars_processed"] == seeded, "the warm-up", timeout=60)
     for hhmm in ("09:30", "09:31", "09:32"):
-        st = play_minute(m, runner, hhmm)
-    # the entry filled at the 09:32 open; the stop and the target work at IB
+        play_minute(m, runner, hhmm)
     st = runner.wait(lambda st: len(st["open_orders"]) == 2 and st["positions"], "the exits at IB")
     assert [(p["symbol"], p["qty"]) for p in st["positions"]] == [("GAPR", 1785)]
     wait_until(lambda: len(journal_rows(m["cfg"], ("order",))) == 3, "the journal to hold the orders")
     runner.kill()
-
-    # while the runner is down, the 09:33 bar trades through the target at IB
     bar = next(b for b in m["today"] if b.ts == et_ns(DAY, "09:33"))
-    assert tws.trade_bar(bar.symbol, bar.open, bar.high, bar.low, bar.close, bar.ts) == 1
+    assert m["tws"].trade_bar(bar.symbol, bar.open, bar.high, bar.low, bar.close, bar.ts) == 1
     m["clock"].set(et_ns(DAY, "09:34"))
+
+
+def assert_one_target_trade_and_nothing_resent(summary: dict[str, Any], tws: FakeTws) -> None:
+    (trade,) = summary["trades"]  # as if nothing had happened: entry 11.25, target 11.95
+    assert (trade["qty"], trade["entry_price"], trade["exit_price"], trade["exit_reason"]) == (
+        1785, 11.25, 11.95, "target")
+    assert trade["pnl"] == "1237.00"  # 0.70 * 1785 - 12.50 of IB commissions
+    assert summary["final_positions"] == {}
+    refs = [o.order_ref for o in tws.orders]  # IB saw each order once: no re-send, no new entry
+    assert len(refs) == 3 and len(set(refs)) == 3 and len(tws.messages(3)) == 3
+    stop = next(o for o in tws.orders if o.order_type == "STP")
+    assert stop.status == "Cancelled"  # the restarted runner canceled the orphaned stop
+
+
+def test_killed_in_a_position_the_restart_recovers_the_fill_made_while_down(market: dict[str, Any],
+                                                                            tmp_path: Path) -> None:
+    m, tws = market, market["tws"]
+    trade_until_killed_in_position(m, tmp_path)
 
     runner = Runner(tmp_path, m["cfg"], m["env"]).start()
     st = runner.wait(lambda st: "restart" in st and not st["positions"] and not st["open_orders"],
@@ -213,18 +228,7 @@ def test_killed_in_a_position_the_restart_recovers_the_fill_made_while_down(mark
     assert st["trading_state"] == "active"
     m["clock"].set(et_ns(DAY, "20:00"))  # the day is over: the feed ends, the runner exits 0
     summary = runner.finish()
-
-    # the trade, as if nothing had happened: entry 11.25, target 11.95, IB's commissions
-    (trade,) = summary["trades"]
-    assert (trade["qty"], trade["entry_price"], trade["exit_price"], trade["exit_reason"]) == (
-        1785, 11.25, 11.95, "target")
-    assert trade["pnl"] == "1237.00"  # 0.70 * 1785 - 12.50
-    assert summary["final_positions"] == {}
-    # IB saw each order exactly once: nothing re-sent after the restart, no new entry
-    refs = [o.order_ref for o in tws.orders]
-    assert len(refs) == 3 and len(set(refs)) == 3 and len(tws.messages(3)) == 3
-    stop = next(o for o in tws.orders if o.order_type == "STP")
-    assert stop.status == "Cancelled"  # the restarted runner canceled the orphaned stop
+    assert_one_target_trade_and_nothing_resent(summary, tws)
     # the journal holds each IB execution once, the missed one recorded by the restarted runner
     fills = journal_rows(m["cfg"], ("fill",))
     assert sorted(f["payload"]["exec_id"] for f in fills) == sorted(ex.exec_id for ex in tws.executions)
@@ -256,3 +260,28 @@ def test_a_position_at_ib_the_journal_cannot_explain_halts_the_restart(market: d
     assert summary["trades"] == [] and len(tws.orders) == 0  # the break was not traded
     mismatch = journal_rows(m["cfg"], ("reconciliation",))
     assert mismatch[0]["payload"]["diff"] == {"GAPR": {"runner": 0, "broker": 500}}
+
+
+def test_orders_the_crash_kept_out_of_the_journal_are_adopted_from_ib(market: dict[str, Any],
+                                                                      tmp_path: Path) -> None:
+    m, tws = market, market["tws"]
+    trade_until_killed_in_position(m, tmp_path)
+    # the crash lost every journal event after the entry fill: the stop and target orders too
+    j = Journal(m["cfg"]["journal"]["url"])
+    entry_fill = next(e["seq"] for e in j.read(kinds=("fill",)))
+    with j.engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM journal_events WHERE seq > ?", (entry_fill,))
+    j.close()
+
+    runner = Runner(tmp_path, m["cfg"], m["env"]).start()
+    st = runner.wait(lambda st: "restart" in st and not st["positions"] and not st["open_orders"],
+                     "the adoption and the missed fill", timeout=60)
+    assert st["restart"]["open_orders"] == [] and st["restart"]["positions"] == {"GAPR": 1785}
+    assert {a["key"].split(":")[0] for a in st["alerts"]} >= {"order_adopted"}
+    m["clock"].set(et_ns(DAY, "20:00"))
+    summary = runner.finish()
+    assert_one_target_trade_and_nothing_resent(summary, tws)
+    adopted = [e for e in journal_rows(m["cfg"], ("order",)) if e["payload"].get("adopted")]
+    assert sorted((e["payload"]["role"], e["payload"]["strategy"]) for e in adopted) == [
+        ("stop", "gap_and_go"), ("target", "gap_and_go")]
+    assert not any(e["kind"] == "reconciliation" for e in journal_rows(m["cfg"]))

@@ -17,7 +17,7 @@ from typing import Any
 
 from live_runner.adapters.ibkr import compat
 from live_runner.adapters.ibkr.reports import TrackedOrder, log
-from live_runner.models import OrderStatus
+from live_runner.models import OrderRequest, OrderRole, OrderStatus, OrderType, Side
 
 _EXEC_MARGIN_S = 600.0
 
@@ -102,6 +102,26 @@ class ReconcileMixin:
                      reason, len(open_trades), len(done_trades), len(fills), since)
             assert self._synced_once is not None
             self._synced_once.set()
+
+    def unclaimed(self) -> list[OrderRequest]:
+        """Orders at IB with our orderRef prefix that nobody recovered (their journal events were
+        lost with a crash): what the runner needs to adopt them. Role by shape: a buy is an entry,
+        a sell stop the protective stop, a sell limit the target, a sell at market a flatten."""
+        out = []
+        for o in self._orders.values():
+            if o.request is not None or o.trade is None:
+                continue
+            order, contract = o.trade.order, o.trade.contract
+            side = Side.BUY if order.action == "BUY" else Side.SELL
+            kind = {"LMT": OrderType.LIMIT, "STP": OrderType.STOP}.get(order.orderType, OrderType.MARKET)
+            role = OrderRole.ENTRY if side is Side.BUY else {
+                OrderType.STOP: OrderRole.STOP, OrderType.LIMIT: OrderRole.TARGET}.get(kind, OrderRole.MANUAL)
+            out.append(OrderRequest(
+                client_order_id=o.cid, strategy="", symbol=contract.symbol, side=side,
+                qty=int(order.totalQuantity), order_type=kind, role=role, ts=self._now(),
+                limit_price=float(order.lmtPrice) if kind is OrderType.LIMIT else 0.0,
+                stop_price=float(order.auxPrice) if kind is OrderType.STOP else 0.0))
+        return sorted(out, key=lambda r: r.client_order_id)
 
     def _exec_since(self, candidates: list[TrackedOrder]) -> str:
         """Executions since the last one seen (and since the oldest order in doubt), with margin."""
