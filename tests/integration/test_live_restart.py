@@ -285,3 +285,33 @@ def test_orders_the_crash_kept_out_of_the_journal_are_adopted_from_ib(market: di
     assert sorted((e["payload"]["role"], e["payload"]["strategy"]) for e in adopted) == [
         ("stop", "gap_and_go"), ("target", "gap_and_go")]
     assert not any(e["kind"] == "reconciliation" for e in journal_rows(m["cfg"]))
+
+
+def test_the_paper_broker_keeps_its_book_across_a_live_restart(market: dict[str, Any], tmp_path: Path) -> None:
+    """Paper trading on the live feed: the embedded broker's own log (`paper.state_url`) is
+    continued too; its working exits rest again after the restart and fill on the next live bar."""
+    m = market
+    cfg = {**m["cfg"], "primary_broker": "paper", "paper": {"state_url": f"sqlite:///{tmp_path / 'paper.db'}"}}
+    runner = Runner(tmp_path, cfg, m["env"]).start()
+    seeded = sum(1 for b in m["s"].bars if b.ts < et_ns(DAY, "09:30"))
+    runner.wait(lambda st: st["bars_processed"] == seeded, "the warm-up", timeout=60)
+    for hhmm in ("09:30", "09:31", "09:32"):
+        play_minute(m, runner, hhmm)
+    runner.wait(lambda st: len(st["open_orders"]) == 2 and st["positions"], "the exits")
+    wait_until(lambda: len(journal_rows(cfg, ("order",))) == 3, "the journal to hold the orders")
+    runner.kill()
+    m["clock"].set(et_ns(DAY, "09:33"))
+
+    runner = Runner(tmp_path, cfg, m["env"]).start()
+    st = runner.wait(lambda st: "restart" in st, "the restart", timeout=60)
+    assert [(p["symbol"], p["qty"]) for p in st["positions"]] == [("GAPR", 1785)]
+    assert len(st["open_orders"]) == 2 and st["trading_state"] == "active"  # reconciled: equal
+    play_minute(m, runner, "09:33")  # the target trades on the live bar
+    runner.wait(lambda st: not st["positions"] and not st["open_orders"], "the target fill")
+    m["clock"].set(et_ns(DAY, "20:00"))
+    summary = runner.finish()
+    (trade,) = summary["trades"]
+    assert (trade["qty"], trade["entry_price"], trade["exit_price"], trade["exit_reason"]) == (
+        1785, 11.25, 11.95, "target")
+    orders = journal_rows(cfg, ("order",))
+    assert len(orders) == 3 and len({e["key"] for e in orders}) == 3  # entry, stop, target: once each

@@ -102,7 +102,6 @@ def disable_sdk_retry(rest: Any) -> None:
 
 class AlpacaExecutionClient:
     name = "alpaca"
-    resuming = False  # a real broker never re-sends reports it already holds
 
     def __init__(self, config: AlpacaConfig, api_key: str, secret_key: str, *,
                  calendar: Any = None, clock: Callable[[], int] | None = None,
@@ -263,6 +262,12 @@ class AlpacaExecutionClient:
 
     def end_session(self, ts: int) -> None:
         """Day orders expire at Alpaca; the stream reports them ('expired')."""
+
+    @property
+    def resuming(self) -> bool:
+        """True while orders recovered from the journal are still being looked up: the runner
+        reconciles positions only once their fills are in."""
+        return any(t.recovering for t in self._orders.values())
 
     def positions(self) -> dict[str, int] | None:
         """Shares held at Alpaca: the snapshot read at start plus every fill since (None until the
