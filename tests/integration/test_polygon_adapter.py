@@ -361,9 +361,9 @@ def test_a_dropped_connection_reconnects_and_the_gap_is_backfilled(fake: FakePol
     cfg = parse_config({"universe": ["AAA"], "polygon": fake.config(),
                         "data_failover": {"check_interval_s": 0.05}})
     node = TradingNode(cfg, Journal("sqlite://"))
-    accepted: list[Bar] = []
-    inner = node.data._on_bar
-    node.data._on_bar = lambda b: (accepted.append(b), inner(b))  # type: ignore[method-assign]
+    from tests.integration.test_data_failover import record_accepted
+
+    accepted = record_accepted(node)  # warm-up (the seed) included
     client = PolygonDataClient(cfg.polygon, fake.api_key)
     feed = DataFeed(cfg, client, None, ["AAA"], market_now=clock.now_ns)
     today = [b for b in s.sorted_bars() if b.ts >= et_ns(DAY, "04:00")]
