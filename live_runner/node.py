@@ -120,8 +120,9 @@ class TradingNode:
         self._replay_commands()
         if self.restored is not None:
             # Orders working when the runner went down: found at the broker, never sent again.
+            notional = self.restored.fill_notional
             for cid, order in sorted(self.restored.open_orders.items()):
-                self.execution.recover(order.request)
+                self.execution.recover(order.request, filled=order.filled_qty, notional=notional.get(cid))
 
     # --- live restart --------------------------------------------------------------------------
     def restore_from_journal(self) -> RestorePlan | None:

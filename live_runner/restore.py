@@ -77,6 +77,7 @@ class RestorePlan:
     last_ts: int = 0                    # the latest event time (a restart is journaled after it)
 
     known_ids: frozenset[str] = frozenset()  # every client id the journal holds (all sessions)
+    fill_notional: dict[str, Decimal] = field(default_factory=dict)  # cid -> sum of price * qty
     journal_positions: dict[str, int] = field(default_factory=dict)  # as the journal left them
     journal_open_orders: list[str] = field(default_factory=list)
 
@@ -134,7 +135,8 @@ class RestorePlan:
             trading_state=trading_state, paused=scan.paused, denials=scan.denials,
             accepted=scan.accepted, denied=scan.denied, fills=scan.fills, signals=scan.signals,
             orders_submitted=scan.orders_submitted, events=len(events),
-            last_ts=max((ev["ts"] for ev in events), default=0), known_ids=frozenset(scan.requests))
+            last_ts=max((ev["ts"] for ev in events), default=0), known_ids=frozenset(scan.requests),
+            fill_notional=scan.notional)
 
     # --- applying ------------------------------------------------------------------------------
     def apply(self, node: "TradingNode") -> None:
@@ -178,6 +180,7 @@ class _Scan:
         self.exec_ids: dict[str, list[str]] = {}
         self.avg_price: dict[str, float] = {}
         self._filled: dict[str, int] = {}
+        self.notional: dict[str, Decimal] = {}
         self.trades: dict[str, _OpenTrade] = {}
         self.closed_trades: list[TradeRecord] = []
         self.equity_marks: list[tuple[int, Decimal]] = []
@@ -238,6 +241,8 @@ class _Scan:
         done = self._filled.get(cid, 0)
         self.avg_price[cid] = (self.avg_price.get(cid, 0.0) * done + price * qty) / (done + qty)
         self._filled[cid] = done + qty
+        self.notional[cid] = self.notional.get(cid, ZERO) + Decimal(p["price"] if isinstance(p["price"], str)
+                                                                    else repr(float(p["price"]))) * qty
         fill = Fill(cid, p["exec_id"], req.symbol, req.side, qty, price, fee, ts)
         if current:
             self.fills.append(StrategyFill(req.strategy, req.role, fill))

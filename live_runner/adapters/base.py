@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import date
+from decimal import Decimal
 from enum import Enum
 from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
@@ -30,8 +31,10 @@ class ExecutionClient(Protocol):
 
     def cancel(self, client_order_id: str) -> None: ...
 
-    def recover(self, request: OrderRequest) -> None:
-        """An order the journal already holds: find it at the broker, never send it again."""
+    def recover(self, request: OrderRequest, *, filled: int = 0, notional: Decimal = ...) -> None:
+        """An order the journal already holds: find it at the broker, never send it again.
+        `filled` and `notional` (Decimal): what the journal already holds of its fills (a live
+        restart), so that a broker reporting cumulative fills reports only the newer ones."""
 
     def on_bar(self, bar: Bar) -> None:
         """Market data reaches simulated brokers here; real brokers ignore it."""

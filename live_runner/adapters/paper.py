@@ -82,7 +82,7 @@ class PaperExecutionClient:
         self.submitted += 1
         self._accept(request)
 
-    def recover(self, request: OrderRequest) -> None:
+    def recover(self, request: OrderRequest, *, filled: int = 0, notional: Decimal = ZERO) -> None:
         """The simulated book is rebuilt by re-delivering journaled orders; nothing is 'sent'.
         On a live restart the order's logged reports are sent again first (the runner keeps the
         ones it lacks, by exec id) and only what is still working rests in the book."""

@@ -26,6 +26,7 @@ message))`, `set_connection_handler(cb(connected, detail))`, `available` (REST r
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
 from time import perf_counter_ns as _perf_ns
 from typing import Any, Callable
 
@@ -118,21 +119,25 @@ class ExecutionEngine:
         self.last_submit_ns = _perf_ns()
         self._send(self._route(request), request, recovering=False)
 
-    def recover(self, request: OrderRequest) -> None:
+    def recover(self, request: OrderRequest, *, filled: int = 0, notional: Decimal | None = None) -> None:
         """A journaled order: asked of the primary first; one it does not know is asked of the
-        backup (through the not-accepted path), never sent again."""
-        self._send(self.primary, request, recovering=True)
+        backup (through the not-accepted path), never sent again. `filled`/`notional`: its fills
+        the journal already holds (a live restart)."""
+        self._send(self.primary, request, recovering=True, filled=filled, notional=notional)
 
     def cancel(self, client_order_id: str) -> None:
         self.routes.get(client_order_id, self.primary).cancel(client_order_id)
 
-    def _send(self, client: ExecutionClient, request: OrderRequest, recovering: bool) -> None:
+    def _send(self, client: ExecutionClient, request: OrderRequest, recovering: bool, filled: int = 0,
+              notional: Decimal | None = None) -> None:
         cid = request.client_order_id
         if self.backup is not None:  # with one broker there is nothing to route or remember
             self.routes[cid] = client
             self._tried.setdefault(cid, []).append(self._role(client))
             self._unfilled[cid] = request.qty
-        if recovering:
+        if recovering and filled:
+            client.recover(request, filled=filled, notional=notional)
+        elif recovering:
             client.recover(request)
         else:
             client.submit(request)

@@ -315,3 +315,51 @@ def test_the_paper_broker_keeps_its_book_across_a_live_restart(market: dict[str,
         1785, 11.25, 11.95, "target")
     orders = journal_rows(cfg, ("order",))
     assert len(orders) == 3 and len({e["key"] for e in orders}) == 3  # entry, stop, target: once each
+
+
+def test_alpaca_an_entry_partly_filled_before_the_crash_is_completed_not_double_counted(
+        market: dict[str, Any], tmp_path: Path) -> None:
+    """Alpaca reports cumulative fills (exec id = order id : cumulative qty). The restarted runner
+    tells it what the journal holds, so the rest of the entry arrives as the 785 shares it is, the
+    exits are re-sized to 1785 with new ids, and nothing is sent twice."""
+    from tests.kit.fake_alpaca import KEY, SECRET, FakeAlpaca
+
+    m = market
+    alpaca = FakeAlpaca(clock=m["clock"].now_ns).start()
+    alpaca.auto_fill = False  # the test fills by hand
+    try:
+        cfg = {**m["cfg"], "primary_broker": "alpaca",
+               "alpaca": {"base_url": alpaca.base_url, "stream_url": alpaca.stream_url,
+                          "request_timeout_s": 2.0}}
+        env = {**m["env"], "APCA_API_KEY_ID": KEY, "APCA_API_SECRET_KEY": SECRET}
+        runner = Runner(tmp_path, cfg, env).start()
+        seeded = sum(1 for b in m["s"].bars if b.ts < et_ns(DAY, "09:30"))
+        runner.wait(lambda st: st["bars_processed"] == seeded, "the warm-up", timeout=60)
+        for hhmm in ("09:30", "09:31"):
+            play_minute(m, runner, hhmm)
+        entry = runner.wait(lambda st: len(st["open_orders"]) == 1, "the entry at Alpaca")["open_orders"][0]
+        wait_until(lambda: alpaca.order(entry["client_order_id"]), "the entry to reach Alpaca")
+        alpaca.fill(entry["client_order_id"], 1000, 11.25)
+        runner.wait(lambda st: len(st["open_orders"]) == 3 and st["positions"], "exits for 1000")
+        wait_until(lambda: len(journal_rows(cfg, ("order",))) == 3, "the journal to hold the exits")
+        runner.kill()
+        alpaca.fill(entry["client_order_id"], 785, 11.25)  # the rest fills while the runner is down
+
+        runner = Runner(tmp_path, cfg, env).start()
+        st = runner.wait(lambda st: "restart" in st and st["positions"] and st["positions"][0]["qty"] == 1785
+                         and len(st["open_orders"]) == 2, "the rest of the entry and new exits", timeout=60)
+        assert st["trading_state"] == "active"  # reconciled with Alpaca's 1785: no mismatch
+        assert {o["qty"] for o in st["open_orders"]} == {1785}
+        assert all("R1-" in o["client_order_id"] for o in st["open_orders"])
+        runner.proc.send_signal(signal.SIGTERM)  # keep the position (flatten_on_shutdown: false)
+        runner.finish()
+    finally:
+        alpaca.stop()
+    fills = journal_rows(cfg, ("fill",))
+    assert [(f["payload"]["qty"], f["payload"]["exec_id"].split(":")[1]) for f in fills] == [
+        (1000, "1000"), (785, "1785")]
+    assert alpaca.position_qty() == {"GAPR": 1785}
+    posted = [b["client_order_id"] for b in alpaca.bodies]
+    assert len(posted) == len(set(posted)) == 5  # entry, stop+target for 1000, stop+target for 1785
+    old_exits = [cid for cid in posted[1:3]]
+    assert all(alpaca.order(cid)["status"] == "canceled" for cid in old_exits)

@@ -105,7 +105,7 @@ class AlpacaExecutionClient:
 
     def __init__(self, config: AlpacaConfig, api_key: str, secret_key: str, *,
                  calendar: Any = None, clock: Callable[[], int] | None = None,
-                 name: str = "alpaca", max_workers: int = 4) -> None:
+                 name: str = "alpaca", max_workers: int = 4, id_prefix: str = "LR") -> None:
         if not api_key or not secret_key:
             raise ConfigError(f"alpaca: set {KEY_ENV} and {SECRET_ENV} in the environment")
         self.config = config
@@ -137,6 +137,8 @@ class AlpacaExecutionClient:
         self.lookups: Counter[str] = Counter()   # lookups by client order id
         self.counters: Counter[str] = Counter()  # malformed, stream_stale, ambiguous, ...
         self._base_positions: dict[str, int] | None = None
+        self._prefix = id_prefix
+        self._listed: list[OrderRequest] = []  # ours at Alpaca at start (adoption after a crash)
         self._fill_positions: dict[str, int] = {}
         self.pdt: PdtState | None = None
         self.account: dict[str, Any] = {}
@@ -147,6 +149,8 @@ class AlpacaExecutionClient:
                     **kwargs: Any) -> "AlpacaExecutionClient":
         """Keys only from the environment (APCA_API_KEY_ID, APCA_API_SECRET_KEY)."""
         cfg = config.alpaca if isinstance(config, SystemConfig) else config
+        if isinstance(config, SystemConfig):
+            kwargs.setdefault("id_prefix", config.session_id_prefix)
         env = os.environ if environ is None else environ
         return cls(cfg, env.get(KEY_ENV, ""), env.get(SECRET_ENV, ""), **kwargs)
 
@@ -192,6 +196,7 @@ class AlpacaExecutionClient:
     async def _boot_once(self) -> None:
         await self._refresh_account()
         await self._snapshot_positions()
+        await self._list_ours()
         self._stream.start()
         self._spawn(self._watchdog(), "watchdog")
 
@@ -240,12 +245,15 @@ class AlpacaExecutionClient:
         t = self._orders[cid] = _Tracked(request)
         self._spawn(self._submit_flow(t, areq), f"submit {cid}")
 
-    def recover(self, request: OrderRequest) -> None:
-        """An order the journal holds: look it up by client id, never send it again."""
+    def recover(self, request: OrderRequest, *, filled: int = 0, notional: Decimal = ZERO) -> None:
+        """An order the journal holds: look it up by client id, never send it again. `filled` and
+        `notional`: what the journal already has of its fills, so only newer ones are reported
+        (exec ids are cumulative quantities: the same ids as before the crash)."""
         cid = request.client_order_id
         if cid in self._orders:
             return
-        t = self._orders[cid] = _Tracked(request, phase=RESOLVING, recovering=True)
+        t = self._orders[cid] = _Tracked(request, phase=RESOLVING, recovering=True, filled=filled,
+                                         notional=notional)
         self._spawn(self._recover_flow(t), f"recover {cid}")
 
     def cancel(self, client_order_id: str) -> None:
@@ -488,6 +496,22 @@ class AlpacaExecutionClient:
         self.pdt = PdtState(int(acct.daytrade_count or 0), bool(acct.pattern_day_trader),
                             float(acct.equity or 0))
         return True
+
+    async def _list_ours(self) -> None:
+        """Today's orders under our prefix (see adoption.py); a failed read only disables adoption."""
+        from live_runner.adapters.alpaca import adoption
+
+        now = self.now_ns()
+        try:
+            rows = await self._call(self._rest.get_orders, adoption.orders_query(now - 86_400_000_000_000))
+        except Exception as exc:  # noqa: BLE001 - reconciliation still compares positions
+            log.warning("%s: listing orders for adoption failed: %s", self.name, error_text(exc))
+            return
+        self._listed = adoption.ours(list(rows), self._prefix, now)
+
+    def unclaimed(self) -> list[OrderRequest]:
+        """Ours at Alpaca at start, neither sent nor recovered by this run."""
+        return [r for r in self._listed if r.client_order_id not in self._orders]
 
     async def _snapshot_positions(self) -> bool:
         try:

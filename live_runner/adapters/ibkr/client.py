@@ -197,8 +197,9 @@ class IbkrExecutionClient(ReconcileMixin, ReportsMixin):
         if self._outbox is not None:
             self._outbox.put_nowait(("cancel", o))
 
-    def recover(self, request: OrderRequest) -> None:
-        """An order the journal holds: find it at the broker by orderRef; never send it again."""
+    def recover(self, request: OrderRequest, *, filled: int = 0, notional: object = None) -> None:
+        """An order the journal holds: find it at the broker by orderRef; never send it again.
+        (Fills the journal holds are known by execId: `filled`/`notional` are not needed here.)"""
         cid = request.client_order_id
         o = self._orders.get(cid)
         if o is not None:
