@@ -229,10 +229,15 @@ class TradingNode:
         positions with the broker's; a difference we cannot explain halts trading."""
         self._reconcile_due = False
         known = self.restored.known_ids if self.restored is not None else frozenset()
+        adopted = 0
         for req in self.execution.unclaimed():
             if req.client_order_id not in known and req.client_order_id not in self.orders.orders:
                 self.orders.adopt(req)
                 self.execution.recover(req)  # claims it: its reports (fills) reach us now
+                adopted += 1
+        if adopted and self.execution.resuming:
+            self._reconcile_due = True  # their fills are still being looked up: compare after
+            return True
         ours = {s: p.qty for s, p in sorted(self.portfolio.positions.items())}
         theirs = self.execution.positions()
         if theirs is None or ours == theirs:

@@ -363,3 +363,50 @@ def test_alpaca_an_entry_partly_filled_before_the_crash_is_completed_not_double_
     assert len(posted) == len(set(posted)) == 5  # entry, stop+target for 1000, stop+target for 1785
     old_exits = [cid for cid in posted[1:3]]
     assert all(alpaca.order(cid)["status"] == "canceled" for cid in old_exits)
+
+
+def test_alpaca_exits_the_crash_kept_out_of_the_journal_are_adopted(market: dict[str, Any], tmp_path: Path) -> None:
+    from tests.kit.fake_alpaca import KEY, SECRET, FakeAlpaca
+
+    m = market
+    alpaca = FakeAlpaca(clock=m["clock"].now_ns).start()
+    alpaca.auto_fill = False
+    try:
+        cfg = {**m["cfg"], "primary_broker": "alpaca",
+               "alpaca": {"base_url": alpaca.base_url, "stream_url": alpaca.stream_url,
+                          "request_timeout_s": 2.0}}
+        env = {**m["env"], "APCA_API_KEY_ID": KEY, "APCA_API_SECRET_KEY": SECRET}
+        runner = Runner(tmp_path, cfg, env).start()
+        seeded = sum(1 for b in m["s"].bars if b.ts < et_ns(DAY, "09:30"))
+        runner.wait(lambda st: st["bars_processed"] == seeded, "the warm-up", timeout=60)
+        for hhmm in ("09:30", "09:31"):
+            play_minute(m, runner, hhmm)
+        entry = runner.wait(lambda st: len(st["open_orders"]) == 1, "the entry")["open_orders"][0]["client_order_id"]
+        wait_until(lambda: alpaca.order(entry), "the entry to reach Alpaca")
+        alpaca.fill(entry, 1785, 11.25)
+        runner.wait(lambda st: len(st["open_orders"]) == 2 and st["positions"], "the exits")
+        wait_until(lambda: len(alpaca.bodies) == 3 and len(journal_rows(cfg, ("order",))) == 3, "the exits")
+        runner.kill()
+        j = Journal(cfg["journal"]["url"])
+        entry_fill = next(e["seq"] for e in j.read(kinds=("fill",)))
+        with j.engine.begin() as conn:  # the crash lost the exits' journal events
+            conn.exec_driver_sql("DELETE FROM journal_events WHERE seq > ?", (entry_fill,))
+        j.close()
+        alpaca.set_price("GAPR", 11.95)  # the target fills while the runner is down
+
+        runner = Runner(tmp_path, cfg, env).start()
+        st = runner.wait(lambda st: "restart" in st and not st["positions"] and not st["open_orders"],
+                         "the adoption and the target fill", timeout=60)
+        assert st["trading_state"] == "active"
+        m["clock"].set(et_ns(DAY, "20:00"))
+        summary = runner.finish()
+    finally:
+        alpaca.stop()
+    (trade,) = summary["trades"]
+    assert (trade["qty"], trade["exit_price"], trade["exit_reason"]) == (1785, 11.95, "target")
+    adopted = sorted(e["payload"]["role"] for e in journal_rows(cfg, ("order",)) if e["payload"].get("adopted"))
+    assert adopted == ["stop", "target"]
+    posted = [b["client_order_id"] for b in alpaca.bodies]
+    assert len(posted) == 3  # nothing re-sent
+    stop = next(b["client_order_id"] for b in alpaca.bodies if b.get("type") == "stop")
+    assert alpaca.order(stop)["status"] == "canceled" and alpaca.position_qty() == {}
