@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Iterable
 
-from live_runner.execution.order_manager import _OpenTrade
+from live_runner.execution.trades import OpenTrade
 from live_runner.journal_state import rebuild
 from live_runner.models import (
     Fill, Order, OrderRequest, OrderRole, OrderStatus, OrderType, Position, Side, TradingState,
@@ -62,7 +62,7 @@ class RestorePlan:
     positions: dict[str, Position]
     orders: dict[str, Order]            # the session's orders, and open ones carried from before
     closed_before: Counter[tuple[str, Side, OrderStatus]]
-    trades: dict[str, _OpenTrade]
+    trades: dict[str, OpenTrade]
     closed_trades: list[TradeRecord]
     equity_marks: list[tuple[int, Decimal]]
     trading_state: TradingState
@@ -181,7 +181,7 @@ class _Scan:
         self.avg_price: dict[str, float] = {}
         self._filled: dict[str, int] = {}
         self.notional: dict[str, Decimal] = {}
-        self.trades: dict[str, _OpenTrade] = {}
+        self.trades: dict[str, OpenTrade] = {}
         self.closed_trades: list[TradeRecord] = []
         self.equity_marks: list[tuple[int, Decimal]] = []
         self.accepted: set[SignalKey] = set()
@@ -250,7 +250,7 @@ class _Scan:
         trade = self.trades.get(sym)
         if req.role is OrderRole.ENTRY:  # OrderManager._on_entry_fill, step for step
             if trade is None:
-                trade = self.trades[sym] = _OpenTrade(req.strategy, req.protective_stop, req.target_r,
+                trade = self.trades[sym] = OpenTrade(req.strategy, req.protective_stop, req.target_r,
                                                       entry_ts=ts)
             trade.entry_qty += qty
             trade.entry_cost += dec(price) * qty
@@ -265,7 +265,7 @@ class _Scan:
             trade.exit_ts = ts
 
 
-def _link_exit_orders(symbol: str, trade: _OpenTrade, orders: dict[str, Order],
+def _link_exit_orders(symbol: str, trade: OpenTrade, orders: dict[str, Order],
                       positions: dict[str, Position]) -> None:
     """The open trade's working exits, as the OrderManager had them: the OCO pair, and a market
     sell that is a flatten (the whole position) or a trim (part of it)."""

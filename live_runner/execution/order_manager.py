@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass
-from decimal import Decimal
 from fractions import Fraction
 from typing import TYPE_CHECKING, Callable
 
@@ -19,6 +17,9 @@ import msgspec
 from live_runner.models import (
     Fill, Order, OrderEvent, OrderRequest, OrderRole, OrderStatus, OrderType, Side, Signal,
     TERMINAL_STATUSES, TradingState,
+)
+from live_runner.execution.trades import (
+    EXIT_REASON, STRATEGY_CODES, TRANSITIONS, OpenTrade, request_payload,
 )
 from live_runner.money import ZERO, dec, round_to_tick
 from live_runner.performance import TradeRecord
@@ -32,44 +33,6 @@ if TYPE_CHECKING:
     from live_runner.risk.manager import RiskManager
 
 log = logging.getLogger("live_runner.orders")
-
-# Allowed transitions; fills drive PARTIALLY_FILLED/FILLED themselves.
-_TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
-    OrderStatus.NEW: frozenset({OrderStatus.SUBMITTED, OrderStatus.REJECTED}),
-    OrderStatus.SUBMITTED: frozenset({OrderStatus.ACCEPTED, OrderStatus.REJECTED, OrderStatus.CANCELED,
-                                      OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED, OrderStatus.EXPIRED}),
-    OrderStatus.ACCEPTED: frozenset({OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED, OrderStatus.CANCELED,
-                                     OrderStatus.EXPIRED, OrderStatus.REJECTED}),
-    OrderStatus.PARTIALLY_FILLED: frozenset({OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED,
-                                             OrderStatus.CANCELED, OrderStatus.EXPIRED}),
-}
-
-STRATEGY_CODES = {"gap_and_go": "GG", "vwap_reclaim": "VR"}
-EXIT_REASON = {OrderRole.STOP: "stop", OrderRole.TARGET: "target", OrderRole.VWAP_LOSS: "vwap_loss",
-               OrderRole.EOD: "eod", OrderRole.MANUAL: "manual"}
-
-
-@dataclass(slots=True)
-class _OpenTrade:
-    """The round trip in progress for a symbol, accumulated exactly."""
-
-    strategy: str
-    stop: float
-    target_r: float
-    entry_ts: int = 0
-    entry_qty: int = 0
-    entry_cost: Decimal = ZERO
-    exit_qty: int = 0
-    exit_proceeds: Decimal = ZERO
-    commission: Decimal = ZERO
-    target: float = 0.0
-    stop_id: str = ""
-    target_id: str = ""
-    flatten_id: str = ""
-    trim_id: str = ""
-    last_exit_role: OrderRole = OrderRole.MANUAL
-    exit_ts: int = 0
-
 
 class OrderManager:
     def __init__(self, *, portfolio: "Portfolio", risk: "RiskManager", execution: "ExecutionEngine",
@@ -95,7 +58,7 @@ class OrderManager:
         self._alert = on_alert or (lambda key, sev, msg: None)
         self.orders: dict[str, Order] = {}
         self.open_orders: dict[str, Order] = {}
-        self.trades: dict[str, _OpenTrade] = {}
+        self.trades: dict[str, OpenTrade] = {}
         self.pending_entries: dict[str, Order] = {}
         self.session = ""
         self._id_head = self.prefix
@@ -212,7 +175,7 @@ class OrderManager:
         if req.role is OrderRole.ENTRY:
             self.pending_entries[req.symbol] = order
         recorded = self.journal.resuming
-        self._journal("order", req.ts, req.client_order_id, _request_payload(req))
+        self._journal("order", req.ts, req.client_order_id, request_payload(req))
         order.status = OrderStatus.SUBMITTED
         self.orders_submitted += 1
         if recorded:
@@ -242,7 +205,7 @@ class OrderManager:
             else:
                 trade.flatten_id = cid
         self.orders_submitted += 1
-        self._journal("order", req.ts, cid, {**_request_payload(req), "adopted": True})
+        self._journal("order", req.ts, cid, {**request_payload(req), "adopted": True})
         self._alert(f"order_adopted:{cid}", "warning",
                     f"order {cid} ({req.side.value} {req.qty} {req.symbol} {req.order_type.value}) was at the "
                     "broker but not in the journal: adopted")
@@ -305,13 +268,13 @@ class OrderManager:
         for cid in sorted(self.open_orders):
             self.execution.cancel(cid)
 
-    def _cancel_exits(self, trade: _OpenTrade) -> None:
+    def _cancel_exits(self, trade: OpenTrade) -> None:
         for cid in (trade.stop_id, trade.target_id):
             if cid and self.orders[cid].is_open:
                 self.execution.cancel(cid)
         trade.stop_id = trade.target_id = ""
 
-    def _place_exits(self, symbol: str, trade: _OpenTrade) -> None:
+    def _place_exits(self, symbol: str, trade: OpenTrade) -> None:
         """(Re)place the OCO pair for the whole position (cancel-replace on resize)."""
         self._cancel_exits(trade)
         qty = self.portfolio.position_qty(symbol)
@@ -343,7 +306,7 @@ class OrderManager:
             return
         if ev.status is order.status or ev.status in (OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED):
             return  # fills drive the fill states; repeated reports are harmless
-        if ev.status not in _TRANSITIONS.get(order.status, frozenset()):
+        if ev.status not in TRANSITIONS.get(order.status, frozenset()):
             log.warning("ignored transition %s -> %s for %s", order.status.value, ev.status.value,
                         ev.client_order_id, extra={"client_order_id": ev.client_order_id})
             return
@@ -397,7 +360,7 @@ class OrderManager:
     def _on_entry_fill(self, req: OrderRequest, fill: Fill) -> None:
         trade = self.trades.get(req.symbol)
         if trade is None:
-            trade = self.trades[req.symbol] = _OpenTrade(req.strategy, req.protective_stop, req.target_r,
+            trade = self.trades[req.symbol] = OpenTrade(req.strategy, req.protective_stop, req.target_r,
                                                          entry_ts=fill.ts)
         trade.entry_qty += fill.qty
         trade.entry_cost += dec(fill.price) * fill.qty
@@ -428,7 +391,7 @@ class OrderManager:
             # OCO partially filled, or a trim: resize the pair to what is still held.
             self._place_exits(req.symbol, trade)
 
-    def _record_trade(self, symbol: str, trade: _OpenTrade) -> None:
+    def _record_trade(self, symbol: str, trade: OpenTrade) -> None:
         del self.trades[symbol]
         qty = trade.entry_qty
         entry_price = trade.entry_cost / qty
@@ -448,10 +411,3 @@ class OrderManager:
     @property
     def trading_state(self) -> TradingState:
         return self.risk.state
-
-
-def _request_payload(req: OrderRequest) -> dict:
-    return {"strategy": req.strategy, "symbol": req.symbol, "side": req.side.value, "qty": req.qty,
-            "type": req.order_type.value, "role": req.role.value, "limit": req.limit_price,
-            "stop": req.stop_price, "ref": req.reference_price, "protective_stop": req.protective_stop,
-            "target_r": req.target_r, "oco": req.oco_group}
