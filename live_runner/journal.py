@@ -81,11 +81,13 @@ FIELDS = 6  # seq, session, ts, kind, key, payload: one event's slots in the fla
 _SQLITE_INSERT = "INSERT INTO journal_events (seq, session, ts, kind, key, payload) VALUES (?, ?, ?, ?, ?, ?)"
 
 
-def _rows(flat: list[Any]) -> list[tuple[Any, ...]]:
-    """The buffered events as row tuples with their payloads encoded (writer thread)."""
+def _rows(flat: list[Any]) -> Iterator[tuple[Any, ...]]:
+    """The buffered events as row tuples with their payloads encoded (writer thread), one at a
+    time: a batch never holds thousands of live tuples, which would trigger garbage collections
+    that stall the hot path."""
     it = iter(flat)
-    return [(seq, session, ts, kind, key, _encode(payload))
-            for seq, session, ts, kind, key, payload in zip(it, it, it, it, it, it)]
+    return ((seq, session, ts, kind, key, _encode(payload))
+            for seq, session, ts, kind, key, payload in zip(it, it, it, it, it, it))
 
 
 class Journal:

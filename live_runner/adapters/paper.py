@@ -20,10 +20,10 @@ up in reconciliation.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+import msgspec
 import sqlalchemy as sa
 
 from live_runner.adapters.base import FillHandler, OrderEventHandler
@@ -37,8 +37,9 @@ if TYPE_CHECKING:
     from live_runner.journal import Journal
 
 
-@dataclass(slots=True)
-class _Resting:
+class _Resting(msgspec.Struct, gc=False):
+    """An order in the book; untracked by the garbage collector (no cycles possible)."""
+
     request: OrderRequest
     placed_bar: int
     placed_ts: int = -1  # start of the latest bar (any symbol) seen when the order arrived

@@ -335,7 +335,7 @@ class OrderManager:
         if fill.exec_id in order.exec_ids:
             self.duplicate_fills += 1
             return
-        order.exec_ids.add(fill.exec_id)
+        order.exec_ids += (fill.exec_id,)
         req = order.request
         total = order.filled_qty + fill.qty
         order.avg_fill_price = (order.avg_fill_price * order.filled_qty + fill.price * fill.qty) / total
