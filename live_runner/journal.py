@@ -6,7 +6,8 @@ row `(seq, session, ts, kind, key, payload)`. Positions, open orders and P&L are
 batch is handed to a writer thread (bounded queue: a slow database slows the producer, nothing is
 dropped) which writes it in one transaction; `flush` waits until everything appended is written.
 Payloads are encoded by the writer thread, off the hot path (a payload belongs to the journal once
-appended and must not be mutated); on SQLite the rows go to the driver's `executemany` directly.
+appended and must not be mutated); a `Deferred` payload is even built there, from immutable values.
+On SQLite the rows go to the driver's `executemany` directly.
 
 Resume: the runner is deterministic, so a restarted run regenerates the same events in the same
 order. On open, the journal loads what it already holds; while the regenerated stream is still
@@ -21,8 +22,9 @@ import json
 import queue
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
+import msgspec
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -49,8 +51,20 @@ class JournalDivergence(RuntimeError):
 _SORT = orjson.OPT_SORT_KEYS
 
 
-def _encode(payload: dict[str, Any]) -> str:
+class Deferred(msgspec.Struct, frozen=True, gc=False):
+    """A payload the writer thread builds as `build(a, b)`: the hot path hands over the frozen
+    values it already has (a request, a signal, a fill) instead of a dict only the journal reads.
+    The stored bytes are those of the dict `build` returns."""
+
+    build: Callable[[Any, Any], dict[str, Any]]
+    a: Any
+    b: Any = None
+
+
+def _encode(payload: "dict[str, Any] | Deferred") -> str:
     """Canonical JSON (sorted keys, no spaces, shortest float repr): byte-stable across runs."""
+    if type(payload) is Deferred:
+        payload = payload.build(payload.a, payload.b)
     return orjson.dumps(payload, option=_SORT, default=str).decode()
 
 
@@ -133,7 +147,7 @@ class Journal:
         session, ts, kind, key, text = self._existing[self.next_seq - 1]
         return session, ts, kind, key, orjson.loads(text)
 
-    def append(self, session: str, ts: int, kind: str, key: str, payload: dict[str, Any]) -> int:
+    def append(self, session: str, ts: int, kind: str, key: str, payload: "dict[str, Any] | Deferred") -> int:
         """Buffer one event; returns its seq. Inside the stored prefix it is verified instead (the
         only case where the payload is encoded here)."""
         if self.divergence is not None:
