@@ -116,6 +116,9 @@ class ExecutionEngine:
     # --- orders --------------------------------------------------------------------------------
     def submit(self, request: OrderRequest) -> None:
         self.last_submit_ns = _perf_ns()
+        if self.backup is None:  # one broker: nothing to route or remember
+            self.primary.submit(request)
+            return
         self._send(self._route(request), request, recovering=False)
 
     def recover(self, request: OrderRequest) -> None:
@@ -139,7 +142,7 @@ class ExecutionEngine:
 
     def _event(self, ev: OrderEvent) -> None:
         """Reports pass through; an order that is done is forgotten (bounded memory all day)."""
-        if ev.status in TERMINAL_STATUSES and self.backup is not None:
+        if self.backup is not None and ev.status in TERMINAL_STATUSES:
             self._forget(ev.client_order_id)
         self._on_event(ev)
 
