@@ -92,33 +92,16 @@ def make_engine(url: str) -> Engine:
 
 
 FIELDS = 6  # seq, session, ts, kind, key, payload: one event's slots in the flat buffer
-# SQLite: a whole batch is one statement over one JSON text (the rows, each payload already encoded
-# as a JSON string inside it), so the driver releases the GIL once for the batch instead of once per
-# row: per-row handoffs between the writer and the trading thread stall the hot path.
-_SQLITE_JSON_INSERT = (
-    "INSERT INTO journal_events (seq, session, ts, kind, key, payload) SELECT "
-    "json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), "
-    "json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]') "
-    "FROM json_each(?)")
 _SQLITE_INSERT = "INSERT INTO journal_events (seq, session, ts, kind, key, payload) VALUES (?, ?, ?, ?, ?, ?)"
 
 
-def _rows(flat: list[Any]) -> list[tuple[Any, ...]]:
-    """The buffered events as row tuples with their payloads encoded (writer thread)."""
+def _rows(flat: list[Any]) -> Iterator[tuple[Any, ...]]:
+    """The buffered events as row tuples with their payloads encoded (writer thread), one at a
+    time: a batch never holds thousands of live tuples, which would trigger garbage collections
+    that stall the hot path."""
     it = iter(flat)
-    return [(seq, session, ts, kind, key, _encode(payload))
-            for seq, session, ts, kind, key, payload in zip(it, it, it, it, it, it)]
-
-
-def _has_json_each(engine: Engine) -> bool:
-    """SQLite's JSON functions are built in since 3.38 and in most older builds; without them the
-    writer falls back to executemany."""
-    try:
-        with engine.connect() as conn:
-            return conn.exec_driver_sql(
-                "SELECT json_extract(value, '$[1]') FROM json_each('[[1, \"x\"]]')").scalar() == "x"
-    except sa.exc.DBAPIError:
-        return False
+    return ((seq, session, ts, kind, key, _encode(payload))
+            for seq, session, ts, kind, key, payload in zip(it, it, it, it, it, it))
 
 
 class Journal:
@@ -133,7 +116,6 @@ class Journal:
         self._error: BaseException | None = None
         self._writer: threading.Thread | None = None
         self._sqlite = self.engine.dialect.name == "sqlite"
-        self._sqlite_json = self._sqlite and _has_json_each(self.engine)
         with self.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(events.c.seq, events.c.session, events.c.ts, events.c.kind, events.c.key,
@@ -224,10 +206,7 @@ class Journal:
             if self._sqlite:
                 cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
                 try:
-                    if self._sqlite_json:
-                        cursor.execute(_SQLITE_JSON_INSERT, (orjson.dumps(rows).decode(),))
-                    else:
-                        cursor.executemany(_SQLITE_INSERT, rows)
+                    cursor.executemany(_SQLITE_INSERT, rows)
                 finally:
                     cursor.close()
             else:
