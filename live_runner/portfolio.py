@@ -109,7 +109,10 @@ class Portfolio:
 
     def equity_units(self) -> int:
         """Equity in exact integer units of $0.0001 (for sizing without Decimal)."""
-        return self.cash_units + sum(p.qty * round(p.last_price * UNITS) for p in self.positions.values())
+        total = self.cash_units
+        for p in self.positions.values():
+            total += p.qty * round(p.last_price * UNITS)
+        return total
 
     def equity_decimal(self) -> Decimal:
         total = self.cash

@@ -26,6 +26,7 @@ message))`, `set_connection_handler(cb(connected, detail))`, `available` (REST r
 from __future__ import annotations
 
 import logging
+from functools import partial
 from time import perf_counter_ns as _perf_ns
 from typing import Any, Callable
 
@@ -89,7 +90,7 @@ class ExecutionEngine:
         self._wire(backup, "backup")
 
     def _wire(self, client: ExecutionClient, role: str) -> None:
-        client.set_handlers(self._event, lambda fill: self._fill(role, fill))
+        client.set_handlers(self._event, partial(self._fill, role))  # partial: no Python frame
         hook = getattr(client, "set_not_accepted_handler", None)
         if hook is not None:
             hook(lambda req, reason, recovering: self._not_accepted(client, req, reason, recovering))

@@ -296,7 +296,8 @@ class OrderManager:
 
     def _place_exits(self, symbol: str, trade: _OpenTrade) -> None:
         """(Re)place the OCO pair for the whole position (cancel-replace on resize)."""
-        self._cancel_exits(trade)
+        if trade.stop_id or trade.target_id:
+            self._cancel_exits(trade)
         qty = self.portfolio.position_qty(symbol)
         if qty <= 0 or trade.flatten_id:
             return
