@@ -18,6 +18,9 @@ from live_runner.models import (
     Fill, Order, OrderEvent, OrderRequest, OrderRole, OrderStatus, OrderType, Side, Signal,
     TERMINAL_STATUSES, TradingState,
 )
+from live_runner.execution.payloads import (
+    event_payload, fill_payload, request_payload, signal_payload, trade_payload,
+)
 from live_runner.journal import Deferred
 from live_runner.money import ZERO, dec, round_to_tick
 from live_runner.performance import TradeRecord
@@ -143,7 +146,7 @@ class OrderManager:
     def on_signal(self, signal: Signal) -> str | None:
         """Turn a signal into an order; returns the client order id or None when refused."""
         self.journal.append(self.session, signal.ts, "signal", signal.symbol,
-                            Deferred(_signal_payload, signal))
+                            Deferred(signal_payload, signal))
         if signal.side is _SELL:
             role = _VWAP_LOSS if signal.reason == "vwap_loss" else _MANUAL
             return self.flatten(signal.symbol, role)
@@ -223,7 +226,7 @@ class OrderManager:
             self.pending_entries[req.symbol] = order
         journal = self.journal
         recorded = journal.resuming
-        journal.append(self.session, req.ts, "order", cid, Deferred(_request_payload, req))
+        journal.append(self.session, req.ts, "order", cid, Deferred(request_payload, req))
         order.status = _SUBMITTED
         self.orders_submitted += 1
         if recorded:
@@ -332,7 +335,7 @@ class OrderManager:
         if ev.broker_order_id:
             order.broker_order_id = ev.broker_order_id
         self.journal.append(self.session, ev.ts, "order_event", ev.client_order_id,
-                            Deferred(_event_payload, ev))
+                            Deferred(event_payload, ev))
         if status in TERMINAL_STATUSES:
             self._closed(order)
         if status is _REJECTED:
@@ -363,7 +366,7 @@ class OrderManager:
         order.status = _FILLED if total >= req.qty else _PARTIAL
         self.fills += 1
         self.journal.append(self.session, fill.ts, "fill", fill.client_order_id,
-                            Deferred(_fill_payload, fill, req))
+                            Deferred(fill_payload, fill, req))
         closed = self.portfolio.apply_fill(fill, req.strategy)
         if order.status is _FILLED:
             self._closed(order)
@@ -418,7 +421,7 @@ class OrderManager:
                              trade.exit_ts, round(float(exit_price), 4), EXIT_REASON[trade.last_exit_role],
                              pnl, trade.commission, risk)
         self.performance.record_trade(record)
-        self._journal("trade", trade.exit_ts, symbol, Deferred(_trade_payload, record))
+        self._journal("trade", trade.exit_ts, symbol, Deferred(trade_payload, record))
 
     # --- helpers -------------------------------------------------------------------------------
     def _journal(self, kind: str, ts: int, key: str, payload: "dict | Deferred") -> None:
@@ -427,30 +430,3 @@ class OrderManager:
     @property
     def trading_state(self) -> TradingState:
         return self.risk.state
-
-
-# Journal payloads, built by the journal's writer thread from frozen values (journal.Deferred).
-def _signal_payload(signal: Signal, _: None) -> dict:
-    return {"strategy": signal.strategy, "side": signal.side.value, "stop": signal.stop,
-            "reason": signal.reason, "ref": signal.reference_price}
-
-
-def _event_payload(ev: OrderEvent, _: None) -> dict:
-    return {"status": ev.status.value, "reason": ev.reason}
-
-
-def _fill_payload(fill: Fill, req: OrderRequest) -> dict:
-    return {"exec_id": fill.exec_id, "symbol": fill.symbol, "side": fill.side.value, "qty": fill.qty,
-            "price": fill.price, "commission": str(fill.commission), "role": req.role.value,
-            "strategy": req.strategy}
-
-
-def _trade_payload(record: TradeRecord, _: None) -> dict:
-    return record.to_dict()
-
-
-def _request_payload(req: OrderRequest, _: None = None) -> dict:
-    return {"strategy": req.strategy, "symbol": req.symbol, "side": req.side.value, "qty": req.qty,
-            "type": req.order_type.value, "role": req.role.value, "limit": req.limit_price,
-            "stop": req.stop_price, "ref": req.reference_price, "protective_stop": req.protective_stop,
-            "target_r": req.target_r, "oco": req.oco_group}
