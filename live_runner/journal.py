@@ -5,6 +5,9 @@ row `(seq, session, ts, kind, key, payload)`. Positions, open orders and P&L are
 (`live_runner.journal_state`). Writes are batched off the hot path: `append` only buffers; a full
 batch is handed to a writer thread (bounded queue: a slow database slows the producer, nothing is
 dropped) which writes it in one transaction; `flush` waits until everything appended is written.
+Payloads are encoded by the writer thread, off the hot path (a payload belongs to the journal once
+appended and must not be mutated); a `Deferred` payload is even built there, from immutable values.
+On SQLite the rows go to the driver's `executemany` directly.
 
 Resume: the runner is deterministic, so a restarted run regenerates the same events in the same
 order. On open, the journal loads what it already holds; while the regenerated stream is still
@@ -19,8 +22,9 @@ import json
 import queue
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
+import msgspec
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -47,8 +51,20 @@ class JournalDivergence(RuntimeError):
 _SORT = orjson.OPT_SORT_KEYS
 
 
-def _encode(payload: dict[str, Any]) -> str:
+class Deferred(msgspec.Struct, frozen=True, gc=False):
+    """A payload the writer thread builds as `build(a, b)`: the hot path hands over the frozen
+    values it already has (a request, a signal, a fill) instead of a dict only the journal reads.
+    The stored bytes are those of the dict `build` returns."""
+
+    build: Callable[[Any, Any], dict[str, Any]]
+    a: Any
+    b: Any = None
+
+
+def _encode(payload: "dict[str, Any] | Deferred") -> str:
     """Canonical JSON (sorted keys, no spaces, shortest float repr): byte-stable across runs."""
+    if type(payload) is Deferred:
+        payload = payload.build(payload.a, payload.b)
     return orjson.dumps(payload, option=_SORT, default=str).decode()
 
 
@@ -75,6 +91,19 @@ def make_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
+FIELDS = 6  # seq, session, ts, kind, key, payload: one event's slots in the flat buffer
+_SQLITE_INSERT = "INSERT INTO journal_events (seq, session, ts, kind, key, payload) VALUES (?, ?, ?, ?, ?, ?)"
+
+
+def _rows(flat: list[Any]) -> Iterator[tuple[Any, ...]]:
+    """The buffered events as row tuples with their payloads encoded (writer thread), one at a
+    time: a batch never holds thousands of live tuples, which would trigger garbage collections
+    that stall the hot path."""
+    it = iter(flat)
+    return ((seq, session, ts, kind, key, _encode(payload))
+            for seq, session, ts, kind, key, payload in zip(it, it, it, it, it, it))
+
+
 class Journal:
     """`continue_log=True` is the live restart's mode: the stored events are the record of what
     happened (real fills are not reproducible), so new events are appended after them and nothing
@@ -86,18 +115,21 @@ class Journal:
         self.engine = engine or make_engine(url)
         metadata.create_all(self.engine)
         self.batch_size = batch_size
-        self._buffer: list[dict[str, Any]] = []
-        self._batches: queue.Queue[list[dict[str, Any]] | None] = queue.Queue(maxsize=64)
+        # Flat, so that buffering an event allocates nothing the garbage collector tracks.
+        self._buffer: list[Any] = []
+        self._batches: queue.Queue[list[Any] | None] = queue.Queue(maxsize=64)
         self._error: BaseException | None = None
         self._writer: threading.Thread | None = None
+        self._sqlite = self.engine.dialect.name == "sqlite"
         with self.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(events.c.seq, events.c.session, events.c.ts, events.c.kind, events.c.key,
                           events.c.payload).order_by(events.c.seq)
             ).all()
         self._existing: list[tuple[str, int, str, str, str]] = [tuple(r[1:]) for r in rows]  # type: ignore[misc]
+        self._recorded = len(self._existing)
         self.continued = continue_log and bool(self._existing)
-        self.next_seq = len(self._existing) + 1 if self.continued else 1
+        self.next_seq = self._recorded + 1 if self.continued else 1
         self.written = 0
         self.verified = 0
         self.closed = False
@@ -107,11 +139,11 @@ class Journal:
     @property
     def resuming(self) -> bool:
         """True while regenerated events are still inside what the journal already holds."""
-        return self.next_seq <= len(self._existing)
+        return self.next_seq <= self._recorded
 
     @property
     def recorded_events(self) -> int:
-        return len(self._existing)
+        return self._recorded
 
     def stored_events(self) -> Iterator[dict[str, Any]]:
         """What the journal held when it was opened, decoded, in seq order (a live restart's
@@ -123,34 +155,26 @@ class Journal:
     def peek(self) -> tuple[str, int, str, str, dict[str, Any]] | None:
         """While resuming: the stored event the run is about to regenerate (session, ts, kind,
         key, payload), so that operator commands, which no bar causes, can be re-applied."""
-        if self.next_seq > len(self._existing):
+        if self.next_seq > self._recorded:
             return None
         session, ts, kind, key, text = self._existing[self.next_seq - 1]
         return session, ts, kind, key, orjson.loads(text)
 
-    def append(self, session: str, ts: int, kind: str, key: str, payload: dict[str, Any]) -> int:
-        """Buffer one event; returns its seq. Inside the stored prefix it is verified instead."""
+    def append(self, session: str, ts: int, kind: str, key: str, payload: "dict[str, Any] | Deferred") -> int:
+        """Buffer one event; returns its seq. Inside the stored prefix it is verified instead (the
+        only case where the payload is encoded here)."""
         if self.divergence is not None:
             # Sticky: a caller that swallows the first raise (the alert system does, to keep the
             # trading path up) must not go on to write after a stream that no longer matches.
             raise JournalDivergence(str(self.divergence))
         seq = self.next_seq
         self.next_seq = seq + 1
-        text = _encode(payload)
-        if seq <= len(self._existing):
-            stored = self._existing[seq - 1]
-            if stored != (session, ts, kind, key, text):
-                self.divergence = JournalDivergence(
-                    f"journal event {seq} differs from the restarted run: stored "
-                    f"{stored[2]} {stored[3]!r} {stored[4][:120]}, regenerated {kind} {key!r} {text[:120]}"
-                )
-                raise self.divergence
-            self.verified += 1
+        if seq <= self._recorded:
+            self._verify(seq, session, ts, kind, key, _encode(payload))
             return seq
-        self._buffer.append(
-            {"seq": seq, "session": session, "ts": ts, "kind": kind, "key": key, "payload": text}
-        )
-        if len(self._buffer) >= self.batch_size:
+        buffer = self._buffer
+        buffer += (seq, session, ts, kind, key, payload)
+        if len(buffer) >= FIELDS * self.batch_size:
             self._hand_off()
         return seq
 
@@ -159,6 +183,16 @@ class Journal:
         each burst of bars, so a crash loses at most the events of the burst in flight)."""
         if self._buffer:
             self._hand_off()
+
+    def _verify(self, seq: int, session: str, ts: int, kind: str, key: str, text: str) -> None:
+        stored = self._existing[seq - 1]
+        if stored != (session, ts, kind, key, text):
+            self.divergence = JournalDivergence(
+                f"journal event {seq} differs from the restarted run: stored "
+                f"{stored[2]} {stored[3]!r} {stored[4][:120]}, regenerated {kind} {key!r} {text[:120]}"
+            )
+            raise self.divergence
+        self.verified += 1
 
     def _hand_off(self) -> None:
         batch, self._buffer = self._buffer, []
@@ -176,13 +210,27 @@ class Journal:
                 if batch is None:
                     return
                 if self._error is None:
-                    with self.engine.begin() as conn:
-                        conn.execute(events.insert(), batch)
-                    self.written += len(batch)
+                    self._write(batch)
+                    self.written += len(batch) // FIELDS
             except BaseException as exc:  # surfaced to the producer on its next flush/hand-off
                 self._error = exc
             finally:
                 self._batches.task_done()
+
+    def _write(self, batch: list[Any]) -> None:
+        """One transaction per batch. SQLite gets the rows through its driver's executemany, which
+        skips SQLAlchemy's per-row parameter processing (GIL time taken from the hot path)."""
+        rows = _rows(batch)
+        with self.engine.begin() as conn:
+            if self._sqlite:
+                cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+                try:
+                    cursor.executemany(_SQLITE_INSERT, rows)
+                finally:
+                    cursor.close()
+            else:
+                names = ("seq", "session", "ts", "kind", "key", "payload")
+                conn.execute(events.insert(), [dict(zip(names, row)) for row in rows])
 
     def flush(self) -> None:
         """Hand off what is buffered and wait until every appended event is written."""
@@ -208,7 +256,7 @@ class Journal:
     @property
     def pending(self) -> int:
         """Events appended but not yet written (buffered or queued)."""
-        return len(self._buffer) + self._batches.qsize() * self.batch_size
+        return len(self._buffer) // FIELDS + self._batches.qsize() * self.batch_size
 
     # --- reading -----------------------------------------------------------------------------
     def read(self, session: str | None = None, kinds: tuple[str, ...] | None = None) -> list[dict[str, Any]]:

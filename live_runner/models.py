@@ -140,15 +140,16 @@ class OrderRequest(msgspec.Struct, frozen=True, gc=False):
     signal_key: str = ""
 
 
-class Order(msgspec.Struct):
-    """Mutable order record owned by the OrderManager."""
+class Order(msgspec.Struct, gc=False):
+    """Mutable order record owned by the OrderManager. Untracked by the garbage collector (it
+    holds no containers that could close a cycle), so a day of orders triggers no collections."""
 
     request: OrderRequest
     status: OrderStatus = OrderStatus.NEW
     filled_qty: int = 0
     avg_fill_price: float = 0.0
     broker_order_id: str = ""
-    exec_ids: set[str] = msgspec.field(default_factory=set)
+    exec_ids: tuple[str, ...] = ()  # the fills applied (an order has one or a few)
 
     @property
     def client_order_id(self) -> str:

@@ -13,9 +13,21 @@ CENT = Decimal("0.01")
 ZERO = Decimal(0)
 
 
+_last: tuple[float, Decimal] = (0.0, ZERO)
+
+
 def dec(price: float) -> Decimal:
-    """Decimal of a float's shortest repr (10.07 -> Decimal('10.07'), not its binary expansion)."""
-    return Decimal(repr(price))
+    """Decimal of a float's shortest repr (10.07 -> Decimal('10.07'), not its binary expansion).
+
+    A fill's price is converted by the portfolio and again by the order manager: the latest
+    conversion is remembered for that same float object (one atomic tuple, thread-safe)."""
+    global _last
+    last = _last
+    if last[0] is price:
+        return last[1]
+    d = Decimal(repr(price))
+    _last = (price, d)
+    return d
 
 
 def tick_size(price: float) -> float:

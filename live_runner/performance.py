@@ -15,6 +15,8 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
 from typing import Any
 
+import msgspec
+
 from live_runner.models import NANOS_PER_MINUTE
 from live_runner.money import dec
 
@@ -60,12 +62,12 @@ def _max_drawdown(levels: Iterable[Decimal], start: Decimal) -> Decimal:
     return worst
 
 
-@dataclass(frozen=True, slots=True)
-class TradeRecord:
+class TradeRecord(msgspec.Struct, frozen=True, gc=False):
     """One round trip (entry fill to exit fill), long only.
 
     `pnl` is net of `commission` (entry plus exit). `initial_risk` is `qty * (entry - stop)`, or 0
     when the stop is unknown; `from_prices` computes all three exactly from the float prices.
+    A day's records are kept, so they are left untracked by the garbage collector (no cycles).
     """
 
     symbol: str

@@ -95,14 +95,24 @@ class Portfolio:
         return None
 
     def market_value(self) -> float:
-        return sum(p.qty * p.last_price for p in self.positions.values())
+        total = 0.0  # a loop, not a generator sum: the same float additions, cheaper per order
+        for p in self.positions.values():
+            total += p.qty * p.last_price
+        return total
 
     def equity(self) -> float:
-        return self.cash_f + self.market_value()
+        total = self.cash_f
+        value = 0.0
+        for p in self.positions.values():
+            value += p.qty * p.last_price
+        return total + value
 
     def equity_units(self) -> int:
         """Equity in exact integer units of $0.0001 (for sizing without Decimal)."""
-        return self.cash_units + sum(p.qty * round(p.last_price * UNITS) for p in self.positions.values())
+        total = self.cash_units
+        for p in self.positions.values():
+            total += p.qty * round(p.last_price * UNITS)
+        return total
 
     def equity_decimal(self) -> Decimal:
         total = self.cash

@@ -114,7 +114,7 @@ class RestorePlan:
         for cid, o in state.orders.items():
             req = scan.requests[cid]
             order = Order(req, OrderStatus(o.status), o.filled_qty, scan.avg_price.get(cid, 0.0),
-                          exec_ids=set(scan.exec_ids.get(cid, ())))
+                          exec_ids=tuple(scan.exec_ids.get(cid, ())))
             if not order.is_open and order.filled_qty >= req.qty:
                 order.status = OrderStatus.FILLED
             if o.session == session or (order.is_open and order.filled_qty < req.qty):

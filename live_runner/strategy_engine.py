@@ -50,6 +50,7 @@ class StrategyEngine:
     ) -> None:
         self.config = config
         self._position_qty = position_qty
+        self.position_qty = position_qty  # type: ignore[method-assign]  # one call less per ask
         self._fixed_universe = frozenset(config.universe) if config.universe else None
         self._session_universe: frozenset[str] | None = frozenset(universe) if universe else None
         self._session: SessionTimes | None = None

@@ -20,10 +20,10 @@ up in reconciliation.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+import msgspec
 import sqlalchemy as sa
 
 from live_runner.adapters.base import FillHandler, OrderEventHandler
@@ -36,9 +36,14 @@ from live_runner.money import ZERO, commission, round_to_tick
 if TYPE_CHECKING:
     from live_runner.journal import Journal
 
+_BUY, _SELL = Side.BUY, Side.SELL  # module constants: an Enum class attribute costs a lookup
+_MARKET, _STOP, _LIMIT = OrderType.MARKET, OrderType.STOP, OrderType.LIMIT
+_ACCEPTED = OrderStatus.ACCEPTED
 
-@dataclass(slots=True)
-class _Resting:
+
+class _Resting(msgspec.Struct, gc=False):
+    """An order in the book; untracked by the garbage collector (no cycles possible)."""
+
     request: OrderRequest
     placed_bar: int
     placed_ts: int = -1  # start of the latest bar (any symbol) seen when the order arrived
@@ -120,13 +125,19 @@ class PaperExecutionClient:
 
     def _accept(self, request: OrderRequest) -> None:
         cid = request.client_order_id
-        if cid in self._by_id:
+        by_id = self._by_id
+        if cid in by_id:
             self._event(OrderEvent(cid, OrderStatus.REJECTED, request.ts, "duplicate client order id"))
             return
-        resting = _Resting(request, self._bar_count.get(request.symbol, 0), self._latest_ts)
-        self._by_id[cid] = resting
-        self._books.setdefault(request.symbol, []).append(resting)
-        self._event(OrderEvent(cid, OrderStatus.ACCEPTED, request.ts, broker_order_id=cid))
+        symbol = request.symbol
+        resting = _Resting(request, self._bar_count.get(symbol, 0), self._latest_ts)
+        by_id[cid] = resting
+        book = self._books.get(symbol)
+        if book is None:
+            self._books[symbol] = [resting]
+        else:
+            book.append(resting)
+        self._event(OrderEvent(cid, _ACCEPTED, request.ts, "", cid))
 
     def cancel(self, client_order_id: str) -> None:
         resting = self._by_id.get(client_order_id)
@@ -148,44 +159,49 @@ class PaperExecutionClient:
     # --- market ------------------------------------------------------------------------------
     def on_bar(self, bar: Bar) -> None:
         sym = bar.symbol
-        n = self._bar_count.get(sym, 0) + 1
-        self._bar_count[sym] = n
+        counts = self._bar_count
+        n = counts.get(sym, 0) + 1
+        counts[sym] = n
         self._last_bar[sym] = bar
-        if bar.ts > self._latest_ts:
-            self._latest_ts = bar.ts
+        ts = bar.ts
+        if ts > self._latest_ts:
+            self._latest_ts = ts
         book = self._books.get(sym)
         if not book:
             return
         # A bar that started no later than the newest bar already seen when the order arrived
         # (another symbol's bar of the same minute) opened before the order existed.
-        ready = [r for r in book if r.placed_bar < n and r.placed_ts < bar.ts]
+        ready = [r for r in book if r.placed_bar < n and r.placed_ts < ts]
         if not ready:
             return
+        op, volume = bar.open, bar.volume
         # Market orders first (they fill at the open), then stops, then limits.
         for r in ready:
-            if r.active and r.request.order_type is OrderType.MARKET:
-                price = bar.open * (1.0 + self._slip) if r.request.side is Side.BUY else bar.open * (1.0 - self._slip)
-                self._fill(r, round_to_tick(price), bar.ts, bar.volume)
+            if r.active and r.request.order_type is _MARKET:
+                price = op * (1.0 + self._slip) if r.request.side is _BUY else op * (1.0 - self._slip)
+                self._fill(r, round_to_tick(price), ts, volume)
         for r in ready:
-            if not r.active or r.request.order_type is not OrderType.STOP:
+            req = r.request
+            if not r.active or req.order_type is not _STOP:
                 continue
-            stop = r.request.stop_price
+            stop = req.stop_price
             if r.triggered:  # the rest of a partially filled stop sells at market
-                self._fill(r, bar.open, bar.ts, bar.volume)
-            elif r.request.side is Side.SELL and bar.low <= stop:
+                self._fill(r, op, ts, volume)
+            elif req.side is _SELL and bar.low <= stop:
                 r.triggered = True
-                self._fill(r, bar.open if bar.open < stop else stop, bar.ts, bar.volume)
-            elif r.request.side is Side.BUY and bar.high >= stop:
+                self._fill(r, op if op < stop else stop, ts, volume)
+            elif req.side is _BUY and bar.high >= stop:
                 r.triggered = True
-                self._fill(r, bar.open if bar.open > stop else stop, bar.ts, bar.volume)
+                self._fill(r, op if op > stop else stop, ts, volume)
         for r in ready:
-            if not r.active or r.request.order_type is not OrderType.LIMIT:
+            req = r.request
+            if not r.active or req.order_type is not _LIMIT:
                 continue
-            limit = r.request.limit_price
-            if r.request.side is Side.SELL and bar.high >= limit:
-                self._fill(r, bar.open if bar.open > limit else limit, bar.ts, bar.volume)
-            elif r.request.side is Side.BUY and bar.low <= limit:
-                self._fill(r, bar.open if bar.open < limit else limit, bar.ts, bar.volume)
+            limit = req.limit_price
+            if req.side is _SELL and bar.high >= limit:
+                self._fill(r, op if op > limit else limit, ts, volume)
+            elif req.side is _BUY and bar.low <= limit:
+                self._fill(r, op if op < limit else limit, ts, volume)
 
     def end_session(self, ts: int) -> None:
         """Fill what the last bar can still fill (market orders at its close), expire the rest."""
@@ -218,7 +234,7 @@ class PaperExecutionClient:
             self._deactivate(r)
         fill = Fill(req.client_order_id, f"{req.client_order_id}-F{r.fills}", req.symbol,
                     req.side, qty, price, total - before, ts)
-        self._positions[req.symbol] = self._positions.get(req.symbol, 0) + (qty if req.side is Side.BUY else -qty)
+        self._positions[req.symbol] = self._positions.get(req.symbol, 0) + (qty if req.side is _BUY else -qty)
         if self._state is not None:
             self._record(ts, "fill", fill.client_order_id, {
                 "exec_id": fill.exec_id, "symbol": fill.symbol, "side": fill.side.value, "qty": qty,

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 from decimal import Decimal
+from functools import partial
 from time import perf_counter_ns as _perf_ns
 from typing import Any, Callable
 
@@ -90,7 +91,7 @@ class ExecutionEngine:
         self._wire(backup, "backup")
 
     def _wire(self, client: ExecutionClient, role: str) -> None:
-        client.set_handlers(self._event, lambda fill: self._fill(role, fill))
+        client.set_handlers(self._event, partial(self._fill, role))  # partial: no Python frame
         hook = getattr(client, "set_not_accepted_handler", None)
         if hook is not None:
             hook(lambda req, reason, recovering: self._not_accepted(client, req, reason, recovering))
@@ -117,6 +118,9 @@ class ExecutionEngine:
     # --- orders --------------------------------------------------------------------------------
     def submit(self, request: OrderRequest) -> None:
         self.last_submit_ns = _perf_ns()
+        if self.backup is None:  # one broker: nothing to route or remember
+            self.primary.submit(request)
+            return
         self._send(self._route(request), request, recovering=False)
 
     def recover(self, request: OrderRequest, *, filled: int = 0, notional: Decimal | None = None) -> None:
@@ -144,7 +148,7 @@ class ExecutionEngine:
 
     def _event(self, ev: OrderEvent) -> None:
         """Reports pass through; an order that is done is forgotten (bounded memory all day)."""
-        if ev.status in TERMINAL_STATUSES and self.backup is not None:
+        if self.backup is not None and ev.status in TERMINAL_STATUSES:
             self._forget(ev.client_order_id)
         self._on_event(ev)
 

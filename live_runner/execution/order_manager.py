@@ -18,9 +18,11 @@ from live_runner.models import (
     Fill, Order, OrderEvent, OrderRequest, OrderRole, OrderStatus, OrderType, Side, Signal,
     TERMINAL_STATUSES, TradingState,
 )
-from live_runner.execution.trades import (
-    EXIT_REASON, STRATEGY_CODES, TRANSITIONS, OpenTrade, request_payload,
+from live_runner.execution.payloads import (
+    event_payload, fill_payload, request_payload, signal_payload, trade_payload,
 )
+from live_runner.execution.trades import EXIT_REASON, STRATEGY_CODES, TRANSITIONS, OpenTrade
+from live_runner.journal import Deferred
 from live_runner.money import ZERO, dec, round_to_tick
 from live_runner.performance import TradeRecord
 from live_runner.risk.rules import RiskView
@@ -33,6 +35,15 @@ if TYPE_CHECKING:
     from live_runner.risk.manager import RiskManager
 
 log = logging.getLogger("live_runner.orders")
+
+# Module constants for the hot path (an Enum class attribute costs a metaclass lookup).
+_BUY, _SELL = Side.BUY, Side.SELL
+_ENTRY, _MANUAL, _VWAP_LOSS = OrderRole.ENTRY, OrderRole.MANUAL, OrderRole.VWAP_LOSS
+_STOP_ROLE, _TARGET_ROLE = OrderRole.STOP, OrderRole.TARGET
+_MARKET, _STOP, _LIMIT = OrderType.MARKET, OrderType.STOP, OrderType.LIMIT
+_SUBMITTED, _FILLED, _PARTIAL = OrderStatus.SUBMITTED, OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED
+_REJECTED = OrderStatus.REJECTED
+_NO_TRANSITION: frozenset[OrderStatus] = frozenset()
 
 class OrderManager:
     def __init__(self, *, portfolio: "Portfolio", risk: "RiskManager", execution: "ExecutionEngine",
@@ -103,11 +114,10 @@ class OrderManager:
     # --- signals -> orders --------------------------------------------------------------------
     def on_signal(self, signal: Signal) -> str | None:
         """Turn a signal into an order; returns the client order id or None when refused."""
-        self._journal("signal", signal.ts, signal.symbol, {
-            "strategy": signal.strategy, "side": signal.side.value, "stop": signal.stop,
-            "reason": signal.reason, "ref": signal.reference_price})
-        if signal.side is Side.SELL:
-            role = OrderRole.VWAP_LOSS if signal.reason == "vwap_loss" else OrderRole.MANUAL
+        self.journal.append(self.session, signal.ts, "signal", signal.symbol,
+                            Deferred(signal_payload, signal))
+        if signal.side is _SELL:
+            role = _VWAP_LOSS if signal.reason == "vwap_loss" else _MANUAL
             return self.flatten(signal.symbol, role)
         close = signal.reference_price
         stop = round_to_tick(signal.stop)
@@ -121,12 +131,12 @@ class OrderManager:
             rn, rd = self._risk_ratio
             sn, sd = self._size_ratio
             qty = min((e4 * rn) // (rd * (c4 - s4)), (e4 * sn) // (sd * c4)) if c4 > s4 else 0
+        strategy, symbol = signal.strategy, signal.symbol
         req = OrderRequest(
-            client_order_id=self.next_id(signal.strategy, signal.symbol), strategy=signal.strategy,
-            symbol=signal.symbol, side=Side.BUY, qty=max(qty, 0), order_type=OrderType.MARKET,
-            role=OrderRole.ENTRY, ts=self.clock.now_ns(), reference_price=close,  # type: ignore[attr-defined]
+            self.next_id(strategy, symbol), strategy, symbol, _BUY, max(qty, 0), _MARKET, _ENTRY,
+            self.clock.now_ns(), reference_price=close,  # type: ignore[attr-defined]
             protective_stop=stop, target_r=signal.target_r,
-            signal_key=f"{signal.strategy}|{signal.symbol}|{signal.ts}")
+            signal_key=f"{strategy}|{symbol}|{signal.ts}")
         if not self._submit(req):
             self._on_signal_rejected(signal, "denied")
             return None
@@ -134,22 +144,30 @@ class OrderManager:
 
     def risk_view(self, req: OrderRequest) -> RiskView:
         pf = self.portfolio
-        pos = pf.positions.get(req.symbol)
-        pending = self.pending_entries
         positions = pf.positions
+        symbol = req.symbol
+        pos = positions.get(symbol)
+        pending = self.pending_entries
         equity = pf.equity()
         now = self.clock.now_ns()  # type: ignore[attr-defined]
-        if pending:
-            pending_symbols = sum(1 for s in pending if s not in positions)
-            pending_notional = sum(o.remaining * o.request.reference_price for o in pending.values())
+        pending_symbols, pending_notional = 0, 0.0
+        if pending:  # loops, not generator sums: the same float additions in the same order
+            pending_notional = 0
+            for s, o in pending.items():
+                if s not in positions:
+                    pending_symbols += 1
+                pending_notional += (o.request.qty - o.filled_qty) * o.request.reference_price
+        risk = self.risk
+        sod = pf.sod_f
+        if pos is None:
+            qty, value = 0, 0.0
         else:
-            pending_symbols, pending_notional = 0, 0.0
+            qty = pos.qty
+            value = qty * pos.last_price
         return RiskView(
-            self.risk.state, self.risk.paused, equity, pf.cash_f, pf.sod_f, equity - pf.sod_f,
-            pos.qty if pos else 0, pos.qty * pos.last_price if pos else 0.0, len(positions), pending_symbols,
-            pending_notional, req.symbol in pending, pf.last_price.get(req.symbol, 0.0), now,
-            self._session_open, self._entry_cutoff, self._session_close,
-            self.risk.orders_last_minute(now))
+            risk.state, risk.paused, equity, pf.cash_f, sod, equity - sod, qty, value, len(positions),
+            pending_symbols, pending_notional, symbol in pending, pf.last_price.get(symbol, 0.0), now,
+            self._session_open, self._entry_cutoff, self._session_close, risk.orders_last_minute(now))
 
     def _submit(self, req: OrderRequest) -> bool:
         if not self._approve(req):
@@ -170,13 +188,15 @@ class OrderManager:
     def _send(self, req: OrderRequest) -> None:
         """Journal the order, then hand it to the broker (recovered, not re-sent, on a resume)."""
         order = Order(req)
-        self.orders[req.client_order_id] = order
-        self.open_orders[req.client_order_id] = order
-        if req.role is OrderRole.ENTRY:
+        cid = req.client_order_id
+        self.orders[cid] = order
+        self.open_orders[cid] = order
+        if req.role is _ENTRY:
             self.pending_entries[req.symbol] = order
-        recorded = self.journal.resuming
-        self._journal("order", req.ts, req.client_order_id, request_payload(req))
-        order.status = OrderStatus.SUBMITTED
+        journal = self.journal
+        recorded = journal.resuming
+        journal.append(self.session, req.ts, "order", cid, Deferred(request_payload, req))
+        order.status = _SUBMITTED
         self.orders_submitted += 1
         if recorded:
             self.execution.recover(req)
@@ -223,9 +243,8 @@ class OrderManager:
         if trade.flatten_id and self.orders[trade.flatten_id].is_open:
             return None
         req = OrderRequest(
-            client_order_id=self.next_id(trade.strategy, symbol), strategy=trade.strategy,
-            symbol=symbol, side=Side.SELL, qty=qty, order_type=OrderType.MARKET, role=role,
-            ts=self.clock.now_ns(), reference_price=self.portfolio.last_price.get(symbol, 0.0))  # type: ignore[attr-defined]
+            self.next_id(trade.strategy, symbol), trade.strategy, symbol, _SELL, qty, _MARKET, role,
+            self.clock.now_ns(), reference_price=self.portfolio.last_price.get(symbol, 0.0))  # type: ignore[attr-defined]
         if not self._approve(req):
             # The protective stop and target stay in place: a refused exit never unprotects.
             self._alert(f"flatten_refused:{symbol}", "critical",
@@ -276,7 +295,8 @@ class OrderManager:
 
     def _place_exits(self, symbol: str, trade: OpenTrade) -> None:
         """(Re)place the OCO pair for the whole position (cancel-replace on resize)."""
-        self._cancel_exits(trade)
+        if trade.stop_id or trade.target_id:
+            self._cancel_exits(trade)
         qty = self.portfolio.position_qty(symbol)
         if qty <= 0 or trade.flatten_id:
             return
@@ -286,14 +306,14 @@ class OrderManager:
             return
         oco = f"{symbol}-{trade.entry_ts}"
         now = self.clock.now_ns()  # type: ignore[attr-defined]
-        stop = OrderRequest(self.next_id(trade.strategy, symbol), trade.strategy, symbol, Side.SELL, qty,
-                            OrderType.STOP, OrderRole.STOP, now, stop_price=trade.stop, oco_group=oco)
+        stop = OrderRequest(self.next_id(trade.strategy, symbol), trade.strategy, symbol, _SELL, qty,
+                            _STOP, _STOP_ROLE, now, stop_price=trade.stop, oco_group=oco)
         if self._submit(stop):
             trade.stop_id = stop.client_order_id
         else:
             self._alert(f"unprotected:{symbol}", "critical", f"stop for {symbol} refused: position unprotected")
-        target = OrderRequest(self.next_id(trade.strategy, symbol), trade.strategy, symbol, Side.SELL, qty,
-                              OrderType.LIMIT, OrderRole.TARGET, now, limit_price=trade.target, oco_group=oco)
+        target = OrderRequest(self.next_id(trade.strategy, symbol), trade.strategy, symbol, _SELL, qty,
+                              _LIMIT, _TARGET_ROLE, now, limit_price=trade.target, oco_group=oco)
         if self._submit(target):
             trade.target_id = target.client_order_id
 
@@ -304,20 +324,21 @@ class OrderManager:
             log.warning("event for unknown order %s: %s", ev.client_order_id, ev.status.value,
                         extra={"client_order_id": ev.client_order_id})
             return
-        if ev.status is order.status or ev.status in (OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED):
+        status = ev.status
+        if status is order.status or status is _FILLED or status is _PARTIAL:
             return  # fills drive the fill states; repeated reports are harmless
-        if ev.status not in TRANSITIONS.get(order.status, frozenset()):
+        if status not in TRANSITIONS.get(order.status, _NO_TRANSITION):
             log.warning("ignored transition %s -> %s for %s", order.status.value, ev.status.value,
                         ev.client_order_id, extra={"client_order_id": ev.client_order_id})
             return
-        order.status = ev.status
+        order.status = status
         if ev.broker_order_id:
             order.broker_order_id = ev.broker_order_id
-        self._journal("order_event", ev.ts, ev.client_order_id,
-                      {"status": ev.status.value, "reason": ev.reason})
-        if ev.status in TERMINAL_STATUSES:
+        self.journal.append(self.session, ev.ts, "order_event", ev.client_order_id,
+                            Deferred(event_payload, ev))
+        if status in TERMINAL_STATUSES:
             self._closed(order)
-        if ev.status is OrderStatus.REJECTED:
+        if status is _REJECTED:
             req = order.request
             self._alert(f"order_rejected:{req.symbol}", "warning",
                         f"order {req.client_order_id} rejected: {ev.reason}")
@@ -337,21 +358,19 @@ class OrderManager:
         if fill.exec_id in order.exec_ids:
             self.duplicate_fills += 1
             return
-        order.exec_ids.add(fill.exec_id)
+        order.exec_ids += (fill.exec_id,)
         req = order.request
         total = order.filled_qty + fill.qty
         order.avg_fill_price = (order.avg_fill_price * order.filled_qty + fill.price * fill.qty) / total
         order.filled_qty = total
-        order.status = OrderStatus.FILLED if total >= req.qty else OrderStatus.PARTIALLY_FILLED
+        order.status = _FILLED if total >= req.qty else _PARTIAL
         self.fills += 1
-        self._journal("fill", fill.ts, fill.client_order_id, {
-            "exec_id": fill.exec_id, "symbol": fill.symbol, "side": fill.side.value, "qty": fill.qty,
-            "price": fill.price, "commission": str(fill.commission), "role": req.role.value,
-            "strategy": req.strategy})
+        self.journal.append(self.session, fill.ts, "fill", fill.client_order_id,
+                            Deferred(fill_payload, fill, req))
         closed = self.portfolio.apply_fill(fill, req.strategy)
-        if order.status is OrderStatus.FILLED:
+        if order.status is _FILLED:
             self._closed(order)
-        if req.role is OrderRole.ENTRY:
+        if req.role is _ENTRY:
             self._on_entry_fill(req, fill)
         else:
             self._on_exit_fill(req, fill, closed)
@@ -402,10 +421,10 @@ class OrderManager:
                              trade.exit_ts, round(float(exit_price), 4), EXIT_REASON[trade.last_exit_role],
                              pnl, trade.commission, risk)
         self.performance.record_trade(record)
-        self._journal("trade", trade.exit_ts, symbol, record.to_dict())
+        self._journal("trade", trade.exit_ts, symbol, Deferred(trade_payload, record))
 
     # --- helpers -------------------------------------------------------------------------------
-    def _journal(self, kind: str, ts: int, key: str, payload: dict) -> None:
+    def _journal(self, kind: str, ts: int, key: str, payload: "dict | Deferred") -> None:
         self.journal.append(self.session, ts, kind, key, payload)
 
     @property

@@ -1,12 +1,12 @@
 """The OrderManager's vocabulary: order transitions, strategy codes in client ids, exit reasons,
-the open round trip, and an order's journal payload (also read back by a live restart)."""
+and the open round trip (also rebuilt by a live restart, `live_runner.restore`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
 
-from live_runner.models import OrderRequest, OrderRole, OrderStatus
+from live_runner.models import OrderRole, OrderStatus
 from live_runner.money import ZERO
 
 # Allowed transitions; fills drive PARTIALLY_FILLED/FILLED themselves.
@@ -45,10 +45,3 @@ class OpenTrade:
     trim_id: str = ""
     last_exit_role: OrderRole = OrderRole.MANUAL
     exit_ts: int = 0
-
-
-def request_payload(req: OrderRequest) -> dict:
-    return {"strategy": req.strategy, "symbol": req.symbol, "side": req.side.value, "qty": req.qty,
-            "type": req.order_type.value, "role": req.role.value, "limit": req.limit_price,
-            "stop": req.stop_price, "ref": req.reference_price, "protective_stop": req.protective_stop,
-            "target_r": req.target_r, "oco": req.oco_group}

@@ -1,11 +1,16 @@
-"""RiskManager: every order passes it; it owns the trading state (ACTIVE/REDUCING/HALTED)."""
+"""RiskManager: every order passes it; it owns the trading state (ACTIVE/REDUCING/HALTED).
+
+`rules` is the public, ordered list (adapters and the data failover add to it). Each check runs the
+rules that apply to the order's side (a rule's `sides`, see `rules.py`), derived from `rules`
+again whenever the list has changed, so an exit is not asked of the eight entry-only rules.
+"""
 
 from __future__ import annotations
 
 from collections import Counter, deque
 from typing import Callable
 
-from live_runner.models import NANOS_PER_MINUTE, OrderRequest, TradingState
+from live_runner.models import NANOS_PER_MINUTE, OrderRequest, Side, TradingState
 from live_runner.risk import rules as R
 
 
@@ -35,6 +40,8 @@ class RiskManager:
             R.buying_power_rule,
             R.rate_rule,
         ]
+        self._snapshot: list[R.Rule] = []  # `rules` as the per-side lists were derived from
+        self._by_side: dict[Side, tuple[R.Rule, ...]] = {}
 
     def set_state(self, state: TradingState, reason: str) -> None:
         if state is self.state:
@@ -57,10 +64,18 @@ class RiskManager:
             times.popleft()
         return len(times)
 
+    def rules_for(self, side: Side) -> tuple[R.Rule, ...]:
+        """The rules, in order, that can deny an order of `side`."""
+        if self.rules != self._snapshot:
+            self._snapshot = list(self.rules)
+            self._by_side = {s: tuple(r for r in self._snapshot if s in getattr(r, "sides", R.BOTH_SIDES))
+                             for s in R.BOTH_SIDES}
+        return self._by_side[side]
+
     def check(self, req: OrderRequest, view: R.RiskView) -> str | None:
         """None when approved (and counted against the rate limit), else the reason code."""
         limits = self.limits
-        for rule in self.rules:
+        for rule in self.rules_for(req.side):
             reason = rule(req, view, limits)
             if reason is not None:
                 self.denials[reason] += 1

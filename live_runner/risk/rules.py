@@ -1,7 +1,9 @@
 """Pre-trade rules. Each returns a stable reason code (counted in metrics) or None to pass.
 
 Rules are plain functions over an order request and a read-only `RiskView`, so each one can be
-tested alone and the manager is just their ordered composition.
+tested alone and the manager is just their ordered composition. A rule that can only deny one side
+says so in its `sides` attribute (`entry_only` marks buys), so the manager skips it for the other
+side without calling it; a rule without the attribute is asked for every order.
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ REASON_CODES = (
 )
 
 FLATTEN_ROLES = frozenset({OrderRole.EOD, OrderRole.MANUAL})
+_BUY, _SELL = Side.BUY, Side.SELL  # module constants: an Enum class attribute costs a lookup
+_HALTED, _REDUCING = TradingState.HALTED, TradingState.REDUCING
+_MARKET = OrderType.MARKET
+BOTH_SIDES = (Side.BUY, Side.SELL)
 
 
 class RiskView(msgspec.Struct, gc=False):
@@ -77,14 +83,21 @@ class RiskLimits:
 
 
 def is_entry(req: OrderRequest) -> bool:
-    return req.side is Side.BUY
+    return req.side is _BUY
+
+
+def entry_only(rule: Rule) -> Rule:
+    """Mark a rule that never denies a sell (the manager does not ask it about exits)."""
+    rule.sides = (_BUY,)  # type: ignore[attr-defined]
+    return rule
 
 
 def state_rule(req: OrderRequest, v: RiskView, lim: RiskLimits) -> str | None:
-    if v.trading_state is TradingState.HALTED and req.role not in FLATTEN_ROLES:
+    state = v.trading_state
+    if state is _HALTED and req.role not in FLATTEN_ROLES:
         return HALTED
-    if is_entry(req):
-        if v.trading_state is TradingState.REDUCING:
+    if req.side is _BUY:
+        if state is _REDUCING:
             return REDUCING_ONLY
         if v.paused:
             return PAUSED
@@ -97,18 +110,22 @@ class BackupDataGate:
     (live_runner.feeds) installs it after `state_rule` and flips `active`."""
 
     __slots__ = ("active",)
+    sides = (_BUY,)
 
     def __init__(self) -> None:
         self.active = False
 
     def __call__(self, req: OrderRequest, v: RiskView, lim: RiskLimits) -> str | None:
-        return BACKUP_DATA if self.active and is_entry(req) else None
+        return BACKUP_DATA if self.active and req.side is _BUY else None
 
 
 def no_short_rule(req: OrderRequest, v: RiskView, lim: RiskLimits) -> str | None:
-    if req.side is Side.SELL and req.qty > v.position_qty:
+    if req.side is _SELL and req.qty > v.position_qty:
         return NO_SHORT
     return None
+
+
+no_short_rule.sides = (_SELL,)  # type: ignore[attr-defined]
 
 
 def size_rule(req: OrderRequest, v: RiskView, lim: RiskLimits) -> str | None:
@@ -116,16 +133,17 @@ def size_rule(req: OrderRequest, v: RiskView, lim: RiskLimits) -> str | None:
 
 
 def hours_rule(req: OrderRequest, v: RiskView, lim: RiskLimits) -> str | None:
-    regular = v.regular_open <= v.now <= v.regular_close
-    if req.order_type is OrderType.MARKET and not regular and req.role not in FLATTEN_ROLES:
+    now, start = v.now, v.regular_open
+    if req.order_type is _MARKET and not start <= now <= v.regular_close and req.role not in FLATTEN_ROLES:
         return ORDER_TYPE
-    if is_entry(req) and not (v.regular_open <= v.now < v.entry_cutoff):
+    if req.side is _BUY and not start <= now < v.entry_cutoff:
         return TRADING_HOURS
     return None
 
 
+@entry_only
 def daily_loss_rule(req: OrderRequest, v: RiskView, lim: RiskLimits) -> str | None:
-    if is_entry(req) and v.daily_pnl <= -lim.max_daily_loss_pct * v.sod_equity:
+    if req.side is _BUY and v.daily_pnl <= -lim.max_daily_loss_pct * v.sod_equity:
         return DAILY_LOSS_LIMIT
     return None
 
@@ -133,45 +151,52 @@ def daily_loss_rule(req: OrderRequest, v: RiskView, lim: RiskLimits) -> str | No
 def duplicate_rule_factory() -> tuple[Rule, Callable[[], None]]:
     seen: set[str] = set()
 
+    @entry_only
     def rule(req: OrderRequest, v: RiskView, lim: RiskLimits) -> str | None:
-        if not is_entry(req) or not req.signal_key:
+        key = req.signal_key
+        if req.side is not _BUY or not key:
             return None
-        if req.signal_key in seen:
+        if key in seen:
             return DUPLICATE_SIGNAL
-        seen.add(req.signal_key)
+        seen.add(key)
         return None
 
     return rule, seen.clear
 
 
+@entry_only
 def position_open_rule(req: OrderRequest, v: RiskView, lim: RiskLimits) -> str | None:
     """One position per symbol: a second entry (any strategy) while one is open or pending."""
-    if is_entry(req) and (v.position_qty > 0 or v.symbol_busy):
+    if req.side is _BUY and (v.position_qty > 0 or v.symbol_busy):
         return POSITION_OPEN
     return None
 
 
+@entry_only
 def max_positions_rule(req: OrderRequest, v: RiskView, lim: RiskLimits) -> str | None:
-    if is_entry(req) and v.position_qty == 0:
+    if req.side is _BUY and v.position_qty == 0:
         if v.open_symbols + v.pending_entry_symbols >= lim.max_positions:
             return MAX_POSITIONS
     return None
 
 
+@entry_only
 def price_rule(req: OrderRequest, v: RiskView, lim: RiskLimits) -> str | None:
     """Entries only: a protective exit is never refused for being far from the market."""
-    if not is_entry(req):
+    if req.side is not _BUY:
         return None
-    if v.last_price <= 0:
+    last = v.last_price
+    if last <= 0:
         return NO_PRICE
     price = req.limit_price or req.stop_price or req.reference_price
-    if price > 0 and abs(price - v.last_price) > lim.price_collar_pct * v.last_price:
+    if price > 0 and abs(price - last) > lim.price_collar_pct * last:
         return PRICE_COLLAR
     return None
 
 
+@entry_only
 def position_size_rule(req: OrderRequest, v: RiskView, lim: RiskLimits) -> str | None:
-    if not is_entry(req):
+    if req.side is not _BUY:
         return None
     price = req.limit_price or v.last_price
     if v.position_value + req.qty * price > lim.max_position_size_pct * v.equity + 1e-9:
@@ -179,8 +204,9 @@ def position_size_rule(req: OrderRequest, v: RiskView, lim: RiskLimits) -> str |
     return None
 
 
+@entry_only
 def buying_power_rule(req: OrderRequest, v: RiskView, lim: RiskLimits) -> str | None:
-    if not is_entry(req):
+    if req.side is not _BUY:
         return None
     price = req.limit_price or v.last_price
     if req.qty * price + v.pending_entry_notional > v.cash:
@@ -188,8 +214,9 @@ def buying_power_rule(req: OrderRequest, v: RiskView, lim: RiskLimits) -> str | 
     return None
 
 
+@entry_only
 def rate_rule(req: OrderRequest, v: RiskView, lim: RiskLimits) -> str | None:
-    if is_entry(req) and v.orders_last_minute >= lim.max_orders_per_minute:
+    if req.side is _BUY and v.orders_last_minute >= lim.max_orders_per_minute:
         return RATE_LIMIT
     return None
 
@@ -210,8 +237,9 @@ def pdt_rule_factory(state: Callable[[], "PdtState | None"], max_day_trades: int
     a pattern day trader) or is already flagged. Exits always pass; an unknown state (no account
     read yet) passes too, leaving the broker's own check."""
 
+    @entry_only
     def pdt_rule(req: OrderRequest, v: RiskView, lim: RiskLimits) -> str | None:
-        if not is_entry(req):
+        if req.side is not _BUY:
             return None
         s = state()
         if s is None or s.equity >= min_equity:
