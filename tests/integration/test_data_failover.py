@@ -29,6 +29,7 @@ from live_runner.runs import RunOptions
 from live_runner.service import LiveService
 from tests.kit.fake_polygon import FakeMarketClock, FakePolygon
 from tests.kit.fake_yahoo import FakeYahoo
+from tests.kit.recording import record_accepted
 from tests.kit.sessions import SessionBuilder, et_ns
 
 pytestmark = pytest.mark.timeout(180)
@@ -79,22 +80,6 @@ def config(poly: FakePolygon, **extra: Any) -> SystemConfig:
     }
     data.update(extra)
     return parse_config(data)
-
-
-def record_accepted(node: TradingNode) -> list[Bar]:
-    """Every bar the DataManager accepted (its validation passed), in order, warm-up included."""
-    accepted: list[Bar] = []
-    data = node.data
-    inner = data.on_bar
-
-    def on_bar(bar: Bar) -> None:
-        before = data.bars_processed
-        inner(bar)
-        if data.bars_processed > before:
-            accepted.append(bar)
-
-    data.on_bar = on_bar  # type: ignore[method-assign]
-    return accepted
 
 
 async def wait_for(cond: Callable[[], bool], timeout: float = 30.0) -> None:

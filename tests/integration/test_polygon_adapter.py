@@ -26,6 +26,7 @@ from live_runner.journal import Journal
 from live_runner.models import Bar
 from live_runner.node import TradingNode
 from tests.kit.fake_polygon import FakeMarketClock, FakePolygon
+from tests.kit.recording import record_accepted
 from tests.kit.sessions import SessionBuilder, et_ns
 
 pytestmark = [pytest.mark.legacy_sdk, pytest.mark.timeout(120)]
@@ -361,8 +362,6 @@ def test_a_dropped_connection_reconnects_and_the_gap_is_backfilled(fake: FakePol
     cfg = parse_config({"universe": ["AAA"], "polygon": fake.config(),
                         "data_failover": {"check_interval_s": 0.05}})
     node = TradingNode(cfg, Journal("sqlite://"))
-    from tests.integration.test_data_failover import record_accepted
-
     accepted = record_accepted(node)  # warm-up (the seed) included
     client = PolygonDataClient(cfg.polygon, fake.api_key)
     feed = DataFeed(cfg, client, None, ["AAA"], market_now=clock.now_ns)
