@@ -165,6 +165,12 @@ def market(tmp_path: Path):  # type: ignore[no-untyped-def]
         asyncio.run(tws.stop())
 
 
+def warmed_up(m: dict[str, Any], runner: Runner) -> None:
+    """The runner is up and has warmed up on the REST seed (everything before 09:30)."""
+    seeded = sum(1 for b in m["s"].bars if b.ts < et_ns(DAY, "09:30"))
+    runner.wait(lambda st: st["bars_processed"] == seeded, "the warm-up", timeout=60)
+
+
 def play_minute(m: dict[str, Any], runner: Runner, hhmm: str) -> dict[str, Any]:
     """IB trades the minute (fills at its prices), then Polygon sends its bar; returns the runner's
     status once it has handled it."""
@@ -184,12 +190,22 @@ def journal_rows(cfg: dict[str, Any], kinds: tuple[str, ...] | None = None) -> l
         j.close()
 
 
+def lose_journal_after_entry_fill(cfg: dict[str, Any]) -> None:
+    """What a crash can do to the journal's tail: every event after the entry fill is gone."""
+    j = Journal(cfg["journal"]["url"])
+    try:
+        entry_fill = next(e["seq"] for e in j.read(kinds=("fill",)))
+        with j.engine.begin() as conn:
+            conn.exec_driver_sql("DELETE FROM journal_events WHERE seq > ?", (entry_fill,))
+    finally:
+        j.close()
+
+
 def trade_until_killed_in_position(m: dict[str, Any], tmp_path: Path) -> None:
     """Run 1: the break at 09:31, the entry filled at the 09:32 open, the stop and target working
     at IB; kill -9. Then, while the runner is down, the 09:33 bar trades through the target."""
     runner = Runner(tmp_path, m["cfg"], m["env"]).start()
-    seeded = sum(1 for b in m["s"].bars if b.ts < et_ns(DAY, "09:30"))
-    runner.wait(lambda st: st["bars_processed"] == seeded, "the warm-up", timeout=60)
+    warmed_up(m, runner)
     for hhmm in ("09:30", "09:31", "09:32"):
         play_minute(m, runner, hhmm)
     st = runner.wait(lambda st: len(st["open_orders"]) == 2 and st["positions"], "the exits at IB")
@@ -241,8 +257,7 @@ def test_a_position_at_ib_the_journal_cannot_explain_halts_the_restart(market: d
                                                                       tmp_path: Path) -> None:
     m, tws = market, market["tws"]
     runner = Runner(tmp_path, m["cfg"], m["env"]).start()
-    seeded = sum(1 for b in m["s"].bars if b.ts < et_ns(DAY, "09:30"))
-    runner.wait(lambda st: st["bars_processed"] == seeded, "the warm-up", timeout=60)
+    warmed_up(m, runner)
     play_minute(m, runner, "09:30")
     runner.kill()
     # someone bought 500 GAPR by hand in the account while the runner was down
@@ -266,12 +281,7 @@ def test_orders_the_crash_kept_out_of_the_journal_are_adopted_from_ib(market: di
                                                                       tmp_path: Path) -> None:
     m, tws = market, market["tws"]
     trade_until_killed_in_position(m, tmp_path)
-    # the crash lost every journal event after the entry fill: the stop and target orders too
-    j = Journal(m["cfg"]["journal"]["url"])
-    entry_fill = next(e["seq"] for e in j.read(kinds=("fill",)))
-    with j.engine.begin() as conn:
-        conn.exec_driver_sql("DELETE FROM journal_events WHERE seq > ?", (entry_fill,))
-    j.close()
+    lose_journal_after_entry_fill(m["cfg"])  # the stop and target orders' events too
 
     runner = Runner(tmp_path, m["cfg"], m["env"]).start()
     st = runner.wait(lambda st: "restart" in st and not st["positions"] and not st["open_orders"],
@@ -293,8 +303,7 @@ def test_the_paper_broker_keeps_its_book_across_a_live_restart(market: dict[str,
     m = market
     cfg = {**m["cfg"], "primary_broker": "paper", "paper": {"state_url": f"sqlite:///{tmp_path / 'paper.db'}"}}
     runner = Runner(tmp_path, cfg, m["env"]).start()
-    seeded = sum(1 for b in m["s"].bars if b.ts < et_ns(DAY, "09:30"))
-    runner.wait(lambda st: st["bars_processed"] == seeded, "the warm-up", timeout=60)
+    warmed_up(m, runner)
     for hhmm in ("09:30", "09:31", "09:32"):
         play_minute(m, runner, hhmm)
     runner.wait(lambda st: len(st["open_orders"]) == 2 and st["positions"], "the exits")
@@ -317,44 +326,56 @@ def test_the_paper_broker_keeps_its_book_across_a_live_restart(market: dict[str,
     assert len(orders) == 3 and len({e["key"] for e in orders}) == 3  # entry, stop, target: once each
 
 
+@pytest.fixture()
+def alpaca_rig(market: dict[str, Any]):  # type: ignore[no-untyped-def]
+    """The fake Alpaca on the market clock, filling only by hand, and the runner's config for it."""
+    from tests.kit.fake_alpaca import KEY, SECRET, FakeAlpaca
+
+    alpaca = FakeAlpaca(clock=market["clock"].now_ns).start()
+    alpaca.auto_fill = False
+    try:
+        cfg = {**market["cfg"], "primary_broker": "alpaca",
+               "alpaca": {"base_url": alpaca.base_url, "stream_url": alpaca.stream_url,
+                          "request_timeout_s": 2.0}}
+        yield {"alpaca": alpaca, "cfg": cfg,
+               "env": {**market["env"], "APCA_API_KEY_ID": KEY, "APCA_API_SECRET_KEY": SECRET}}
+    finally:
+        alpaca.stop()
+
+
+def alpaca_entry_sent(m: dict[str, Any], alpaca: Any, cfg: dict[str, Any], env: dict[str, str],
+                      tmp_path: Path) -> tuple[Runner, str]:
+    """Run 1 up to the 09:31 break: its market entry is at Alpaca, unfilled."""
+    runner = Runner(tmp_path, cfg, env).start()
+    warmed_up(m, runner)
+    for hhmm in ("09:30", "09:31"):
+        play_minute(m, runner, hhmm)
+    entry = runner.wait(lambda st: len(st["open_orders"]) == 1, "the entry")["open_orders"][0]["client_order_id"]
+    wait_until(lambda: alpaca.order(entry), "the entry to reach Alpaca")
+    return runner, entry
+
+
 def test_alpaca_an_entry_partly_filled_before_the_crash_is_completed_not_double_counted(
-        market: dict[str, Any], tmp_path: Path) -> None:
+        market: dict[str, Any], alpaca_rig: dict[str, Any], tmp_path: Path) -> None:
     """Alpaca reports cumulative fills (exec id = order id : cumulative qty). The restarted runner
     tells it what the journal holds, so the rest of the entry arrives as the 785 shares it is, the
     exits are re-sized to 1785 with new ids, and nothing is sent twice."""
-    from tests.kit.fake_alpaca import KEY, SECRET, FakeAlpaca
+    m, alpaca, cfg, env = market, alpaca_rig["alpaca"], alpaca_rig["cfg"], alpaca_rig["env"]
+    runner, entry = alpaca_entry_sent(m, alpaca, cfg, env, tmp_path)
+    alpaca.fill(entry, 1000, 11.25)
+    runner.wait(lambda st: len(st["open_orders"]) == 3 and st["positions"], "exits for 1000")
+    wait_until(lambda: len(journal_rows(cfg, ("order",))) == 3, "the journal to hold the exits")
+    runner.kill()
+    alpaca.fill(entry, 785, 11.25)  # the rest fills while the runner is down
 
-    m = market
-    alpaca = FakeAlpaca(clock=m["clock"].now_ns).start()
-    alpaca.auto_fill = False  # the test fills by hand
-    try:
-        cfg = {**m["cfg"], "primary_broker": "alpaca",
-               "alpaca": {"base_url": alpaca.base_url, "stream_url": alpaca.stream_url,
-                          "request_timeout_s": 2.0}}
-        env = {**m["env"], "APCA_API_KEY_ID": KEY, "APCA_API_SECRET_KEY": SECRET}
-        runner = Runner(tmp_path, cfg, env).start()
-        seeded = sum(1 for b in m["s"].bars if b.ts < et_ns(DAY, "09:30"))
-        runner.wait(lambda st: st["bars_processed"] == seeded, "the warm-up", timeout=60)
-        for hhmm in ("09:30", "09:31"):
-            play_minute(m, runner, hhmm)
-        entry = runner.wait(lambda st: len(st["open_orders"]) == 1, "the entry at Alpaca")["open_orders"][0]
-        wait_until(lambda: alpaca.order(entry["client_order_id"]), "the entry to reach Alpaca")
-        alpaca.fill(entry["client_order_id"], 1000, 11.25)
-        runner.wait(lambda st: len(st["open_orders"]) == 3 and st["positions"], "exits for 1000")
-        wait_until(lambda: len(journal_rows(cfg, ("order",))) == 3, "the journal to hold the exits")
-        runner.kill()
-        alpaca.fill(entry["client_order_id"], 785, 11.25)  # the rest fills while the runner is down
-
-        runner = Runner(tmp_path, cfg, env).start()
-        st = runner.wait(lambda st: "restart" in st and st["positions"] and st["positions"][0]["qty"] == 1785
-                         and len(st["open_orders"]) == 2, "the rest of the entry and new exits", timeout=60)
-        assert st["trading_state"] == "active"  # reconciled with Alpaca's 1785: no mismatch
-        assert {o["qty"] for o in st["open_orders"]} == {1785}
-        assert all("R1-" in o["client_order_id"] for o in st["open_orders"])
-        runner.proc.send_signal(signal.SIGTERM)  # keep the position (flatten_on_shutdown: false)
-        runner.finish()
-    finally:
-        alpaca.stop()
+    runner = Runner(tmp_path, cfg, env).start()
+    st = runner.wait(lambda st: "restart" in st and st["positions"] and st["positions"][0]["qty"] == 1785
+                     and len(st["open_orders"]) == 2, "the rest of the entry and new exits", timeout=60)
+    assert st["trading_state"] == "active"  # reconciled with Alpaca's 1785: no mismatch
+    assert {o["qty"] for o in st["open_orders"]} == {1785}
+    assert all("R1-" in o["client_order_id"] for o in st["open_orders"])
+    runner.proc.send_signal(signal.SIGTERM)  # keep the position (flatten_on_shutdown: false)
+    runner.finish()
     fills = journal_rows(cfg, ("fill",))
     assert [(f["payload"]["qty"], f["payload"]["exec_id"].split(":")[1]) for f in fills] == [
         (1000, "1000"), (785, "1785")]
@@ -365,43 +386,24 @@ def test_alpaca_an_entry_partly_filled_before_the_crash_is_completed_not_double_
     assert all(alpaca.order(cid)["status"] == "canceled" for cid in old_exits)
 
 
-def test_alpaca_exits_the_crash_kept_out_of_the_journal_are_adopted(market: dict[str, Any], tmp_path: Path) -> None:
-    from tests.kit.fake_alpaca import KEY, SECRET, FakeAlpaca
+def test_alpaca_exits_the_crash_kept_out_of_the_journal_are_adopted(market: dict[str, Any],
+                                                                     alpaca_rig: dict[str, Any],
+                                                                     tmp_path: Path) -> None:
+    m, alpaca, cfg, env = market, alpaca_rig["alpaca"], alpaca_rig["cfg"], alpaca_rig["env"]
+    runner, entry = alpaca_entry_sent(m, alpaca, cfg, env, tmp_path)
+    alpaca.fill(entry, 1785, 11.25)
+    runner.wait(lambda st: len(st["open_orders"]) == 2 and st["positions"], "the exits")
+    wait_until(lambda: len(alpaca.bodies) == 3 and len(journal_rows(cfg, ("order",))) == 3, "the exits")
+    runner.kill()
+    lose_journal_after_entry_fill(cfg)
+    alpaca.set_price("GAPR", 11.95)  # the target fills while the runner is down
 
-    m = market
-    alpaca = FakeAlpaca(clock=m["clock"].now_ns).start()
-    alpaca.auto_fill = False
-    try:
-        cfg = {**m["cfg"], "primary_broker": "alpaca",
-               "alpaca": {"base_url": alpaca.base_url, "stream_url": alpaca.stream_url,
-                          "request_timeout_s": 2.0}}
-        env = {**m["env"], "APCA_API_KEY_ID": KEY, "APCA_API_SECRET_KEY": SECRET}
-        runner = Runner(tmp_path, cfg, env).start()
-        seeded = sum(1 for b in m["s"].bars if b.ts < et_ns(DAY, "09:30"))
-        runner.wait(lambda st: st["bars_processed"] == seeded, "the warm-up", timeout=60)
-        for hhmm in ("09:30", "09:31"):
-            play_minute(m, runner, hhmm)
-        entry = runner.wait(lambda st: len(st["open_orders"]) == 1, "the entry")["open_orders"][0]["client_order_id"]
-        wait_until(lambda: alpaca.order(entry), "the entry to reach Alpaca")
-        alpaca.fill(entry, 1785, 11.25)
-        runner.wait(lambda st: len(st["open_orders"]) == 2 and st["positions"], "the exits")
-        wait_until(lambda: len(alpaca.bodies) == 3 and len(journal_rows(cfg, ("order",))) == 3, "the exits")
-        runner.kill()
-        j = Journal(cfg["journal"]["url"])
-        entry_fill = next(e["seq"] for e in j.read(kinds=("fill",)))
-        with j.engine.begin() as conn:  # the crash lost the exits' journal events
-            conn.exec_driver_sql("DELETE FROM journal_events WHERE seq > ?", (entry_fill,))
-        j.close()
-        alpaca.set_price("GAPR", 11.95)  # the target fills while the runner is down
-
-        runner = Runner(tmp_path, cfg, env).start()
-        st = runner.wait(lambda st: "restart" in st and not st["positions"] and not st["open_orders"],
-                         "the adoption and the target fill", timeout=60)
-        assert st["trading_state"] == "active"
-        m["clock"].set(et_ns(DAY, "20:00"))
-        summary = runner.finish()
-    finally:
-        alpaca.stop()
+    runner = Runner(tmp_path, cfg, env).start()
+    st = runner.wait(lambda st: "restart" in st and not st["positions"] and not st["open_orders"],
+                     "the adoption and the target fill", timeout=60)
+    assert st["trading_state"] == "active"
+    m["clock"].set(et_ns(DAY, "20:00"))
+    summary = runner.finish()
     (trade,) = summary["trades"]
     assert (trade["qty"], trade["exit_price"], trade["exit_reason"]) == (1785, 11.95, "target")
     adopted = sorted(e["payload"]["role"] for e in journal_rows(cfg, ("order",)) if e["payload"].get("adopted"))
