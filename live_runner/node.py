@@ -163,6 +163,10 @@ class TradingNode:
                 "trading_state": self.risk.state.value, "paused": self.risk.paused}
             self.journal.append(self.session_name or plan.session, max(self.clock.now_ns(), plan.last_ts),
                                 "restart", str(plan.restarts), self.restart_info)
+            self.alerts.raise_alert("runner_restarted", Severity.WARNING,
+                                    f"restarted from the journal (restart {plan.restarts}): positions "
+                                    f"{plan.journal_positions or 'none'}, {len(plan.journal_open_orders)} "
+                                    f"working orders, warm-up {info['signals'] or 'no signals'}", component="node")
         else:
             self.journal.append(self.session_name, self.clock.now_ns(), "warmup", "", info)
         if self._reconcile_due and not self.journal.resuming and not self.execution.resuming:

@@ -241,6 +241,7 @@ def test_killed_in_a_position_the_restart_recovers_the_fill_made_while_down(mark
     assert restart["restart"] == 1 and restart["positions"] == {"GAPR": 1785}
     assert len(restart["open_orders"]) == 2
     assert restart["warmup"]["signals"] == {"accepted_before": 1}  # the 09:31 break: not re-entered
+    assert any(a["key"] == "runner_restarted" and "GAPR" in a["message"] for a in st["alerts"])
     assert st["trading_state"] == "active"
     m["clock"].set(et_ns(DAY, "20:00"))  # the day is over: the feed ends, the runner exits 0
     summary = runner.finish()
