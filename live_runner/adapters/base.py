@@ -29,7 +29,28 @@ class ExecutionClient(Protocol):
     def submit(self, request: OrderRequest) -> None:
         """Send a new order. Never retried blindly: an ambiguous outcome is resolved by lookup."""
 
-    def cancel(self, client_order_id: str) -> None: ...
+    def cancel(self, client_order_id: str) -> None:
+        """A request, not a fact: the order is gone only when CANCELED (or a terminal status) is
+        reported. It can still fill meanwhile."""
+
+    # Optional (broker-native exits; the ExecutionEngine falls back to two plain orders, with the
+    # OrderManager emulating one-cancels-other, for a client without them, e.g. the paper broker):
+    #
+    # def submit_oco(self, stop: OrderRequest, target: OrderRequest) -> None:
+    #     """A position's protective stop and target as ONE broker-native one-cancels-other unit
+    #     for the same shares (Alpaca `order_class: oco`, IB an OCA group). `stop.oco_group ==
+    #     target.oco_group == target.client_order_id` names the pair. A fill on either leg reduces
+    #     the other by the same quantity (the legs share the shares); when one leg is filled the
+    #     broker cancels the other. Reports come per client order id, as for any order."""
+    #
+    # def replace_exits(self, old_stop: str, old_target: str, stop: OrderRequest,
+    #                   target: OrderRequest) -> None:
+    #     """Resize a working pair in place (Alpaca PATCH replace, IB re-place the same orderIds),
+    #     never cancel-then-new. Once the broker confirms, the old ids are reported CANCELED with
+    #     reason "replaced" and the new ids ACCEPTED; later fills arrive under the new ids. If the
+    #     broker refuses, the new ids are REJECTED and the old pair keeps working."""
+    #
+    # native_oco: bool  (True when the two methods above exist)
 
     def recover(self, request: OrderRequest, *, filled: int = 0, notional: Decimal = ...) -> None:
         """An order the journal already holds: find it at the broker, never send it again.
