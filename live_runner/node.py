@@ -248,6 +248,8 @@ class TradingNode:
         ours = {s: p.qty for s, p in sorted(self.portfolio.positions.items())}
         theirs = self.execution.positions()
         if theirs is None or ours == theirs:
+            if self.restored is not None:
+                self.orders.protect_all()  # a restart: no position stays without its exits
             return True
         diff = {s: {"runner": ours.get(s, 0), "broker": theirs.get(s, 0)}
                 for s in sorted(set(ours) | set(theirs)) if ours.get(s, 0) != theirs.get(s, 0)}

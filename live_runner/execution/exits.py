@@ -92,6 +92,13 @@ class ExitsMixin:
         symbols = sorted(self.trades.keys() | self.pending_entries.keys())
         return [cid for sym in symbols if (cid := self.flatten(sym, role))]
 
+    def protect_all(self) -> None:
+        """After a restart: every position held gets its working pair (a flatten whose cancels
+        were confirmed but whose sell was lost with the crash would otherwise leave it bare)."""
+        for symbol, trade in sorted(self.trades.items()):
+            if self.portfolio.position_qty(symbol) > 0 and not trade.pending_exit:
+                self._ensure_exits(symbol, trade)
+
     def cancel_all(self) -> None:
         for cid in sorted(self.open_orders):
             self.execution.cancel(cid)
