@@ -24,7 +24,7 @@ def orders_query(after_ns: int) -> GetOrdersRequest:
     """Every order (open or not) submitted since `after_ns`, newest first, as many as allowed."""
     from datetime import datetime, timezone
 
-    return GetOrdersRequest(status=QueryOrderStatus.ALL, limit=500,
+    return GetOrdersRequest(status=QueryOrderStatus.ALL, limit=500, nested=True,
                             after=datetime.fromtimestamp(after_ns / 1e9, timezone.utc))
 
 
