@@ -21,6 +21,7 @@ Faults, each consumed by the next request of its kind:
   "reject_async" (accepted, then a `rejected` trade update);
 - `patch_faults`: "504_accept" / "504_drop";
 - `lookup_faults`: "503", "hang", "drop" on GET .../orders:by_client_order_id;
+- `list_faults`: "500" on GET /v2/orders (the listing for adoption);
 - `down()` / `up()`: the REST port refuses connections, then listens again (same port);
 - websocket: `ws_mute_connections = n` (the first n connections get nothing), `ws_duplicate`
   (every update twice), `ws_corrupt_next = n` (the next n updates arrive malformed instead, i.e.
@@ -63,6 +64,7 @@ class FakeAlpaca:
         self.post_faults: deque[str] = deque()
         self.patch_faults: deque[str] = deque()
         self.lookup_faults: deque[str] = deque()
+        self.list_faults: deque[str] = deque()
         self.book.account = {
             "id": str(uuid.uuid4()), "account_number": "PA1FAKE0001", "status": "ACTIVE",
             "currency": "USD", "cash": _num(equity), "equity": _num(equity),
@@ -381,6 +383,8 @@ class _Handler(BaseHTTPRequestHandler):
             if url.path == "/v2/positions":
                 return self._send(200, [fake._position_json(s, p) for s, p in sorted(book.positions.items()) if p[0]])
             if url.path == "/v2/orders":
+                if fake.list_faults and fake.list_faults.popleft() == "500":
+                    return self._send(500, {"code": 50010000, "message": "internal server error"})
                 status = (q.get("status") or ["open"])[0]
                 rows = [book.view(o, nested) for o in book.orders.values()
                         if (status == "all" or (status == "open") == (o["status"] in OPEN))
