@@ -352,6 +352,35 @@ def test_recover_finds_the_stop_leg_through_its_parent(fake: FakeAlpaca) -> None
     assert fake.posts == {"LR-E1": 1, "LR-T1": 1} and second.faults == []
 
 
+def test_an_oco_the_journal_lost_is_adopted_with_its_stop(fake: FakeAlpaca) -> None:
+    """Sent in the instant before a crash, missing from the journal: the restart lists it (nested)
+    and offers both exits for adoption; recovering them finds the leg through its parent."""
+    first, second = Seen(), Seen()
+
+    async def scenario() -> list[OrderRequest]:
+        c = client_for(fake, first)
+        await holding(fake, c, first, 100)
+        c.submit_oco(*exits(1, 100))
+        await until(lambda: first.statuses("LR-S1"), "the pair")
+        await c.aclose()
+        c2 = client_for(fake, second)
+        await c2.start()
+        found = c2.unclaimed()
+        for r in found:
+            c2.recover(r)
+        await until(lambda: second.statuses("LR-T1-stop"), "the stop adopted")
+        assert c2.unclaimed() == []
+        fake.walk(SYM, [9.4])
+        await until(lambda: second.filled("LR-T1-stop") == 100, "the stop's fill")
+        await c2.aclose()
+        return found
+
+    found = run(scenario())
+    assert [(r.client_order_id, r.role, r.qty, r.oco_group) for r in found if r.side is Side.SELL] == [
+        ("LR-T1", OrderRole.TARGET, 100, "LR-T1"), ("LR-T1-stop", OrderRole.STOP, 100, "LR-T1")]
+    assert second.faults == []
+
+
 # --- items 5 and 8 ---------------------------------------------------------------------------------
 def test_no_disconnect_alert_on_a_clean_start_but_a_real_drop_alerts(fake: FakeAlpaca) -> None:
     seen = Seen()

@@ -358,7 +358,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorized():
             return
         q = parse_qs(url.query)
-        nested = (q.get("nested") or ["false"])[0] == "true"
+        nested = (q.get("nested") or ["false"])[0].lower() == "true"
         if url.path == "/v2/orders:by_client_order_id":
             cid = (q.get("client_order_id") or [""])[0]
             with fake.lock:

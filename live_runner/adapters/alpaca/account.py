@@ -81,8 +81,10 @@ class AccountState:
         self._listed = adoption.ours(list(rows), self._prefix, now)
 
     def unclaimed(self) -> list[OrderRequest]:
-        """Ours at Alpaca at start, neither sent nor recovered by this run."""
-        return [r for r in self._listed if r.client_order_id not in self._orders]
+        """Ours at Alpaca at start, neither sent nor recovered by this run (an OCO's stop goes
+        with its target: recovered with it, or adopted with it)."""
+        return [r for r in self._listed if r.client_order_id not in self._orders
+                and not (r.oco_group and r.oco_group != r.client_order_id and r.oco_group in self._orders)]
 
     async def _snapshot_positions(self) -> bool:
         try:
