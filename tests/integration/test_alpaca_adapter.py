@@ -618,13 +618,6 @@ def chain_node(client: AlpacaExecutionClient) -> TradingNode:
     return node
 
 
-NEEDS_OCO = pytest.mark.xfail(
-    reason="issue 11: the OrderManager still sends the stop and the target as two sells; Alpaca "
-           "(the fake) refuses the second (403). Passes once it uses submit_oco/replace_exits.",
-    strict=False)
-
-
-@NEEDS_OCO
 def test_whole_chain_round_trip_through_the_fake(fake: FakeAlpaca) -> None:
     rep = Reports()
 
@@ -665,7 +658,6 @@ def _dead_port() -> int:
     return port
 
 
-@NEEDS_OCO
 def test_failover_chain_primary_refuses_backup_alpaca_trades(fake: FakeAlpaca) -> None:
     """The primary (up at start) then refuses connections: the entry is refused before anything
     is sent, so it goes to the backup Alpaca, and so do its exits (the shares are there). No order

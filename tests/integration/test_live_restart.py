@@ -356,13 +356,6 @@ def alpaca_entry_sent(m: dict[str, Any], alpaca: Any, cfg: dict[str, Any], env: 
     return runner, entry
 
 
-NEEDS_OCO = pytest.mark.xfail(
-    reason="issue 11: the OrderManager still sends the stop and the target as two sells; Alpaca "
-           "(the fake) refuses the second (403). Passes once it uses submit_oco/replace_exits.",
-    strict=False)
-
-
-@NEEDS_OCO
 def test_alpaca_an_entry_partly_filled_before_the_crash_is_completed_not_double_counted(
         market: dict[str, Any], alpaca_rig: dict[str, Any], tmp_path: Path) -> None:
     """Alpaca reports cumulative fills (exec id = order id : cumulative qty). The restarted runner
@@ -395,7 +388,6 @@ def test_alpaca_an_entry_partly_filled_before_the_crash_is_completed_not_double_
     assert alpaca.book.refused == [] and alpaca.book.violations == []
 
 
-@NEEDS_OCO
 def test_alpaca_exits_the_crash_kept_out_of_the_journal_are_adopted(market: dict[str, Any],
                                                                      alpaca_rig: dict[str, Any],
                                                                      tmp_path: Path) -> None:
