@@ -46,8 +46,19 @@ class TrackedOrder:
     cancel_pending: bool = False  # cancel to (re)send once bound and connected
     reported_qty: int = 0
     pending_qty: int = 0          # fills waiting for their commission
-    broker_filled: float = 0.0    # cumulative filled qty per orderStatus (a hint)
+    broker_filled: float = 0.0    # cumulative filled qty per orderStatus (a hint), own share
     held: list = field(default_factory=list)  # reports of an adopted order, until claimed
+    replaces: "TrackedOrder | None" = None     # a modify: the order whose IB orderId this one takes over
+    replacement: "TrackedOrder | None" = None  # a modify of this order sent, not yet confirmed
+
+    @property
+    def prior_fills(self) -> int:
+        """Shares of the same IB order filled under the client ids it replaced."""
+        n, o = 0, self.replaces
+        while o is not None:
+            n += o.reported_qty + o.pending_qty
+            o = o.replaces
+        return n
 
     @property
     def has_fills(self) -> bool:
@@ -93,11 +104,13 @@ class ReportsMixin:
     _client_id: int
     _commission_wait: float
     _session_ended: bool
+    _adoption_closed: bool
     _last_exec_ts: float
     stats: dict[str, Any]
 
     # hooks provided by the client
     def _alert(self, key: str, severity: str, message: str) -> None: ...
+    def _fault(self, key: str, message: str) -> None: ...
     def _request_reconcile(self, reason: str, delay: float = 0.0) -> None: ...
     def _loop_call_later(self, delay: float, fn: Callable, *args: Any) -> "asyncio.TimerHandle": ...
     def _lib_fill(self, exec_id: str) -> Any: ...
@@ -143,6 +156,7 @@ class ReportsMixin:
         fq = getattr(order, "filledQuantity", 0.0)
         if _valid(fq):
             filled = max(filled, fq)
+        filled -= o.prior_fills  # IB counts the whole orderId; a replaced id's fills are not ours
         if filled > o.broker_filled:
             o.broker_filled = filled
 
@@ -153,11 +167,14 @@ class ReportsMixin:
             return
         handler = self._on_fill if isinstance(item, Fill) else self._on_event
         try:
-            handler(item)  # type: ignore[arg-type]
+            handler(item)  # type: ignore[arg-type]  (the whole report in one call)
         except Exception as exc:
+            # Not swallowed: the runner could not apply what the broker did, so its state is in
+            # doubt. The fault path halts it with a CRITICAL alert and reconciles.
             self.stats["handler_errors"] += 1
-            log.exception("runner handler failed on %s", item)
-            self._alert("ibkr_handler_error", "critical", f"runner failed on a broker report: {exc!r}")
+            log.exception("applying a broker report failed: %s", item)
+            self._fault(f"ibkr_report_failed:{o.cid}", f"applying the broker's report for {o.cid} failed "
+                        f"({type(item).__name__}): {exc!r}")
 
     def _claim(self, o: TrackedOrder, req: OrderRequest) -> None:
         o.request = req
@@ -187,6 +204,14 @@ class ReportsMixin:
         o.terminal = status
         o.cancel_pending = False
         self._emit(o, ev)
+        self._orphan_replacement(o)
+
+    def _orphan_replacement(self, o: TrackedOrder) -> None:
+        """`o` ended (canceled, expired) while a modify of it was on its way: the modify cannot
+        take effect, so its new client id is rejected."""
+        new, o.replacement = o.replacement, None
+        if new is not None and not new.accepted and new.terminal is None:
+            self._finish(new, OrderStatus.REJECTED, f"the order it replaces ({o.cid}) ended before the modify")
 
     def _flush_deferred(self, o: TrackedOrder, force: bool = False) -> None:
         ev = o.deferred
@@ -200,6 +225,7 @@ class ReportsMixin:
         o.deferred = None
         o.terminal = ev.status
         self._emit(o, ev)
+        self._orphan_replacement(o)
 
     # --- order status ---------------------------------------------------------------------------
     def _on_trade(self, trade: Any) -> None:
@@ -212,6 +238,10 @@ class ReportsMixin:
         if o.terminal is not None or o.deferred is not None:
             return
         st = trade.orderStatus.status
+        if o.replaces is not None and not o.accepted and st != compat.PENDING_SUBMIT:
+            if (trade.order.orderRef or "") != o.cid:
+                return  # IB still shows the order it replaces: the modify is not applied yet
+            self._replaced(o)
         if st in mapping.WORKING:
             self._accept(o)
         elif st in mapping.CANCELED or st == compat.INACTIVE:
@@ -230,6 +260,15 @@ class ReportsMixin:
             self._finish(o, status, reason)
         elif st == compat.FILLED and o.broker_filled > o.reported_qty + o.pending_qty:
             self._request_reconcile("orderStatus shows fills not seen as executions", delay=self._commission_wait)
+
+    def _replaced(self, o: TrackedOrder) -> None:
+        """IB shows the modify: the old client id ends as CANCELED "replaced", then `o` is accepted."""
+        old = o.replaces
+        assert old is not None
+        if old.replacement is o:
+            old.replacement = None
+        self._finish(old, OrderStatus.CANCELED, "replaced")
+        self._accept(o)
 
     def _expired(self, o: TrackedOrder, code: int) -> bool:
         """A broker cancel we did not ask for, after the session ended: a day order expiring."""
@@ -256,6 +295,9 @@ class ReportsMixin:
             if not self._ours(ex.orderRef or ""):
                 return  # not ours (a manual trade): positions show it
             o = self._adopt(ex.orderRef)
+            if self._adoption_closed:  # the runner has adopted what it lost: this one it never knew
+                self._fault(f"ibkr_unknown_order:{o.cid}", f"fill {exec_id} ({ex.side} {ex.shares:g} "
+                            f"{fill.contract.symbol}) for {o.cid}, an order this runner does not know")
         ts = ex.time.timestamp() if ex.time else 0.0
         if ts > self._last_exec_ts:
             self._last_exec_ts = ts
@@ -326,6 +368,15 @@ class ReportsMixin:
             self._bump_order_id(req_id)
         if kind is ErrorKind.ORDER_WARNING:
             log.warning("%s: ibkr warning %s: %s", o.cid, code, message, extra={"client_order_id": o.cid})
+            return
+        new = o.replacement
+        if new is not None and kind in (ErrorKind.ORDER_REJECTED, ErrorKind.DUPLICATE_ORDER_ID,
+                                        ErrorKind.UNKNOWN) and not new.accepted:
+            # The modify was refused: IB keeps the order as it was (the old client id works on).
+            o.replacement = None
+            new.acked = True
+            self._finish(new, OrderStatus.REJECTED, f"ibkr {code}: {message} (modify refused; {o.cid} "
+                         "keeps working)")
             return
         if kind is ErrorKind.CANCEL_REJECTED:
             o.cancel_pending = False
