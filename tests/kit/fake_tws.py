@@ -356,6 +356,16 @@ class FakeTws:
         the paper broker does; returns the number of executions."""
         return self._sync(self._trade_bar, symbol, o, h, l, c, ts_ns)
 
+    def place_external(self, order_ref: str, symbol: str, action: str, qty: float, client_id: int = 7,
+                       order_id: int = 90_000, price: float | None = None) -> None:
+        """A market order booked without this client's placeOrder (another runner with the same
+        prefix, a manual order in TWS): it fills at once and its reports go to `client_id`."""
+        def book() -> None:
+            o = FakeOrder(order_id, client_id, self.book.next_perm(), self.book.con_id(symbol), symbol, action,
+                          qty, "MKT", 0.0, 0.0, "DAY", self.accounts[0], order_ref, False, [])
+            self._deliver(self.book.add(o, price if price is not None else self._market_price(symbol)))
+        self._sync(book)
+
     def cancel_by_broker(self, order_ref: str, code: int = 202, message: str = "Order Canceled - reason:") -> None:
         self._sync(lambda: self._deliver(self.book.cancel_by_broker(self.order(order_ref), code, message)))
 

@@ -12,7 +12,8 @@
   cancel-then-new. IB's totalQuantity counts what the orderId already filled, so it is sent as the
   new quantity plus the fills of that orderId. When IB shows the new orderRef the old client id is
   reported CANCELED ("replaced") and the new one ACCEPTED; fills are attributed by the orderRef
-  they executed under. A refused modify (filled order, mismatch...) rejects the new client id and
+  they executed under. The IB ocaGroup keeps its first name (a leg whose modify IB refuses must
+  stay in the same group as the other). A refused modify (filled order, mismatch...) rejects the new client id and
   the old one keeps working.
 """
 
@@ -90,6 +91,14 @@ class ExitsMixin:
         self._outbox.put_nowait(("modify", o))
 
     @staticmethod
+    def _oca_group(o: TrackedOrder) -> str:
+        """The OCA group of the IB order behind `o` (the first of a chain of replaces)."""
+        while o.replaces is not None:
+            o = o.replaces
+        group = o.request.oco_group if o.request is not None else ""
+        return group or (getattr(o.trade.order, "ocaGroup", "") if o.trade is not None else "")
+
+    @staticmethod
     def _not_modifiable(old_cid: str, old: TrackedOrder | None) -> str:
         if old is None or old.request is None:
             return f"no order {old_cid} to replace"
@@ -117,6 +126,10 @@ class ExitsMixin:
             self._finish(o, OrderStatus.REJECTED, f"{NOT_SENT}: {problem}")  # type: ignore[attr-defined]
             return
         order = self._ib_order(o.request, o.request.qty + o.prior_fills)
+        group = self._oca_group(old)
+        if group:  # the group IB knows the pair by (a leg whose modify fails must stay linked)
+            order.ocaGroup = group
+            order.ocaType = self.config.oca_type  # type: ignore[attr-defined]
         order.orderId = old.order_id
         o.order_id, o.perm_id, o.trade = old.order_id, old.perm_id, old.trade
         try:

@@ -73,7 +73,7 @@ class ReconcileMixin:
                 executed.add(fill.execution.orderRef or "")
                 self._on_exec(fill, source="reconcile")
             for ref, trade in found.items():
-                o = self._orders.get(ref) or self._adopt(ref)
+                o = self._orders.get(ref) or self._adopt(ref, "order listed at the broker")
                 self._apply_trade(o, trade)
             for o in candidates:
                 if o.terminal is None and o.deferred is None and o.cid not in found and o.cid not in executed:

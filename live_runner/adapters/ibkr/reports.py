@@ -120,12 +120,18 @@ class ReportsMixin:
     def _ours(self, ref: str) -> bool:
         return bool(ref) and ref.startswith(self._prefix + "-")
 
-    def _adopt(self, ref: str) -> TrackedOrder:
+    def _adopt(self, ref: str, what: str = "order") -> TrackedOrder:
+        """An order with our prefix this process does not know: its reports are held until the
+        runner recovers (claims) it. Before the runner's adoption pass (`unclaimed()`) that is a
+        restart finding its orders; after it, an order the runner never knew: a fault."""
         o = TrackedOrder(ref, None, acked=True)
         self._orders[ref] = o
         self.stats["adopted"] += 1
         log.warning("order %s is at the broker with our prefix but unknown here: held until recovered", ref,
                     extra={"client_order_id": ref})
+        if self._adoption_closed:
+            self._fault(f"ibkr_unknown_order:{ref}", f"{what} for {ref}, an order of ours this runner "
+                        "does not know")
         return o
 
     def _find(self, order: Any, adopt: bool = True) -> TrackedOrder | None:
@@ -136,7 +142,7 @@ class ReportsMixin:
         if o is None and order.orderId and order.clientId == self._client_id:
             o = self._by_oid.get(order.orderId)
         if o is None and adopt and self._ours(ref):
-            o = self._adopt(ref)
+            o = self._adopt(ref, f"{order.action} {order.totalQuantity:g} {order.orderType} order")
         return o
 
     def _bind(self, o: TrackedOrder, trade: Any) -> None:
@@ -294,10 +300,7 @@ class ReportsMixin:
         if o is None:
             if not self._ours(ex.orderRef or ""):
                 return  # not ours (a manual trade): positions show it
-            o = self._adopt(ex.orderRef)
-            if self._adoption_closed:  # the runner has adopted what it lost: this one it never knew
-                self._fault(f"ibkr_unknown_order:{o.cid}", f"fill {exec_id} ({ex.side} {ex.shares:g} "
-                            f"{fill.contract.symbol}) for {o.cid}, an order this runner does not know")
+            o = self._adopt(ex.orderRef, f"fill {exec_id} ({ex.side} {ex.shares:g} {fill.contract.symbol})")
         ts = ex.time.timestamp() if ex.time else 0.0
         if ts > self._last_exec_ts:
             self._last_exec_ts = ts
