@@ -250,6 +250,11 @@ class FakeTws:
                 (acct, sym), qty, cost = note[1], note[2], note[3]
                 self._broadcast(wire.position(acct, self.book.con_id(sym), sym, qty, cost))
                 continue
+            if kind == "commission":
+                s = self._session_for(note[1].order.client_id)
+                if s is not None:
+                    s.send(wire.commission_report(note[1]))
+                continue
             if kind == "error_id":
                 for s in self.sessions:
                     s.send(wire.error(note[1], note[2], note[3]))
@@ -276,7 +281,6 @@ class FakeTws:
                 s.send(wire.order_status(o))
                 if o.status == "Filled":
                     s.send(wire.open_order(o, "Filled"))
-                s.send(wire.commission_report(note[1]))
 
     def _market_price(self, symbol: str) -> float:
         return self.book.last.get(symbol, self.prices.get(symbol, self.book.default_price))

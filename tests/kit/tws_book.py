@@ -11,12 +11,12 @@ Written from IB's documentation, so that a client that would lose money at IB lo
 - Cancel is a request: PendingCancel at once; Cancelled (202) only `cancel_delay_s` later on the
   book's clock (moved by `advance`), and until then the order can still trigger and fill.
 - Stops and limits trigger from a price path the test drives (`set_price`, or `trade_bar`).
-- Each fill: execDetails, orderStatus, openOrder once Filled, commissionReport, then positions,
-  which follow fills and may go negative.
+- Each fill: execDetails, orderStatus, openOrder once Filled, what the OCA group did to the other
+  orders, commissionReport, then positions, which follow fills and may go negative.
 
 Every call returns the notes to send, in order, each with a snapshot of the order as it was then:
 ("status", order) (openOrder + orderStatus), ("order_status", order), ("exec", execution, order),
-("error", order, code, message), ("error_id", order_id, code, message), ("position", key, qty, cost).
+("commission", execution), ("error", order, code, message), ("error_id", order_id, code, message), ("position", key, qty, cost).
 """
 
 from __future__ import annotations
@@ -296,7 +296,9 @@ class TwsBook:
         signed = qty if o.action == "BUY" else -qty
         pos[1] = (pos[0] * pos[1] + signed * price) / (pos[0] + signed) if pos[0] + signed else 0.0
         pos[0] += signed
-        return [("exec", ex, _snap(o)), ("position", key, pos[0], pos[1])] + self._oca(o, qty)
+        # IB applies the OCA group at the execution; the commission report is computed after it
+        return ([("exec", ex, _snap(o))] + self._oca(o, qty)
+                + [("commission", ex), ("position", key, pos[0], pos[1])])
 
     def _oca(self, o: FakeOrder, qty: float) -> list[Note]:
         """What a fill of `qty` shares of `o` does to the other orders of its OCA group."""

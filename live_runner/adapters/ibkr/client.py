@@ -276,6 +276,8 @@ class IbkrExecutionClient(ExitsMixin, ReconcileMixin, ReportsMixin):
             if o.terminal is not None:
                 continue
             await self._throttle.acquire()
+            if o.terminal is not None or (kind == "cancel" and o.deferred is not None):
+                continue  # ended while waiting for the throttle (e.g. IB's OCA canceled it)
             try:
                 if kind == "place":
                     self._place(o)

@@ -111,6 +111,7 @@ class ReportsMixin:
     # hooks provided by the client
     def _alert(self, key: str, severity: str, message: str) -> None: ...
     def _fault(self, key: str, message: str) -> None: ...
+    def _oca_group(self, o: TrackedOrder) -> str: ...
     def _request_reconcile(self, reason: str, delay: float = 0.0) -> None: ...
     def _loop_call_later(self, delay: float, fn: Callable, *args: Any) -> "asyncio.TimerHandle": ...
     def _lib_fill(self, exec_id: str) -> Any: ...
@@ -202,7 +203,7 @@ class ReportsMixin:
         if o.terminal is not None or o.deferred is not None:
             return
         ev = self._event(o, status, reason)
-        if o.pending_qty or o.broker_filled > o.reported_qty:
+        if o.pending_qty or o.broker_filled > o.reported_qty or self._group_fill_pending(o):
             o.deferred = ev
             if o.broker_filled > o.reported_qty + o.pending_qty:
                 self._request_reconcile("fills missing before a terminal status", delay=self._commission_wait)
@@ -219,9 +220,23 @@ class ReportsMixin:
         if new is not None and not new.accepted and new.terminal is None:
             self._finish(new, OrderStatus.REJECTED, f"the order it replaces ({o.cid}) ended before the modify")
 
+    def _group_fill_pending(self, o: TrackedOrder) -> bool:
+        """A fill of another order of `o`'s OCA group waits for its commission: IB's cancel of
+        `o` (the group reacting to that fill) is reported after it, in causal order."""
+        group = self._oca_group(o)
+        return bool(group) and any(x.pending_qty for x in self._orders.values()
+                                   if x is not o and x.terminal is None and self._oca_group(x) == group)
+
+    def _flush_group(self, o: TrackedOrder) -> None:
+        group = self._oca_group(o)
+        if group:
+            for x in list(self._orders.values()):
+                if x is not o and x.deferred is not None and self._oca_group(x) == group:
+                    self._flush_deferred(x)
+
     def _flush_deferred(self, o: TrackedOrder, force: bool = False) -> None:
         ev = o.deferred
-        if ev is None or o.pending_qty:
+        if ev is None or o.pending_qty or (not force and self._group_fill_pending(o)):
             return
         if not force and o.broker_filled > o.reported_qty:
             return
@@ -348,6 +363,7 @@ class ReportsMixin:
         self._emit(o, Fill(o.cid, exec_id, fill.contract.symbol, side, qty, float(ex.price), commission,
                            _ns(ex.time) if ex.time else self._now()))
         self._flush_deferred(o)
+        self._flush_group(o)
 
     # --- errors ---------------------------------------------------------------------------------------
     def _on_error(self, req_id: int, code: int, message: str, _contract: Any = None) -> None:
