@@ -50,6 +50,7 @@ class TrackedOrder:
     held: list = field(default_factory=list)  # reports of an adopted order, until claimed
     replaces: "TrackedOrder | None" = None     # a modify: the order whose IB orderId this one takes over
     replacement: "TrackedOrder | None" = None  # a modify of this order sent, not yet confirmed
+    refused_modify_code: int = 0  # the error code of a refused modify, already handled
 
     @property
     def prior_fills(self) -> int:
@@ -83,6 +84,9 @@ def _last_error(trade: Any) -> tuple[int, str]:
         if code:
             return int(code), str(entry.message)
     return 0, ""
+
+
+_MODIFY_REFUSALS = (ErrorKind.ORDER_REJECTED, ErrorKind.DUPLICATE_ORDER_ID, ErrorKind.UNKNOWN)
 
 
 def _valid(x: float) -> bool:
@@ -267,6 +271,8 @@ class ReportsMixin:
             self._accept(o)
         elif st in mapping.CANCELED or st == compat.INACTIVE:
             code, msg = _last_error(trade)
+            if code and self._modify_refused(o, code, msg, from_status=True):
+                return  # the SDK marks the trade canceled on any error; IB kept the order
             if self._expired(o, code):
                 status, reason = OrderStatus.EXPIRED, "day order expired"
             elif code:
@@ -281,6 +287,18 @@ class ReportsMixin:
             self._finish(o, status, reason)
         elif st == compat.FILLED and o.broker_filled > o.reported_qty + o.pending_qty:
             self._request_reconcile("orderStatus shows fills not seen as executions", delay=self._commission_wait)
+
+    def _modify_refused(self, o: TrackedOrder, code: int, message: str, from_status: bool = False) -> bool:
+        """An order error while a modify of `o` is on its way is IB refusing the modify: the new
+        client id is rejected, and IB keeps the order as it was (the old client id works on)."""
+        new = o.replacement
+        if new is None or new.accepted or mapping.classify(code) not in _MODIFY_REFUSALS:
+            return False
+        o.replacement = None
+        o.refused_modify_code = code if from_status else 0  # its error event is still to come
+        new.acked = True
+        self._finish(new, OrderStatus.REJECTED, f"ibkr {code}: {message} (modify refused; {o.cid} keeps working)")
+        return True
 
     def _replaced(self, o: TrackedOrder) -> None:
         """IB shows the modify: the old client id ends as CANCELED "replaced", then `o` is accepted."""
@@ -388,14 +406,10 @@ class ReportsMixin:
         if kind is ErrorKind.ORDER_WARNING:
             log.warning("%s: ibkr warning %s: %s", o.cid, code, message, extra={"client_order_id": o.cid})
             return
-        new = o.replacement
-        if new is not None and kind in (ErrorKind.ORDER_REJECTED, ErrorKind.DUPLICATE_ORDER_ID,
-                                        ErrorKind.UNKNOWN) and not new.accepted:
-            # The modify was refused: IB keeps the order as it was (the old client id works on).
-            o.replacement = None
-            new.acked = True
-            self._finish(new, OrderStatus.REJECTED, f"ibkr {code}: {message} (modify refused; {o.cid} "
-                         "keeps working)")
+        if o.refused_modify_code == code:
+            o.refused_modify_code = 0
+            return  # already handled: the SDK reported it as a status first (ib_insync)
+        if self._modify_refused(o, code, message):
             return
         if kind is ErrorKind.CANCEL_REJECTED:
             o.cancel_pending = False
