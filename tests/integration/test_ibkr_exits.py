@@ -291,3 +291,41 @@ def test_a_failed_order_listing_at_connect_is_a_fault(tmp_path: Any) -> None:
             await fake.stop()
 
     run(own())
+
+
+# --- restart --------------------------------------------------------------------------------------------
+
+def test_recover_finds_a_replaced_pair_by_its_new_order_refs(tmp_path: Any) -> None:
+    """The runner dies after resizing its exits; the restart recovers the pair the journal holds
+    (the new client ids) by orderRef, never sends it again, and hears the stop's fill under it."""
+    from tests.integration.test_ibkr_adapter import make_client
+
+    async def scenario() -> None:
+        fake = await FakeTws().start()
+        first = Rig(fake, make_client(fake, tmp_path))
+        try:
+            assert await first.client.start()
+            await hold(first, 1538)
+            first.client.submit_oco(*exits(1000))
+            await until(lambda: first.statuses(TARGET) == [OrderStatus.ACCEPTED])
+            new_stop, new_target = exits(1538, STOP2, TARGET2)
+            first.client.replace_exits(STOP, TARGET, new_stop, new_target)
+            await until(lambda: first.statuses(STOP2) == first.statuses(TARGET2) == [OrderStatus.ACCEPTED])
+        finally:
+            await first.client.stop()  # the runner dies
+        r = Rig(fake, make_client(fake, tmp_path))
+        try:
+            assert await r.client.start()
+            for request in (req(ENTRY, qty=1538, symbol=SYM), new_stop, new_target):  # as the journal holds them
+                r.client.recover(request)
+            await until(lambda: r.statuses(STOP2) == r.statuses(TARGET2) == [OrderStatus.ACCEPTED])
+            assert not r.client.resuming and r.client.unclaimed() == []
+            assert fake.set_price(SYM, 11.70) == 1
+            await until(lambda: filled(r, STOP2) == 1538)
+            await until(lambda: OrderStatus.CANCELED in r.statuses(TARGET2))
+            assert fake.position(SYM) == 0 and len(fake.messages(3)) == 5  # entry, pair, two modifies
+        finally:
+            await r.client.stop()
+            await fake.stop()
+
+    run(scenario())
