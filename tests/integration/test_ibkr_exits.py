@@ -329,3 +329,27 @@ def test_recover_finds_a_replaced_pair_by_its_new_order_refs(tmp_path: Any) -> N
             await fake.stop()
 
     run(scenario())
+
+
+def test_the_ib_clients_alerts_reach_the_runners_alert_sinks(tmp_path: Any) -> None:
+    """The node wires the IB client's alert handler: a malformed broker message pages."""
+    from live_runner.clock import SimClock
+    from live_runner.config import parse_config
+    from live_runner.journal import Journal
+    from live_runner.node import TradingNode
+    from tests.integration.test_ibkr_adapter import calendar, make_client
+
+    async def scenario() -> None:
+        fake = await FakeTws().start()
+        client = make_client(fake, tmp_path)
+        node = TradingNode(parse_config({}), Journal("sqlite://"), clock=SimClock(0), calendar=calendar(),
+                           execution_client=client)
+        try:
+            assert await client.start()
+            fake.send_raw([9999, 1, "junk"])
+            await until(lambda: any(a.key == "ibkr_malformed_message" for a in node.alerts.recent), what="the alert")
+        finally:
+            await client.stop()
+            await fake.stop()
+
+    run(scenario())

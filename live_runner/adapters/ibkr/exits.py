@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from live_runner.adapters.ibkr import compat
+from live_runner.adapters.ibkr import compat, mapping
+from live_runner.adapters.ibkr.mapping import ErrorKind
 from live_runner.adapters.ibkr.reports import TrackedOrder, log
 from live_runner.models import OrderRequest, OrderStatus, OrderType, Side
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     import asyncio
 
 NOT_SENT = "not sent"  # reason prefix of rejections that provably never reached the broker
+_MODIFY_REFUSALS = (ErrorKind.ORDER_REJECTED, ErrorKind.DUPLICATE_ORDER_ID, ErrorKind.UNKNOWN)
 
 
 class ExitsMixin:
@@ -142,3 +144,47 @@ class ExitsMixin:
         o.sent = True
         o.sent_at = time.time()
         self.stats["modifies_sent"] = self.stats.get("modifies_sent", 0) + 1
+
+    # --- reports about modifies and OCA groups (called from reports.ReportsMixin) -------------------
+    def _modify_refused(self, o: TrackedOrder, code: int, message: str, from_status: bool = False) -> bool:
+        """An order error while a modify of `o` is on its way is IB refusing the modify: the new
+        client id is rejected, and IB keeps the order as it was (the old client id works on)."""
+        new = o.replacement
+        if new is None or new.accepted or mapping.classify(code) not in _MODIFY_REFUSALS:
+            return False
+        o.replacement = None
+        o.refused_modify_code = code if from_status else 0  # its error event is still to come
+        new.acked = True
+        self._finish(new, OrderStatus.REJECTED, f"ibkr {code}: {message} (modify refused; {o.cid} keeps working)")
+        return True
+
+    def _replaced(self, o: TrackedOrder) -> None:
+        """IB shows the modify: the old client id ends as CANCELED "replaced", then `o` is accepted."""
+        old = o.replaces
+        assert old is not None
+        if old.replacement is o:
+            old.replacement = None
+        self._finish(old, OrderStatus.CANCELED, "replaced")
+        self._accept(o)
+
+    def _orphan_replacement(self, o: TrackedOrder) -> None:
+        """`o` ended (canceled, expired) while a modify of it was on its way: the modify cannot
+        take effect, so its new client id is rejected."""
+        new, o.replacement = o.replacement, None
+        if new is not None and not new.accepted and new.terminal is None:
+            self._finish(new, OrderStatus.REJECTED, f"the order it replaces ({o.cid}) ended before the modify")
+
+    def _group_fill_pending(self, o: TrackedOrder) -> bool:
+        """A fill of another order of `o`'s OCA group waits for its commission: IB's cancel of
+        `o` (the group reacting to that fill) is reported after it, in causal order."""
+        group = self._oca_group(o)
+        return bool(group) and any(x.pending_qty for x in self._orders.values()
+                                   if x is not o and x.terminal is None and self._oca_group(x) == group)
+
+    def _flush_group(self, o: TrackedOrder) -> None:
+        group = self._oca_group(o)
+        if group:
+            for x in list(self._orders.values()):
+                if x is not o and x.deferred is not None and self._oca_group(x) == group:
+                    self._flush_deferred(x)
+

@@ -86,9 +86,6 @@ def _last_error(trade: Any) -> tuple[int, str]:
     return 0, ""
 
 
-_MODIFY_REFUSALS = (ErrorKind.ORDER_REJECTED, ErrorKind.DUPLICATE_ORDER_ID, ErrorKind.UNKNOWN)
-
-
 def _valid(x: float) -> bool:
     return x == x and abs(x) < compat.UNSET_DOUBLE / 2
 
@@ -115,7 +112,13 @@ class ReportsMixin:
     # hooks provided by the client
     def _alert(self, key: str, severity: str, message: str) -> None: ...
     def _fault(self, key: str, message: str) -> None: ...
+    # modifies and OCA groups (exits.ExitsMixin)
     def _oca_group(self, o: TrackedOrder) -> str: ...
+    def _orphan_replacement(self, o: TrackedOrder) -> None: ...
+    def _group_fill_pending(self, o: TrackedOrder) -> bool: ...
+    def _flush_group(self, o: TrackedOrder) -> None: ...
+    def _modify_refused(self, o: TrackedOrder, code: int, message: str, from_status: bool = False) -> bool: ...
+    def _replaced(self, o: TrackedOrder) -> None: ...
     def _request_reconcile(self, reason: str, delay: float = 0.0) -> None: ...
     def _loop_call_later(self, delay: float, fn: Callable, *args: Any) -> "asyncio.TimerHandle": ...
     def _lib_fill(self, exec_id: str) -> Any: ...
@@ -217,27 +220,6 @@ class ReportsMixin:
         self._emit(o, ev)
         self._orphan_replacement(o)
 
-    def _orphan_replacement(self, o: TrackedOrder) -> None:
-        """`o` ended (canceled, expired) while a modify of it was on its way: the modify cannot
-        take effect, so its new client id is rejected."""
-        new, o.replacement = o.replacement, None
-        if new is not None and not new.accepted and new.terminal is None:
-            self._finish(new, OrderStatus.REJECTED, f"the order it replaces ({o.cid}) ended before the modify")
-
-    def _group_fill_pending(self, o: TrackedOrder) -> bool:
-        """A fill of another order of `o`'s OCA group waits for its commission: IB's cancel of
-        `o` (the group reacting to that fill) is reported after it, in causal order."""
-        group = self._oca_group(o)
-        return bool(group) and any(x.pending_qty for x in self._orders.values()
-                                   if x is not o and x.terminal is None and self._oca_group(x) == group)
-
-    def _flush_group(self, o: TrackedOrder) -> None:
-        group = self._oca_group(o)
-        if group:
-            for x in list(self._orders.values()):
-                if x is not o and x.deferred is not None and self._oca_group(x) == group:
-                    self._flush_deferred(x)
-
     def _flush_deferred(self, o: TrackedOrder, force: bool = False) -> None:
         ev = o.deferred
         if ev is None or o.pending_qty or (not force and self._group_fill_pending(o)):
@@ -287,27 +269,6 @@ class ReportsMixin:
             self._finish(o, status, reason)
         elif st == compat.FILLED and o.broker_filled > o.reported_qty + o.pending_qty:
             self._request_reconcile("orderStatus shows fills not seen as executions", delay=self._commission_wait)
-
-    def _modify_refused(self, o: TrackedOrder, code: int, message: str, from_status: bool = False) -> bool:
-        """An order error while a modify of `o` is on its way is IB refusing the modify: the new
-        client id is rejected, and IB keeps the order as it was (the old client id works on)."""
-        new = o.replacement
-        if new is None or new.accepted or mapping.classify(code) not in _MODIFY_REFUSALS:
-            return False
-        o.replacement = None
-        o.refused_modify_code = code if from_status else 0  # its error event is still to come
-        new.acked = True
-        self._finish(new, OrderStatus.REJECTED, f"ibkr {code}: {message} (modify refused; {o.cid} keeps working)")
-        return True
-
-    def _replaced(self, o: TrackedOrder) -> None:
-        """IB shows the modify: the old client id ends as CANCELED "replaced", then `o` is accepted."""
-        old = o.replaces
-        assert old is not None
-        if old.replacement is o:
-            old.replacement = None
-        self._finish(old, OrderStatus.CANCELED, "replaced")
-        self._accept(o)
 
     def _expired(self, o: TrackedOrder, code: int) -> bool:
         """A broker cancel we did not ask for, after the session ended: a day order expiring."""
