@@ -218,7 +218,26 @@ class AlpacaExecutionClient(OrderFlows, ExitPairs, Reports, AccountState):
             return
         t = self._orders[cid] = Tracked(request, phase=RESOLVING, recovering=True, filled=filled,
                                          notional=notional)
+        self._link_recovered_pair(t)
         self._spawn(self._recover_flow(t), f"recover {cid}")
+
+    def _link_recovered_pair(self, t: Tracked) -> None:
+        """An OCO's legs recovered from the journal know each other again (a resize after the
+        restart PATCHes the parent and maps the new leg), whichever is recovered first."""
+        req = t.request
+        group, cid = req.oco_group, req.client_order_id
+        if not group:
+            return
+        if group != cid:  # the stop leg: its parent is the target named by the group
+            t.parent = group
+            parent = self._orders.get(group)
+            if parent is not None:
+                parent.leg = cid
+            return
+        for other in self._orders.values():
+            o = other.request
+            if o.oco_group == cid and o.client_order_id != cid and other.phase != DONE:
+                t.leg, other.parent = o.client_order_id, cid
 
     def cancel(self, client_order_id: str) -> None:
         t = self._orders.get(client_order_id)
