@@ -319,8 +319,7 @@ class TradingStoreResource(dg.ConfigurableResource):
                         conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
                 finally:
                     engine.dispose()
-            return str(sa.engine.make_url(url).update_query_dict(
-                {"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False))
+            return _with_search_path(url, schema)
         raise ValueError("journal_url must contain {session} (one journal per session)")
 
     def journal_exists(self, day: date) -> bool:
@@ -395,6 +394,16 @@ class TradingStoreResource(dg.ConfigurableResource):
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
                 removed.append(p)
         return removed
+
+
+def _with_search_path(url: str, schema: str) -> str:
+    """The operator's URL with `options=-csearch_path=<schema>` added to its query. Built on the
+    string as given (never re-rendered with its password): the result lives in memory and in the
+    runner's environment only; anything shown goes through live_runner.redact.redact_url."""
+    if "options" in sa.engine.make_url(url).query:
+        raise ValueError("journal_url: a PostgreSQL URL without {session} gets one schema per "
+                         "session through its `options`; remove the `options` it already has")
+    return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
 
 
 class _WallClock:
