@@ -420,14 +420,18 @@ class AlertsResource(dg.ConfigurableResource):
     smtp_port: str | None = None
     smtp_user: str | None = None
     smtp_password: str | None = None
+    smtp_tls: str | None = None  # starttls | ssl | none (live_runner.alerts.EmailSink)
+    smtp_starttls: str | None = None  # the older switch, kept for existing .env files
+    smtp_cafile: str | None = None
     email_from: str | None = None
     email_to: str | None = None
 
     def _env(self) -> dict[str, str]:
         pairs = {"WEBHOOK_URL": self.webhook_url, "SMTP_HOST": self.smtp_host,
                  "SMTP_PORT": self.smtp_port, "SMTP_USER": self.smtp_user,
-                 "SMTP_PASSWORD": self.smtp_password, "EMAIL_FROM": self.email_from,
-                 "EMAIL_TO": self.email_to}
+                 "SMTP_PASSWORD": self.smtp_password, "SMTP_TLS": self.smtp_tls,
+                 "SMTP_STARTTLS": self.smtp_starttls, "SMTP_CAFILE": self.smtp_cafile,
+                 "EMAIL_FROM": self.email_from, "EMAIL_TO": self.email_to}
         return {f"TRADING_ALERT_{k}": v for k, v in pairs.items() if v}
 
     def send(self, key: str, severity: str, message: str, timeout_s: float = 10.0,
