@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
 from live_runner.ops_client import Unreachable, call
+from live_runner.redact import scrub
 from tests.kit import dashboard as kit
 from tests.kit.dagster_env import SAMPLE_DAY, dagster_home, isolated_resources
 from trading_pipeline.definitions import make_definitions
@@ -136,7 +137,8 @@ def test_a_dagster_day_never_shows_the_journal_password(tmp_path, pg_database, m
     instance.dispose()
 
     # The runner ran, with the URL in its environment and not on its command line.
-    assert watch.seen and all("--journal" not in c and PASSWORD not in c for c in watch.seen), watch.seen
+    assert watch.seen and all("--journal" not in c and PASSWORD not in c for c in watch.seen), \
+        [scrub(c) for c in watch.seen]
     assert all(watch.env_has_url), "the runner gets its journal URL from the environment"
     # It did write the Postgres journal (the password was really used), and what is shown masks it.
     summary = json.loads((tmp_path / "pipeline" / "sessions" / SAMPLE_DAY / "summary.json").read_text())
