@@ -139,6 +139,9 @@ class OpsConfig(_Strict):
     max_body_bytes: int = Field(4096, ge=64)
     request_timeout_s: float = Field(5.0, gt=0)
     max_connections: int = Field(128, ge=1)
+    # An accepted control command is answered only once its journal event is committed durably;
+    # past this bound it is answered 503 (applied, not yet durable) with a CRITICAL alert.
+    command_commit_timeout_s: float = Field(5.0, gt=0)
 
 
 class PolygonConfig(_Strict):

@@ -170,6 +170,24 @@ class LiveService:
                                     f"{positions} positions flattened", component="ops_server")
         return result
 
+    async def commit_command(self, result: dict[str, Any]) -> str | None:
+        """Wait (bounded by ops.command_commit_timeout_s, the loop keeps turning) until the
+        command's journal event is committed durably: None when it is, else why not. The command
+        is already applied: it is never undone, but the operator is told, and paged, that a crash
+        now would lose it."""
+        timeout = self.config.ops.command_commit_timeout_s
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(self.journal.commit()), timeout)
+            return None
+        except asyncio.TimeoutError:
+            problem = f"journal did not commit the command within {timeout:g} s"
+        except Exception as exc:
+            problem = f"journal could not commit the command: {exc}"
+        self.node.alerts.raise_alert("command_not_durable", Severity.CRITICAL,
+                                     f"{result.get('command')} applied but not durable: {problem}",
+                                     component="ops_server")
+        return problem
+
     def request_stop(self) -> None:
         """Thread-safe: end the run as SIGTERM would (tests, embedding)."""
         loop, stop = self._loop, getattr(self, "stop_event", None)

@@ -1,0 +1,143 @@
+"""Operator commands are durable (issue 11, item 6): a command answered 200 is in the journal on
+disk, so a runner killed with SIGKILL one moment later restarts with it applied.
+
+The runner is the real CLI (`python -m live_runner run --mode paper`) replaying a bars file at
+wall-clock pace (the deployed default), with the default journal batch size; the command goes
+over HTTP, the process is then killed with SIGKILL and restarted on the same journal (and the
+same paper-broker state, when `paper.state_url` is set).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.kit.live import TOKEN, TOKEN_ENV, Market, free_port, http_call, journal_rows
+
+pytestmark = pytest.mark.timeout(120)
+ROOT = Path(__file__).resolve().parents[2]
+SPEED = 300  # a bar-minute every 0.2 s
+
+
+def market() -> Market:
+    """AAA breaks out at 09:31 (long 1785 from 09:32 with its stop and target working); BBB breaks
+    out at 09:50, an entry a run that lost the command would take."""
+    return Market().gapper("AAA", "09:31", until="10:30").gapper("BBB", "09:50", until="10:30")
+
+
+class Runner:
+    """`python -m live_runner run` in its own process, with its ops server on a known port."""
+
+    def __init__(self, tmp: Path, *, state: bool, linger: bool = False) -> None:
+        self.tmp = tmp
+        self.port = free_port()
+        self.journal_url = f"sqlite:///{tmp / 'journal.db'}"
+        cfg: dict[str, Any] = {
+            "active_strategies": ["gap_and_go"], "log_dir": str(tmp / "logs"),
+            "feed": {"bars": str(market().csv(tmp / "bars.csv")), "speed": SPEED},
+            "ops": {"port": self.port, "token_env": TOKEN_ENV}}
+        if state:
+            cfg["paper"] = {"state_url": f"sqlite:///{tmp / 'broker.db'}"}
+        self.cfg = tmp / "cfg.yaml"
+        self.cfg.write_text(yaml.safe_dump(cfg))
+        args = [sys.executable, "-m", "live_runner", "run", "--mode", "paper", "--config", str(self.cfg),
+                "--journal", self.journal_url, "--json"] + (["--linger"] if linger else [])
+        env = {**os.environ, TOKEN_ENV: TOKEN, "PYTHONPATH": str(ROOT)}
+        self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+
+    def status(self) -> dict[str, Any] | None:
+        try:
+            code, data = http_call(self.port, "GET", "/status", timeout=2)
+        except OSError:
+            return None
+        return data if code == 200 else None
+
+    def wait_for(self, what: str, cond: Any, timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"runner exited {self.proc.returncode} waiting for {what}: "
+                                     f"{self.proc.stderr.read()[-3000:]}")  # type: ignore[union-attr]
+            st = self.status()
+            if st is not None and cond(st):
+                return st
+            time.sleep(0.03)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    def command(self, name: str) -> tuple[int, Any]:
+        return http_call(self.port, "POST", f"/control/{name}", token=TOKEN, body={"operator": "ana"})
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def finish(self, timeout: float = 90) -> tuple[int, str, str]:
+        out, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out, err
+
+
+def held(st: dict[str, Any]) -> dict[str, int]:
+    return {p["symbol"]: p["qty"] for p in st["positions"]}
+
+
+@pytest.mark.parametrize("state", [False, True], ids=["no-state-url", "paper-state-url"])
+def test_an_emergency_stop_answered_200_survives_kill_9(tmp_path: Path, state: bool) -> None:
+    first = Runner(tmp_path, state=state)
+    try:
+        first.wait_for("the AAA position", lambda st: held(st) == {"AAA": 1785})
+        code, body = first.command("emergency_stop")
+        assert code == 200 and body["durable"] is True, body
+    finally:
+        first.kill()  # at once: nothing else gets a chance to write the journal
+    assert [r["key"] for r in journal_rows(first.journal_url, "command")] == ["emergency_stop"]
+
+    restart = Runner(tmp_path, state=state, linger=True)
+    try:
+        st = restart.wait_for("the end of the data",
+                              lambda st: st["bars_processed"] >= len(market().sorted()))
+        assert st["trading_state"] == "halted"
+        assert held(st) == {} and st["open_orders"] == []
+        entries = [r for r in journal_rows(restart.journal_url, "order")
+                   if r["payload"].get("role") == "entry"]
+        assert [e["payload"]["symbol"] for e in entries] == ["AAA"]  # BBB never entered
+    finally:
+        restart.proc.send_signal(signal.SIGTERM)
+    code, out, err = restart.finish()
+    assert code == 0, err[-3000:]
+    summary = json.loads(out)
+    assert summary["final_positions"] == {}
+    assert [t["symbol"] for t in summary["trades"]] == ["AAA"]
+
+
+@pytest.mark.parametrize("state", [False, True], ids=["no-state-url", "paper-state-url"])
+def test_a_pause_answered_200_survives_kill_9(tmp_path: Path, state: bool) -> None:
+    first = Runner(tmp_path, state=state)
+    try:
+        first.wait_for("the AAA position", lambda st: held(st) == {"AAA": 1785})
+        code, body = first.command("pause")
+        assert code == 200 and body["durable"] is True, body
+    finally:
+        first.kill()
+
+    restart = Runner(tmp_path, state=state, linger=True)
+    try:
+        st = restart.wait_for("the end of the data",
+                              lambda st: st["bars_processed"] >= len(market().sorted()))
+        assert st["paused"] is True and st["system_state"] == "paused"
+        entries = [r for r in journal_rows(restart.journal_url, "order")
+                   if r["payload"].get("role") == "entry"]
+        assert [e["payload"]["symbol"] for e in entries] == ["AAA"]  # paused: no BBB entry
+    finally:
+        restart.proc.send_signal(signal.SIGTERM)
+    code, _out, err = restart.finish()
+    assert code == 0, err[-3000:]
