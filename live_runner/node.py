@@ -177,9 +177,14 @@ class TradingNode:
         """Resuming: re-apply the operator commands the journal holds at this point of the stream
         (a pause, a flatten...), so the regenerated run is the one that happened."""
         journal = self.journal
-        while (stored := journal.peek()) is not None and stored[2] == "command":
-            payload = stored[4]
-            self.command(stored[3], source=payload.get("source", "journal"), symbol=payload.get("symbol", ""))
+        while (stored := journal.peek()) is not None:
+            session, ts, kind, key, payload = stored
+            if kind == "command":
+                self.command(key, source=payload.get("source", "journal"), symbol=payload.get("symbol", ""))
+            elif kind == "alert" and key == "command_not_durable":
+                journal.append(session, ts, kind, key, payload)  # the wall clock raised it: as stored
+            else:
+                return
 
     def feed(self, bars: Iterable[Bar]) -> None:
         on_bar = self.data.on_bar
@@ -373,9 +378,17 @@ class TradingNode:
             self.risk.paused = False
             self.state = SystemState.RUNNING
         elif name == "emergency_stop":
+            was_halted = self.risk.state is TradingState.HALTED
+            open_orders, positions = len(self.orders.open_orders), len(self.portfolio.positions)
             self.risk.set_state(TradingState.HALTED, f"emergency stop by {source}")
             self.orders.cancel_all()
             self.orders.flatten_all(OrderRole.MANUAL)
+            if was_halted:
+                # Already HALTED, so no state-change alert went out: the stop itself must still
+                # page. Raised here, not by the ops server, so a resumed run regenerates it.
+                self.alerts.raise_alert("emergency_stop", Severity.CRITICAL,
+                                        f"emergency stop by {source}: {open_orders} open orders canceled, "
+                                        f"{positions} positions flattened", component="ops_server")
         elif name == "flatten":
             if symbol:
                 self.orders.flatten(symbol, OrderRole.MANUAL)

@@ -151,9 +151,6 @@ class LiveService:
         if symbol and name != "flatten":
             raise KeyError(command)
         node = self.node
-        was_halted = node.risk.state is TradingState.HALTED
-        open_orders = len(node.orders.open_orders)
-        positions = len(node.portfolio.positions)
         log.info("command %s%s from %s", command, f" {symbol}" if symbol else "", source,
                  extra={"component": "ops_server"})
         try:
@@ -163,11 +160,6 @@ class LiveService:
                                     f"{command} from {source} failed: {type(exc).__name__}: {exc}",
                                     component="ops_server")
             raise
-        if name == "emergency_stop" and was_halted:
-            # Already HALTED, so no state-change alert went out: the stop itself must still page.
-            node.alerts.raise_alert("emergency_stop", Severity.CRITICAL,
-                                    f"emergency stop by {source}: {open_orders} open orders canceled, "
-                                    f"{positions} positions flattened", component="ops_server")
         return result
 
     async def commit_command(self, result: dict[str, Any]) -> str | None:

@@ -90,16 +90,18 @@ def held(st: dict[str, Any]) -> dict[str, int]:
     return {p["symbol"]: p["qty"] for p in st["positions"]}
 
 
-@pytest.mark.parametrize("state", [False, True], ids=["no-state-url", "paper-state-url"])
-def test_an_emergency_stop_answered_200_survives_kill_9(tmp_path: Path, state: bool) -> None:
+@pytest.mark.parametrize("state,presses", [(False, 1), (True, 1), (True, 2)],
+                         ids=["no-state-url", "paper-state-url", "pressed-twice"])
+def test_an_emergency_stop_answered_200_survives_kill_9(tmp_path: Path, state: bool, presses: int) -> None:
     first = Runner(tmp_path, state=state)
     try:
         first.wait_for("the AAA position", lambda st: held(st) == {"AAA": 1785})
-        code, body = first.command("emergency_stop")
-        assert code == 200 and body["durable"] is True, body
+        for _ in range(presses):  # the second press, already HALTED, still pages (and resumes)
+            code, body = first.command("emergency_stop")
+            assert code == 200 and body["durable"] is True, body
     finally:
         first.kill()  # at once: nothing else gets a chance to write the journal
-    assert [r["key"] for r in journal_rows(first.journal_url, "command")] == ["emergency_stop"]
+    assert [r["key"] for r in journal_rows(first.journal_url, "command")] == ["emergency_stop"] * presses
 
     restart = Runner(tmp_path, state=state, linger=True)
     try:
@@ -141,3 +143,36 @@ def test_a_pause_answered_200_survives_kill_9(tmp_path: Path, state: bool) -> No
         restart.proc.send_signal(signal.SIGTERM)
     code, _out, err = restart.finish()
     assert code == 0, err[-3000:]
+
+
+def test_a_command_the_journal_cannot_commit_is_applied_and_answered_503(tmp_path: Path) -> None:
+    """Decided: a command is applied at once (an emergency stop is never held back by a slow
+    database); if its journal event is not committed within ops.command_commit_timeout_s the
+    answer is 503 `applied, not durable` and a CRITICAL alert pages, since a crash would lose it."""
+    import sqlite3
+
+    from tests.kit.live import ServiceThread, live_config
+
+    cfg = live_config(ops={"command_commit_timeout_s": 0.3}, journal={"batch_size": 1000})
+    m = market()
+    with ServiceThread(tmp_path, cfg) as svc:
+        svc.feed.push(m.until("09:32"))
+        svc.on_loop(lambda: svc.service.journal.commit().result(10))  # everything so far on disk
+        blocker = sqlite3.connect(tmp_path / "journal.db", timeout=1)
+        blocker.execute("BEGIN EXCLUSIVE")  # another writer holds the database
+        try:
+            code, body = svc.post("/control/emergency_stop", body={"operator": "ana"})
+            assert code == 503, body
+            assert body["applied"] is True and body["durable"] is False
+            assert body["trading_state"] == "halted"
+            st = svc.status()
+            assert st["trading_state"] == "halted" and st["positions"][0]["symbol"] == "AAA"
+            assert any(a["key"] == "command_not_durable" and a["severity"] == "critical"
+                       for a in st["alerts"])
+        finally:
+            blocker.rollback()
+            blocker.close()
+        code, body = svc.post("/control/pause", body={"operator": "ana"})
+        assert code == 200 and body["durable"] is True  # the database is back: durable again
+        assert [r["key"] for r in journal_rows(svc.journal_url, "command")] == [
+            "emergency_stop", "pause_trading"]
