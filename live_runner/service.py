@@ -277,8 +277,13 @@ class LiveService:
         log.info("ops server on http://%s:%d", ops.host, self.bound_port)
 
     async def _feed(self, stop: asyncio.Event) -> None:
-        """Release each bar at its close time, `speed` x faster than real time; long gaps skipped."""
+        """Release each bar at its close time, `speed` x faster than real time; long gaps skipped.
+
+        Paced and sourced runs hand the journal to its writer after every burst of same-minute
+        bars (before waiting for the next), so the journal stays current (health, dashboard) and a
+        crash loses at most the burst in flight. An unpaced replay keeps batching by size."""
         on_bar = self.node.data.on_bar
+        hand_off = self.journal.hand_off
         if self.data_feed is not None:
             await self.data_feed.run(self.node, stop)
             await self._finished(stop)
@@ -299,6 +304,7 @@ class LiveService:
                     except StopAsyncIteration:
                         break
                     on_bar(bar)
+                    hand_off()  # a bar at a time: a crash loses at most the bar in flight
             finally:
                 stopped.cancel()
             await self._finished(stop)
@@ -314,6 +320,8 @@ class LiveService:
                 return
             if speed:
                 close = bar.ts + 60_000_000_000
+                if close != last:
+                    hand_off()  # the previous minute's burst is complete
                 if t0_market is None or close - last > _GAP_SKIP_NS:
                     t0_market, t0_wall = close, time.monotonic()
                 last = close
@@ -354,6 +362,12 @@ class LiveService:
                 self._feed_alerted = True
                 node.alerts.raise_alert("feed_stale", Severity.WARNING,
                                         f"no bar for {h.age('data_manager'):.0f} s", component="data_manager")
+            try:
+                # What was appended between bars (alerts, a lingering run's events) reaches the
+                # writer within a second, whatever the feed does.
+                self.journal.hand_off()
+            except RuntimeError:
+                pass  # the writer failed: the journal stops beating and is reported unhealthy
             if self.journal.written != self._last_written or self.journal.pending == 0:
                 self._last_written = self.journal.written
                 h.beat("journal", f"{self.journal.written} written, {self.journal.pending} pending")

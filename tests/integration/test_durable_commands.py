@@ -176,3 +176,65 @@ def test_a_command_the_journal_cannot_commit_is_applied_and_answered_503(tmp_pat
         assert code == 200 and body["durable"] is True  # the database is back: durable again
         assert [r["key"] for r in journal_rows(svc.journal_url, "command")] == [
             "emergency_stop", "pause_trading"]
+
+
+# --- item 7: a paced run hands its journal to the writer every burst -----------------------------
+def minute_of(ts_ns: int) -> str:
+    from tests.kit.live import _hhmm
+
+    return _hhmm(ts_ns)
+
+
+def test_a_paced_run_killed_mid_session_loses_at_most_the_minute_in_flight(tmp_path: Path) -> None:
+    run = Runner(tmp_path, state=False)
+    try:
+        st = run.wait_for("10:00 market time", lambda st: (st["market_time"] or "") >= "2024-03-15T14:00:00Z")
+    finally:
+        run.kill()
+    from datetime import datetime
+
+    shown = st["market_time"]  # the close of the last minute the runner had fully handled
+    shown_ns = int(datetime.fromisoformat(shown.replace("Z", "+00:00")).timestamp()) * 1_000_000_000
+    marks = [r["ts"] for r in journal_rows(run.journal_url, "equity")]
+    # The equity mark of every minute the runner had handled, but for at most the one in flight
+    # (a mark's ts is its bar's start: the bar shown closed at shown_ns).
+    assert marks and marks[-1] >= shown_ns - 2 * 60_000_000_000, (shown, [minute_of(t) for t in marks[-3:]])
+    assert [r["kind"] for r in journal_rows(run.journal_url, "order")], "the AAA entry is on disk"
+
+
+def test_ready_stays_200_through_a_healthy_paced_session(tmp_path: Path) -> None:
+    """The journal is beaten by its writes: with the health clock moved 40 s on (more than the
+    30 s allowance) after each of several bar-minutes, /ready comes back 200 every time; before
+    the fix the journal turned unhealthy (nothing handed to the writer) and stayed so."""
+    from live_runner.health import HealthMonitor
+    from tests.kit.live import ServiceThread, live_config
+
+    class Monotonic:
+        t = 1000.0
+
+        def __call__(self) -> float:
+            return self.t
+
+    clock = Monotonic()
+    health = HealthMonitor(default_allowance_s=30, monotonic=clock)
+    cfg = live_config(ops={"heartbeat_allowance_s": 30}, journal={"batch_size": 1000})
+    bars = market().csv(tmp_path / "bars.csv")
+    with ServiceThread(tmp_path, cfg, bars=bars, speed=600, health=health) as svc:
+        seen = 0
+        for _ in range(4):
+            deadline = time.monotonic() + 20
+            while svc.status()["bars_processed"] <= seen:  # the next bar-minute went through
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            seen = svc.status()["bars_processed"]
+            clock.t += 40
+            deadline = time.monotonic() + 10
+            while True:
+                code, body = svc.get("/ready")
+                if code == 200:
+                    break
+                assert time.monotonic() < deadline, body
+                time.sleep(0.05)
+        st = svc.status()
+        assert st["journal"]["written"] > 0
+        assert not any(a["key"].startswith("unhealthy:journal") for a in st["alerts"])
