@@ -260,6 +260,9 @@ class SystemConfig(_Strict):
     flatten_time: str = "15:55"
     # On SIGTERM: flatten and close the session (True) or keep positions for a restart (False).
     flatten_on_shutdown: bool = False
+    # Shutdown (data end, SIGTERM, after an emergency stop): how long `run` waits for the flatten
+    # fills, cancel confirmations and orders in flight before it gives up (CRITICAL, exit 5).
+    shutdown_flatten_timeout_s: float = Field(30.0, gt=0)
     primary_broker: Literal["paper", "ibkr", "alpaca"] = "paper"
     backup_broker: Literal["paper", "ibkr", "alpaca"] | None = None
     primary_data_provider: Literal["replay", "polygon", "yahoo"] = "replay"

@@ -194,9 +194,28 @@ class TradingNode:
     def stop(self, close_session: bool = True) -> None:
         """Stop and flush the journal. At the end of the data the session is closed (EOD flatten);
         on a shutdown signal it is left open unless `flatten_on_shutdown`, so a restart resumes it."""
+        self.begin_stop(close_session)
+        self.finish_stop()
+
+    def begin_stop(self, close_session: bool = True) -> bool:
+        """The first half of `stop`: send the session's flatten (cancels, then market sells).
+        True when the session is being closed, i.e. the caller should wait for it to be flat
+        (a real broker confirms and fills over several loop turns) before `finish_stop`."""
         self.state = SystemState.STOPPING
+        self._closing = None
         if self.session is not None and (close_session or self.config.flatten_on_shutdown):
-            self._end_session(self.session)
+            self._closing = self.session
+            self.orders.flatten_all(OrderRole.EOD)
+            self.execution.end_session(self.clock.now_ns())  # paper: fills them at the last close
+            return True
+        return False
+
+    def finish_stop(self) -> None:
+        """The second half: close the session in the journal (with what the flatten left) and
+        flush."""
+        closing, self._closing = getattr(self, "_closing", None), None
+        if closing is not None:
+            self._end_session(closing, flattened=True)
             self.session = None
         self.journal.flush()
         self.state = SystemState.STOPPED
@@ -314,10 +333,11 @@ class TradingNode:
             "realized_pnl": money_str(plan.realized), "commissions": money_str(plan.commissions),
             "positions": sorted(self.portfolio.positions), "universe": [], "closed_by": "restart"})
 
-    def _end_session(self, session: SessionTimes) -> None:
+    def _end_session(self, session: SessionTimes, flattened: bool = False) -> None:
         now = self.clock.now_ns()
-        self.orders.flatten_all(OrderRole.EOD)
-        self.execution.end_session(now)
+        if not flattened:
+            self.orders.flatten_all(OrderRole.EOD)
+            self.execution.end_session(now)
         self.strategies.on_session_end(session)
         equity = self.portfolio.equity_decimal()
         summary = {

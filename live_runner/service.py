@@ -48,6 +48,11 @@ class RunnerError(RuntimeError):
         self.summary = summary
 
 
+class ShutdownIncomplete(RunnerError):
+    """The runner gave up waiting (shutdown_flatten_timeout_s) for its flatten or for orders
+    still in flight at a broker: alerted CRITICAL and journaled; the CLI exits 5."""
+
+
 class LiveService:
     """Owns the node for a live run and answers the ops server (see ops_server.OpsApp).
 
@@ -217,8 +222,11 @@ class LiveService:
                 self.node.state = SystemState.ERROR
         finally:
             watchdog.cancel()
+            left: dict[str, Any] = {}
             if self._failure is None:
-                self.node.stop(close_session=not stop.is_set())
+                closing = self.node.begin_stop(close_session=not stop.is_set())
+                left = await self._drain(closing)
+                self.node.finish_stop()
             else:
                 self._flush_after_error()
             self.health.mark_stopped("data_manager", "stopped")
@@ -233,7 +241,53 @@ class LiveService:
             summary["error"] = self.error
             summary["system_state"] = self.node.state.value
             raise RunnerError(self.error or "runner error", summary) from self._failure
+        if left:
+            summary["shutdown_incomplete"] = left
+            raise ShutdownIncomplete(f"gave up waiting for the flatten: positions {left['positions']}, "
+                                     f"orders {left['open_orders']}", summary)
         return summary
+
+    async def _drain(self, flatten: bool) -> dict[str, Any]:
+        """Shutdown: give the loop turns (bounded by shutdown_flatten_timeout_s) until every order
+        the journal holds has reached its broker and every cancel is confirmed and, when the session is being flattened (data end, flatten_on_shutdown,
+        or after an emergency stop), the portfolio is flat with no order left. Without a flatten
+        the resting stop/target (and working entries) stay at the broker on purpose. Returns the
+        positions and orders given up on (empty when done); journaled and alerted CRITICAL."""
+        node = self.node
+        flatten = flatten or node.risk.state is TradingState.HALTED and bool(node.portfolio.positions)
+        timeout = self.config.shutdown_flatten_timeout_s
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self._drained(flatten):
+            if loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.02)
+        if self._drained(flatten):
+            return {}
+        left = {s: p.qty for s, p in sorted(node.portfolio.positions.items())}
+        working = sorted(node.orders.open_orders)
+        detail = {"positions": left, "open_orders": working, "timeout_s": timeout,
+                  "brokers_busy": [getattr(c, "name", "broker") for c in self._clients() if getattr(c, "busy", False)]}
+        node.journal.append(node.session_name, node.clock.now_ns(), "shutdown", "incomplete", detail)
+        node.alerts.raise_alert("shutdown_incomplete", Severity.CRITICAL,
+                                f"shutdown gave up after {timeout:g} s: positions {left or 'none'}, "
+                                f"{len(working)} orders still working", component="service")
+        return detail
+
+    def _clients(self) -> list[Any]:
+        ex = self.node.execution
+        return [c for c in (ex.primary, ex.backup) if c is not None]
+
+    def _busy(self) -> bool:
+        return any(bool(getattr(c, "busy", False)) for c in self._clients())
+
+    def _drained(self, flatten: bool) -> bool:
+        node = self.node
+        if self._busy():
+            return False
+        if flatten:
+            return not node.orders.open_orders and not node.portfolio.positions
+        return True
 
     def _watchdog_done(self, task: "asyncio.Task[None]") -> None:
         """A crashed watchdog means no more health checks: a runner error like any other."""
