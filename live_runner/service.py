@@ -22,7 +22,7 @@ from live_runner.alerts import sinks_from_env
 from live_runner.config import SystemConfig
 from live_runner.health import HealthMonitor
 from live_runner.journal import Journal, JournalDivergence
-from live_runner.models import Bar, Severity, SystemState, TradingState
+from live_runner.models import Bar, OrderRole, OrderType, Severity, SystemState, TradingState
 from live_runner.node import TradingNode
 from live_runner.runs import RunOptions, summarize
 
@@ -35,6 +35,7 @@ CONTROL_COMMANDS = {"pause": "pause_trading", "resume": "resume_trading",
                     "emergency_stop": "emergency_stop", "rebalance": "rebalance_portfolio",
                     "flatten": "flatten"}
 _GAP_SKIP_NS = 30 * 60_000_000_000
+_FLATTEN_ROLES = frozenset({OrderRole.MANUAL, OrderRole.EOD})
 
 
 class RunnerError(RuntimeError):
@@ -249,12 +250,12 @@ class LiveService:
 
     async def _drain(self, flatten: bool) -> dict[str, Any]:
         """Shutdown: give the loop turns (bounded by shutdown_flatten_timeout_s) until every order
-        the journal holds has reached its broker and every cancel is confirmed and, when the session is being flattened (data end, flatten_on_shutdown,
-        or after an emergency stop), the portfolio is flat with no order left. Without a flatten
+        the journal holds has reached its broker and every cancel is confirmed, a flatten under
+        way at a real broker has filled and, when the session is being flattened (data end,
+        flatten_on_shutdown), the portfolio is flat with no order left. Without a flatten
         the resting stop/target (and working entries) stay at the broker on purpose. Returns the
         positions and orders given up on (empty when done); journaled and alerted CRITICAL."""
         node = self.node
-        flatten = flatten or node.risk.state is TradingState.HALTED and bool(node.portfolio.positions)
         timeout = self.config.shutdown_flatten_timeout_s
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -287,7 +288,12 @@ class LiveService:
             return False
         if flatten:
             return not node.orders.open_orders and not node.portfolio.positions
-        return True
+        # A flatten already under way (emergency stop, flatten command) is waited for at a broker
+        # that fills by itself; the paper broker fills only on bars, so its resting sell is left
+        # to the restart, as are resting stops, targets and entries.
+        real = any(hasattr(c, "busy") for c in self._clients())
+        return not (real and any(o.request.role in _FLATTEN_ROLES and o.request.order_type is OrderType.MARKET
+                                 for o in node.orders.open_orders.values()))
 
     def _watchdog_done(self, task: "asyncio.Task[None]") -> None:
         """A crashed watchdog means no more health checks: a runner error like any other."""
