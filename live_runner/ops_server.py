@@ -4,6 +4,12 @@ GET /health, /ready, /metrics, /status; POST /control/{pause,resume,emergency_st
 flatten} and /control/flatten/{symbol}, with a bearer token. Built on asyncio streams so it shares
 the loop with the chain (commands never race a bar) and so every request is bounded: header and
 body size, and the time a client may take to send them. Errors are JSON.
+
+A command is applied at once (between two bars, so the journal's order is the order things
+happened) and answered 200 only after its journal event is committed durably (`commit_command`
+awaits the journal writer, the loop keeps turning). If the journal cannot commit in time, the
+answer is 503 with `"applied": true, "durable": false`: the command took effect in this process
+(an emergency stop is never held back by a slow database) but a crash now would lose it.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ class OpsApp(Protocol):
     def metrics_text(self) -> bytes: ...
 
     def control(self, command: str, symbol: str = "", source: str = "http") -> dict[str, Any]: ...
+
+    async def commit_command(self, result: dict[str, Any]) -> str | None: ...
 
 
 class HttpError(Exception):
@@ -95,7 +103,7 @@ class OpsServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            status, body, ctype = await asyncio.wait_for(self._respond(reader, writer), self.timeout_s)
+            status, body, ctype = await self._respond(reader, writer)
         except asyncio.TimeoutError:
             status, body, ctype = _json(408, {"error": "request timeout"})
         except HttpError as exc:
@@ -120,6 +128,11 @@ class OpsServer:
 
     async def _respond(self, reader: asyncio.StreamReader,
                        writer: asyncio.StreamWriter) -> tuple[int, bytes, str]:
+        request = await asyncio.wait_for(self._read(reader), self.timeout_s)
+        # Routing is outside the client's time limit: a command's commit has its own bound.
+        return await self._route(*request, writer)
+
+    async def _read(self, reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str], bytes]:
         try:
             raw = await reader.readuntil(b"\r\n\r\n")
         except asyncio.LimitOverrunError:
@@ -142,10 +155,10 @@ class OpsServer:
             raise HttpError(413, f"body larger than {self.max_body} bytes")
         body = await reader.readexactly(length) if length else b""
         path = target.split("?", 1)[0]
-        return self._route(method, path, headers, body, writer)
+        return method, path, headers, body
 
-    def _route(self, method: str, path: str, headers: dict[str, str], body: bytes,
-               writer: asyncio.StreamWriter) -> tuple[int, bytes, str]:
+    async def _route(self, method: str, path: str, headers: dict[str, str], body: bytes,
+                     writer: asyncio.StreamWriter) -> tuple[int, bytes, str]:
         app = self.app
         if path in ("/health", "/ready", "/metrics", "/status"):
             if method != "GET":
@@ -176,7 +189,11 @@ class OpsServer:
                 result = app.control(command, symbol=symbol, source=source)
             except KeyError:
                 raise HttpError(404, f"unknown command {command!r}") from None
-            return _json(200, {"ok": True, **result})
+            problem = await app.commit_command(result)
+            if problem is not None:
+                return _json(503, {"ok": False, "applied": True, "durable": False,
+                                   "error": problem, **result})
+            return _json(200, {"ok": True, "durable": True, **result})
         raise HttpError(404, f"no such endpoint {path!r}")
 
     def _authorize(self, headers: dict[str, str]) -> None:
