@@ -103,7 +103,7 @@ def _run(args: argparse.Namespace, bars: Path, speed: float | None) -> int:
     from live_runner.adapters.base import AccountModeError
     from live_runner.adapters.replay import BarFileError
     from live_runner.journal import JournalDivergence
-    from live_runner.service import RunnerError
+    from live_runner.service import RunnerError, ShutdownIncomplete
 
     try:
         if speed is None:
@@ -125,6 +125,13 @@ def _run(args: argparse.Namespace, bars: Path, speed: float | None) -> int:
     except AccountModeError as exc:  # the broker's login does not match --mode: nothing was sent
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except ShutdownIncomplete as exc:
+        # The day's work was done, but the exit could not be made flat/settled: CRITICAL alerted.
+        bridge.report(exc.summary)
+        if args.json:
+            print(json.dumps(exc.summary, sort_keys=True))
+        print(f"error: shutdown incomplete: {exc}", file=sys.stderr)
+        return 5
     except RunnerError as exc:
         # The service has alerted, journaled the error and flushed; the summary is what was done.
         bridge.report(exc.summary)

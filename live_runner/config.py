@@ -152,6 +152,9 @@ class OpsConfig(_Strict):
     max_body_bytes: int = Field(4096, ge=64)
     request_timeout_s: float = Field(5.0, gt=0)
     max_connections: int = Field(128, ge=1)
+    # An accepted control command is answered only once its journal event is committed durably;
+    # past this bound it is answered 503 (applied, not yet durable) with a CRITICAL alert.
+    command_commit_timeout_s: float = Field(5.0, gt=0)
 
 
 class PolygonConfig(_Strict):
@@ -270,6 +273,9 @@ class SystemConfig(_Strict):
     flatten_time: str = "15:55"
     # On SIGTERM: flatten and close the session (True) or keep positions for a restart (False).
     flatten_on_shutdown: bool = False
+    # Shutdown (data end, SIGTERM, after an emergency stop): how long `run` waits for the flatten
+    # fills, cancel confirmations and orders in flight before it gives up (CRITICAL, exit 5).
+    shutdown_flatten_timeout_s: float = Field(30.0, gt=0)
     primary_broker: Literal["paper", "ibkr", "alpaca"] = "paper"
     backup_broker: Literal["paper", "ibkr", "alpaca"] | None = None
     primary_data_provider: Literal["replay", "polygon", "yahoo"] = "replay"

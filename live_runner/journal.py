@@ -14,6 +14,11 @@ order. On open, the journal loads what it already holds; while the regenerated s
 inside that prefix, each event is compared with the stored one and not written again (a
 difference is a divergence: different input or config, and the runner refuses to go on). Orders
 regenerated inside the prefix are known to have been sent already and are recovered, not re-sent.
+
+Durability points: `commit()` returns a future the writer resolves once every event appended so
+far is committed durably (on SQLite the WAL is then checkpointed, which fsyncs it; Postgres
+commits durably by default). An accepted operator command awaits it
+before it is answered, without blocking the event loop.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -117,7 +123,10 @@ class Journal:
         self.batch_size = batch_size
         # Flat, so that buffering an event allocates nothing the garbage collector tracks.
         self._buffer: list[Any] = []
-        self._batches: queue.Queue[list[Any] | None] = queue.Queue(maxsize=64)
+        # Items: a batch of events, a Future (resolved once everything before it is committed
+        # durably), or None (stop).
+        self._batches: queue.Queue[list[Any] | Future[int] | None] = queue.Queue(maxsize=64)
+        self._handed = 0  # events handed to the writer (pending = handed - written + buffered)
         self._error: BaseException | None = None
         self._writer: threading.Thread | None = None
         self._sqlite = self.engine.dialect.name == "sqlite"
@@ -198,10 +207,37 @@ class Journal:
         batch, self._buffer = self._buffer, []
         if self._error is not None:
             raise RuntimeError(f"journal writer failed: {self._error}") from self._error
+        self._start_writer()
+        self._handed += len(batch) // FIELDS
+        self._batches.put(batch)
+
+    def _start_writer(self) -> None:
         if self._writer is None:
             self._writer = threading.Thread(target=self._write_loop, name="journal-writer", daemon=True)
             self._writer.start()
-        self._batches.put(batch)
+
+    def commit(self) -> "Future[int]":
+        """Hand off what is buffered and return a future the writer thread resolves (with the last
+        seq appended) once every event appended so far is committed durably; it fails with the
+        writer's error. Never waits itself: the caller bounds the wait (an operator command is
+        answered only once its event is durable)."""
+        fut: Future[int] = Future()
+        last = self.next_seq - 1
+        if self._error is not None:
+            fut.set_exception(RuntimeError(f"journal writer failed: {self._error}"))
+            return fut
+        if self.closed:
+            fut.set_exception(RuntimeError("journal closed"))
+            return fut
+        if self._buffer:
+            self._hand_off()
+        self._start_writer()
+        fut.last_seq = last  # type: ignore[attr-defined]
+        try:
+            self._batches.put_nowait(fut)
+        except queue.Full:  # the database is far behind: the caller reports it, never blocks
+            fut.set_exception(RuntimeError("journal writer backlog full"))
+        return fut
 
     def _write_loop(self) -> None:
         while True:
@@ -209,6 +245,9 @@ class Journal:
             try:
                 if batch is None:
                     return
+                if isinstance(batch, Future):
+                    self._resolve(batch)
+                    continue
                 if self._error is None:
                     self._write(batch)
                     self.written += len(batch) // FIELDS
@@ -216,6 +255,28 @@ class Journal:
                 self._error = exc
             finally:
                 self._batches.task_done()
+
+    def _resolve(self, fut: "Future[int]") -> None:
+        if fut.done():
+            return
+        if self._error is not None:
+            fut.set_exception(RuntimeError(f"journal writer failed: {self._error}"))
+            return
+        try:
+            if self._sqlite:
+                self._sync_sqlite()
+            fut.set_result(getattr(fut, "last_seq", 0))
+        except BaseException as exc:
+            fut.set_exception(exc)
+
+    def _sync_sqlite(self) -> None:
+        """Make what the batches committed under synchronous=NORMAL (which survives a killed
+        process, not a power cut) durable on disk: a checkpoint fsyncs the WAL before it copies
+        it into the database file. Cheap at operator-command frequency."""
+        if self.url in ("sqlite://", "sqlite:///:memory:"):
+            return
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _write(self, batch: list[Any]) -> None:
         """One transaction per batch. SQLite gets the rows through its driver's executemany, which
@@ -256,7 +317,7 @@ class Journal:
     @property
     def pending(self) -> int:
         """Events appended but not yet written (buffered or queued)."""
-        return len(self._buffer) // FIELDS + self._batches.qsize() * self.batch_size
+        return len(self._buffer) // FIELDS + max(self._handed - self.written, 0)
 
     # --- reading -----------------------------------------------------------------------------
     def read(self, session: str | None = None, kinds: tuple[str, ...] | None = None) -> list[dict[str, Any]]:

@@ -7,6 +7,12 @@ body size, the time a client may take to send them, and the number of clients at
 are parsed by h11 (`ops_request`); anything malformed gets a 4xx JSON answer, never a 500 (a 500
 counts in trading_system_errors_total and pages). The token is compared as bytes in constant time.
 One request per connection (`Connection: close`).
+
+A command is applied at once (between two bars, so the journal's order is the order things
+happened) and answered 200 only after its journal event is committed durably (`commit_command`
+awaits the journal writer, the loop keeps turning). If the journal cannot commit in time, the
+answer is 503 with `"applied": true, "durable": false`: the command took effect in this process
+(an emergency stop is never held back by a slow database) but a crash now would lose it.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ class OpsApp(Protocol):
     def metrics_text(self) -> bytes: ...
 
     def control(self, command: str, symbol: str = "", source: str = "http") -> dict[str, Any]: ...
+
+    async def commit_command(self, result: dict[str, Any]) -> str | None: ...
 
 
 class OpsServer:
@@ -95,7 +103,7 @@ class OpsServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            status, body, ctype = await asyncio.wait_for(self._respond(reader, writer), self.timeout_s)
+            status, body, ctype = await self._respond(reader, writer)
         except asyncio.TimeoutError:
             status, body, ctype = _json(408, {"error": "request timeout"})
         except HttpError as exc:
@@ -121,9 +129,10 @@ class OpsServer:
     async def _respond(self, reader: asyncio.StreamReader,
                        writer: asyncio.StreamWriter) -> tuple[int, bytes, str]:
         request = await asyncio.wait_for(read_request(reader, self.max_body), self.timeout_s)
-        return self._route(request, writer)
+        # Routing is outside the client's time limit: a command's commit has its own bound.
+        return await self._route(request, writer)
 
-    def _route(self, request: Request, writer: asyncio.StreamWriter) -> tuple[int, bytes, str]:
+    async def _route(self, request: Request, writer: asyncio.StreamWriter) -> tuple[int, bytes, str]:
         app = self.app
         method, path = request.method, request.path
         if path in ("/health", "/ready", "/metrics", "/status"):
@@ -155,7 +164,11 @@ class OpsServer:
                 result = app.control(command, symbol=symbol, source=source)
             except KeyError:
                 raise HttpError(404, f"unknown command {command!r}") from None
-            return _json(200, {"ok": True, **result})
+            problem = await app.commit_command(result)
+            if problem is not None:
+                return _json(503, {"ok": False, "applied": True, "durable": False,
+                                   "error": problem, **result})
+            return _json(200, {"ok": True, "durable": True, **result})
         raise HttpError(404, f"no such endpoint {path!r}")
 
     def _authorize(self, values: list[bytes]) -> None:

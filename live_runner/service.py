@@ -22,7 +22,7 @@ from live_runner.alerts import sinks_from_env
 from live_runner.config import SystemConfig
 from live_runner.health import HealthMonitor
 from live_runner.journal import Journal, JournalDivergence
-from live_runner.models import Bar, Severity, SystemState, TradingState
+from live_runner.models import Bar, OrderRole, OrderType, Severity, SystemState, TradingState
 from live_runner.node import TradingNode
 from live_runner.runs import RunOptions, summarize
 
@@ -35,6 +35,7 @@ CONTROL_COMMANDS = {"pause": "pause_trading", "resume": "resume_trading",
                     "emergency_stop": "emergency_stop", "rebalance": "rebalance_portfolio",
                     "flatten": "flatten"}
 _GAP_SKIP_NS = 30 * 60_000_000_000
+_FLATTEN_ROLES = frozenset({OrderRole.MANUAL, OrderRole.EOD})
 
 
 class RunnerError(RuntimeError):
@@ -46,6 +47,11 @@ class RunnerError(RuntimeError):
     def __init__(self, message: str, summary: dict[str, Any]) -> None:
         super().__init__(message)
         self.summary = summary
+
+
+class ShutdownIncomplete(RunnerError):
+    """The runner gave up waiting (shutdown_flatten_timeout_s) for its flatten or for orders
+    still in flight at a broker: alerted CRITICAL and journaled; the CLI exits 5."""
 
 
 class LiveService:
@@ -151,9 +157,6 @@ class LiveService:
         if symbol and name != "flatten":
             raise KeyError(command)
         node = self.node
-        was_halted = node.risk.state is TradingState.HALTED
-        open_orders = len(node.orders.open_orders)
-        positions = len(node.portfolio.positions)
         log.info("command %s%s from %s", command, f" {symbol}" if symbol else "", source,
                  extra={"component": "ops_server"})
         try:
@@ -163,12 +166,25 @@ class LiveService:
                                     f"{command} from {source} failed: {type(exc).__name__}: {exc}",
                                     component="ops_server")
             raise
-        if name == "emergency_stop" and was_halted:
-            # Already HALTED, so no state-change alert went out: the stop itself must still page.
-            node.alerts.raise_alert("emergency_stop", Severity.CRITICAL,
-                                    f"emergency stop by {source}: {open_orders} open orders canceled, "
-                                    f"{positions} positions flattened", component="ops_server")
         return result
+
+    async def commit_command(self, result: dict[str, Any]) -> str | None:
+        """Wait (bounded by ops.command_commit_timeout_s, the loop keeps turning) until the
+        command's journal event is committed durably: None when it is, else why not. The command
+        is already applied: it is never undone, but the operator is told, and paged, that a crash
+        now would lose it."""
+        timeout = self.config.ops.command_commit_timeout_s
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(self.journal.commit()), timeout)
+            return None
+        except asyncio.TimeoutError:
+            problem = f"journal did not commit the command within {timeout:g} s"
+        except Exception as exc:
+            problem = f"journal could not commit the command: {exc}"
+        self.node.alerts.raise_alert("command_not_durable", Severity.CRITICAL,
+                                     f"{result.get('command')} applied but not durable: {problem}",
+                                     component="ops_server")
+        return problem
 
     def request_stop(self) -> None:
         """Thread-safe: end the run as SIGTERM would (tests, embedding)."""
@@ -207,8 +223,11 @@ class LiveService:
                 self.node.state = SystemState.ERROR
         finally:
             watchdog.cancel()
+            left: dict[str, Any] = {}
             if self._failure is None:
-                self.node.stop(close_session=not stop.is_set())
+                closing = self.node.begin_stop(close_session=not stop.is_set())
+                left = await self._drain(closing)
+                self.node.finish_stop()
             else:
                 self._flush_after_error()
             self.health.mark_stopped("data_manager", "stopped")
@@ -223,7 +242,58 @@ class LiveService:
             summary["error"] = self.error
             summary["system_state"] = self.node.state.value
             raise RunnerError(self.error or "runner error", summary) from self._failure
+        if left:
+            summary["shutdown_incomplete"] = left
+            raise ShutdownIncomplete(f"gave up waiting for the flatten: positions {left['positions']}, "
+                                     f"orders {left['open_orders']}", summary)
         return summary
+
+    async def _drain(self, flatten: bool) -> dict[str, Any]:
+        """Shutdown: give the loop turns (bounded by shutdown_flatten_timeout_s) until every order
+        the journal holds has reached its broker and every cancel is confirmed, a flatten under
+        way at a real broker has filled and, when the session is being flattened (data end,
+        flatten_on_shutdown), the portfolio is flat with no order left. Without a flatten
+        the resting stop/target (and working entries) stay at the broker on purpose. Returns the
+        positions and orders given up on (empty when done); journaled and alerted CRITICAL."""
+        node = self.node
+        timeout = self.config.shutdown_flatten_timeout_s
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self._drained(flatten):
+            if loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.02)
+        if self._drained(flatten):
+            return {}
+        left = {s: p.qty for s, p in sorted(node.portfolio.positions.items())}
+        working = sorted(node.orders.open_orders)
+        detail = {"positions": left, "open_orders": working, "timeout_s": timeout,
+                  "brokers_busy": [getattr(c, "name", "broker") for c in self._clients() if getattr(c, "busy", False)]}
+        node.journal.append(node.session_name, node.clock.now_ns(), "shutdown", "incomplete", detail)
+        node.alerts.raise_alert("shutdown_incomplete", Severity.CRITICAL,
+                                f"shutdown gave up after {timeout:g} s: positions {left or 'none'}, "
+                                f"{len(working)} orders still working", component="service")
+        return detail
+
+    def _clients(self) -> list[Any]:
+        ex = self.node.execution
+        return [c for c in (ex.primary, ex.backup) if c is not None]
+
+    def _busy(self) -> bool:
+        return any(bool(getattr(c, "busy", False)) for c in self._clients())
+
+    def _drained(self, flatten: bool) -> bool:
+        node = self.node
+        if self._busy():
+            return False
+        if flatten:
+            return not node.orders.open_orders and not node.portfolio.positions
+        # A flatten already under way (emergency stop, flatten command) is waited for at a broker
+        # that fills by itself; the paper broker fills only on bars, so its resting sell is left
+        # to the restart, as are resting stops, targets and entries.
+        real = any(hasattr(c, "busy") for c in self._clients())
+        return not (real and any(o.request.role in _FLATTEN_ROLES and o.request.order_type is OrderType.MARKET
+                                 for o in node.orders.open_orders.values()))
 
     def _watchdog_done(self, task: "asyncio.Task[None]") -> None:
         """A crashed watchdog means no more health checks: a runner error like any other."""
@@ -267,8 +337,13 @@ class LiveService:
         log.info("ops server on http://%s:%d", ops.host, self.bound_port)
 
     async def _feed(self, stop: asyncio.Event) -> None:
-        """Release each bar at its close time, `speed` x faster than real time; long gaps skipped."""
+        """Release each bar at its close time, `speed` x faster than real time; long gaps skipped.
+
+        Paced and sourced runs hand the journal to its writer after every burst of same-minute
+        bars (before waiting for the next), so the journal stays current (health, dashboard) and a
+        crash loses at most the burst in flight. An unpaced replay keeps batching by size."""
         on_bar = self.node.data.on_bar
+        hand_off = self.journal.hand_off
         if self.data_feed is not None:
             await self.data_feed.run(self.node, stop)
             await self._finished(stop)
@@ -289,6 +364,7 @@ class LiveService:
                     except StopAsyncIteration:
                         break
                     on_bar(bar)
+                    hand_off()  # a bar at a time: a crash loses at most the bar in flight
             finally:
                 stopped.cancel()
             await self._finished(stop)
@@ -304,6 +380,8 @@ class LiveService:
                 return
             if speed:
                 close = bar.ts + 60_000_000_000
+                if close != last:
+                    hand_off()  # the previous minute's burst is complete
                 if t0_market is None or close - last > _GAP_SKIP_NS:
                     t0_market, t0_wall = close, time.monotonic()
                 last = close
@@ -344,6 +422,12 @@ class LiveService:
                 self._feed_alerted = True
                 node.alerts.raise_alert("feed_stale", Severity.WARNING,
                                         f"no bar for {h.age('data_manager'):.0f} s", component="data_manager")
+            try:
+                # What was appended between bars (alerts, a lingering run's events) reaches the
+                # writer within a second, whatever the feed does.
+                self.journal.hand_off()
+            except RuntimeError:
+                pass  # the writer failed: the journal stops beating and is reported unhealthy
             if self.journal.written != self._last_written or self.journal.pending == 0:
                 self._last_written = self.journal.written
                 h.beat("journal", f"{self.journal.written} written, {self.journal.pending} pending")
