@@ -1,7 +1,8 @@
 """Malformed requests to a running ops server (issue 12): every one gets a 4xx JSON answer or a
 closed connection, never a 500, nothing changes, and the server still answers afterwards.
 
-10,000 requests (OPS_FUZZ_CASES to change; OPS_FUZZ_SEED for another seed) from the seeded
+First the cases the issue reported (a non-ASCII or UTF-8 bearer token answered 500 and paged; a
+chunked body was dropped, so the operator's name was lost), then the fuzz: 10,000 requests (OPS_FUZZ_CASES to change; OPS_FUZZ_SEED for another seed) from the seeded
 generator in tests/kit/http_fuzz.py, over raw sockets from a few client threads, to the ops server
 of a real LiveService holding a position with its exits. A 500 would page operators
 (trading_system_errors_total), so "never 500" is also read from the server's own error counter
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.kit.http_fuzz import Case, Fuzzer, exchange
-from tests.kit.live import TOKEN, Market, ServiceThread, journal_rows
+from tests.kit.live import TOKEN, Market, ServiceThread, journal_rows, status_of
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -57,6 +58,60 @@ def verdict(case: Case, answer: bytes) -> str | None:
 def errors_total(metrics: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
                if line.startswith("trading_system_errors_total"))
+
+
+def request(path: str, *headers: bytes, body: bytes = b"", method: bytes = b"POST") -> bytes:
+    return b"\r\n".join([method + b" " + path.encode() + b" HTTP/1.1", b"Host: 127.0.0.1", *headers]) \
+        + b"\r\n\r\n" + body
+
+
+def test_undecodable_and_unicode_tokens_get_401_and_page_nobody(tmp_path: Path) -> None:
+    with ServiceThread(tmp_path) as svc:
+        code, metrics_before = svc.get("/metrics")
+        for value in (b"Bearer \xe9", "Bearer t\u00f8ken".encode(), b"Bearer " + TOKEN.encode() + b"\xff",
+                      b"Bearer \x80" + TOKEN.encode(), b"\xe9\xe9", "Bearer " .encode() + "\u00e9".encode() * 40):
+            answer = exchange(svc.port, request("/control/pause", b"Authorization: " + value))
+            assert status_of(answer) == 401, (value, answer)
+            assert json.loads(answer.partition(b"\r\n\r\n")[2]) == {"error": "missing or wrong bearer token"}
+        twice = request("/control/pause", b"Authorization: Bearer " + TOKEN.encode(),
+                        b"Authorization: Bearer " + TOKEN.encode())
+        assert status_of(exchange(svc.port, twice)) == 401
+        assert svc.service.server.errors == {}
+        _, metrics_after = svc.get("/metrics")
+        assert errors_total(metrics_after) == errors_total(metrics_before)
+        assert svc.status()["paused"] is False
+        svc.node.journal.flush()
+        assert journal_rows(svc.journal_url, "command") == []
+
+
+def test_a_chunked_body_is_read_and_its_operator_journaled(tmp_path: Path) -> None:
+    m = Market()
+    m.gapper("AAA", "09:31")
+    with ServiceThread(tmp_path) as svc:
+        svc.feed.push(m.until("09:32"))
+        chunks = b"6\r\n{\"oper\r\nf\r\nator\": \"alice\"}\r\n0\r\n\r\n"
+        answer = exchange(svc.port, request("/control/pause", b"Authorization: Bearer " + TOKEN.encode(),
+                                            b"Transfer-Encoding: chunked", body=chunks))
+        assert status_of(answer) == 200, answer
+        assert json.loads(answer.partition(b"\r\n\r\n")[2])["command"] == "pause_trading"
+        assert svc.status()["paused"] is True
+        svc.node.journal.flush()
+        [row] = journal_rows(svc.journal_url, "command")
+        assert row["payload"]["source"] == "http:127.0.0.1:alice"
+        # A chunked body that never ends, or that is too large, runs nothing.
+        endless = request("/control/resume", b"Authorization: Bearer " + TOKEN.encode(),
+                          b"Transfer-Encoding: chunked", body=b"2\r\n{}\r\n")
+        answer = exchange(svc.port, endless)  # sent, then the client half-closes
+        assert status_of(answer) == 400 and b"incomplete request" in answer
+        big = b"".join(b"400\r\n" + b" " * 1024 + b"\r\n" for _ in range(5)) + b"0\r\n\r\n"
+        answer = exchange(svc.port, request("/control/resume", b"Authorization: Bearer " + TOKEN.encode(),
+                                            b"Transfer-Encoding: chunked", body=big))
+        assert status_of(answer) == 413
+        for framing in (b"Transfer-Encoding: gzip", b"Transfer-Encoding: chunked\r\nContent-Length: 2"):
+            answer = exchange(svc.port, request("/control/resume", b"Authorization: Bearer " + TOKEN.encode(),
+                                                framing, body=b"{}"))
+            assert status_of(answer) == 400, (framing, answer)
+        assert svc.status()["paused"] is True and len(journal_rows(svc.journal_url, "command")) == 1
 
 
 def test_ten_thousand_malformed_requests_get_4xx_or_a_close_and_change_nothing(tmp_path: Path) -> None:
