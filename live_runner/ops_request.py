@@ -51,11 +51,12 @@ async def read_request(reader: asyncio.StreamReader, max_body: int) -> Request:
     head: h11.Request | None = None
     body = bytearray()
     received = 0
+    eof = False
     while True:
         try:
             event = conn.next_event()
         except h11.RemoteProtocolError as exc:
-            raise _refusal(exc, started=head is not None or conn.their_state is not h11.IDLE) from None
+            raise _refusal(exc, eof=eof) from None
         if event is h11.NEED_DATA:
             # Until the head is parsed, never hand h11 more than one byte over the bound: it
             # enforces max_incomplete_event_size only on a head it has not seen the end of.
@@ -64,6 +65,7 @@ async def read_request(reader: asyncio.StreamReader, max_body: int) -> Request:
             if not data and head is None and not received:
                 raise ClientGone()  # connected and left without a byte of request
             received += len(data)
+            eof = not data
             conn.receive_data(data)
         elif isinstance(event, h11.Request):
             head = event
@@ -92,10 +94,10 @@ def _check_head(req: h11.Request, max_body: int) -> None:
             raise HttpError(413, f"body larger than {max_body} bytes")
 
 
-def _refusal(exc: h11.RemoteProtocolError, started: bool) -> Exception:
+def _refusal(exc: h11.RemoteProtocolError, eof: bool) -> HttpError:
     if exc.error_status_hint == 431:
         return HttpError(431, "request headers too large")
-    if "peer unexpectedly closed" in str(exc):
-        return ClientGone() if not started else HttpError(400, "incomplete request")
+    if eof:  # the client half-closed (or left) mid-request; answered in case it still reads
+        return HttpError(400, "incomplete request")
     # h11 hints 501 for transfer codings other than chunked: still the client's mistake here
     return HttpError(400, f"malformed request: {str(exc)[:200]}")
