@@ -174,3 +174,20 @@ def test_the_cli_refuses_a_mode_the_config_contradicts(tmp_path: Path) -> None:
     proc = _cli("run", "--mode", "live", "--confirm-live", "--config", str(paper_cfg), "--bars", str(bars))
     assert proc.returncode == 2 and "ibkr.paper is true" in proc.stderr
     assert parse_config({}).ibkr.paper is True  # paper unless the config says otherwise
+
+
+def test_check_connections_reports_a_login_of_the_wrong_kind(tmp_path: Path) -> None:
+    from live_runner.brokers import check_connections
+
+    async def scenario() -> dict[str, Any]:
+        fake = await FakeTws(accounts=("U1234567",)).start()
+        try:
+            cfg = parse_config({"primary_broker": "ibkr", "ibkr": {
+                "port": fake.port, "order_id_state": str(tmp_path / "ids.json")}})
+            return {r["role"]: r for r in await check_connections(cfg, {})}["primary_broker"]
+        finally:
+            await fake.stop()
+
+    out = asyncio.run(scenario())
+    assert out["ok"] is False and out["accounts"] == ["U1234567"] and out["mode"] == "paper"
+    assert "U1234567" in out["error"] and "paper mode" in out["error"]
