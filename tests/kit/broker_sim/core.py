@@ -49,7 +49,7 @@ class SimParams:
         slow = rng.random() < 0.3
         return cls(
             ack_ms=(1, rng.choice((50, 400, 2000))),
-            cancel_ms=(rng.choice((5, 50)), rng.choice((300, 2500, 4000)) if slow else 1000),
+            cancel_ms=(rng.choice((5, 50)), rng.choice((2500, 6000, 12000)) if slow else 1000),
             replace_ms=(20, rng.choice((200, 1500, 3000))),
             market_fill_ms=(1, rng.choice((50, 300, 1500))),
             p_partial=rng.choice((0.0, 0.3, 0.6)),
@@ -127,6 +127,7 @@ class SimBroker:
         # events inside a runner call (an order arriving) are only logged: the runner is mid-way.
         self.observer: Callable[[str], None] = lambda label: None
         self.market_open = True
+        self.chunks: list[int] = []  # scripted sizes of the next fills (regression scenarios)
         self._on_event: Callable[[OrderEvent], None] = lambda e: None
         self._on_fill: Callable[[Fill], None] = lambda f: None
         self._not_accepted: Callable[[OrderRequest, str, bool], None] | None = None
@@ -268,7 +269,10 @@ class SimBroker:
     def _fill_chunk(self, order: SimOrder, price: float, why: str) -> None:
         left = order.remaining
         q = left
-        if left > 1 and self.rng.random() < self.p.p_partial:
+        if self.chunks:
+            q = min(self.chunks.pop(0), left)
+            self.stats["partial_fills"] += q < left
+        elif left > 1 and self.rng.random() < self.p.p_partial:
             q = self.rng.randint(1, left - 1)
             self.stats["partial_fills"] += 1
         self._execute(order, q, price, why)

@@ -12,7 +12,7 @@ follows the orderId through a modify.
 
 from __future__ import annotations
 
-from live_runner.models import OrderRequest, OrderStatus
+from live_runner.models import OrderRequest, OrderRole, OrderStatus
 
 from tests.kit.broker_sim.core import Group, SimBroker, SimOrder
 
@@ -62,13 +62,14 @@ class IbSim(SimBroker):
     def _apply_modify(self, old: SimOrder | None, new: OrderRequest, base: int) -> None:
         while old is not None and old.successor is not None:
             old = old.successor
+        pair = new.role is OrderRole.STOP  # counted once per pair
         if old is None or not old.working:
-            self.stats["replace_refused"] += 1
+            self.stats["replace_refused"] += pair
             order = SimOrder(new, new.qty)
             self.orders[new.client_order_id] = order
             self._reject(order, f"order is not modifiable (status {old.status if old else 'unknown'})")
             return
-        self.stats["replaces"] += 1
+        self.stats["replaces"] += pair
         left = new.qty - (old.filled - base)  # totalQuantity = base + new.qty, fills stay
         order = SimOrder(new, max(left, 0), group=old.group, cancel_pending=old.cancel_pending)
         old.successor = order

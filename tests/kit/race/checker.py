@@ -68,26 +68,39 @@ class Checker:
         self.grace = grace_ns
         self.index = 0
         self.checks = 0
-        self.trace: deque[tuple[int, str]] = deque(maxlen=60)
+        self.trace: deque[tuple[int, str]] = deque(maxlen=80)
+        self.market = ""
         self.opened_at: dict[str, int] = {}
         self.uncovered_since: dict[str, int] = {}
         self._errors_seen = 0
         self._log_seen = 0
+        self._version: tuple[int, ...] = ()
+        self._orders_seen = 0
+        self._unsent: set[str] = set()
 
     @property
     def now(self) -> int:
         return self.sim.now
 
     def event(self, label: str) -> None:
-        """Called after every event; checks every invariant."""
+        """Called after every event; checks every invariant (skipped, as proven already, when
+        nothing changed since the last check and no grace period is running)."""
         self.index += 1
-        self.checks += 1
-        log = self.sim.log
-        if len(log) > self._log_seen:
+        sim, journal = self.sim, self.journal
+        log = sim.log
+        changed = len(log) > self._log_seen
+        if changed:
             self.trace.extend(log[self._log_seen:])
             self._log_seen = len(log)
-        self.trace.append((self.now, f"[{self.index}] {label}"))
-        sim = self.sim
+        if label.startswith(("tick", "bars")):
+            self.market = f"[{self.index}] {label}"  # the latest prices go into a failure's text
+        else:
+            self.trace.append((self.now, f"[{self.index}] {label}"))
+        version = (len(log), len(journal.journaled_orders), len(journal.alerts), len(sim.errors))
+        if version == self._version and not self.uncovered_since and not self._unsent:
+            return
+        self._version = version
+        self.checks += 1
         if len(sim.errors) > self._errors_seen:
             self.fail("no exception out of a report handler", sim.errors[self._errors_seen])
         now = self.now
@@ -113,10 +126,16 @@ class Checker:
                 self.fail("every position protected at the broker",
                           f"{sym}: {pos} held, stops/flatten cover {sim.protected(sym)} since "
                           f"{format_ns(since)} and no CRITICAL unprotected:{sym} alert: " + self._orders(sym))
-        for cid, at in self.journal.journaled_orders.items():
-            if now - at > self.grace and cid not in sim.received and cid not in self.journal.ended_orders:
+        orders = journal.journaled_orders
+        if len(orders) > self._orders_seen:
+            self._unsent.update(list(orders)[self._orders_seen:])
+            self._orders_seen = len(orders)
+        for cid in list(self._unsent):
+            if cid in sim.received or cid in journal.ended_orders:
+                self._unsent.discard(cid)
+            elif now - orders[cid] > self.grace:
                 self.fail("every journaled order was sent or journaled as not sent",
-                          f"{cid} journaled at {format_ns(at)}, never sent")
+                          f"{cid} journaled at {format_ns(orders[cid])}, never sent")
 
     def excused(self, sym: str) -> bool:
         opened = self.opened_at.get(sym, 0)
@@ -156,4 +175,5 @@ class Checker:
 
     def fail(self, invariant: str, detail: str) -> None:
         lines = [f"{format_ns(t)} {text}" for t, text in self.trace]
+        lines.append(f"{format_ns(self.now)} latest market: {self.market}")
         raise RaceViolation(self.seed, self.broker, self.index, invariant, detail, "\n".join(lines))

@@ -11,8 +11,11 @@ from collections import Counter, deque
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+from functools import lru_cache
+
+from live_runner.calendar import MarketCalendar
 from live_runner.clock import SimClock
-from live_runner.config import parse_config
+from live_runner.config import SystemConfig, parse_config
 from live_runner.models import Alert, Bar
 from live_runner.node import TradingNode
 
@@ -34,6 +37,18 @@ class _QuietSink:
         return None
 
 
+@lru_cache(maxsize=None)
+def _config(flatten_on_shutdown: bool) -> SystemConfig:
+    """Parsed once: a frozen config is shared by every session."""
+    return parse_config({"active_strategies": [IMPORT_PATH], "flatten_on_shutdown": flatten_on_shutdown})
+
+
+@lru_cache(maxsize=None)
+def _calendar() -> MarketCalendar:
+    config = _config(False)
+    return MarketCalendar(premarket_start=config.premarket_start, afterhours_end=config.afterhours_end)
+
+
 class Session:
     """One race session, kept for inspection after it ran (regression tests read its parts)."""
 
@@ -42,10 +57,8 @@ class Session:
         self.clock = SimClock(plan.start_ns)
         self.sim: SimBroker = BROKERS[plan.broker](self.clock, random.Random(plan.seed * 7919 + 1), plan.params)
         self.journal = RecordingJournal("sqlite://", self.clock)
-        config = parse_config({"active_strategies": [IMPORT_PATH],
-                               "flatten_on_shutdown": plan.shutdown == "sigterm_flatten"})
-        self.node = TradingNode(config, self.journal, clock=self.clock, execution_client=self.sim,
-                                universe=plan.symbols, alert_sinks=[_QuietSink()])  # type: ignore[list-item]
+        self.node = TradingNode(_config(plan.shutdown == "sigterm_flatten"), self.journal, clock=self.clock,
+                                calendar=_calendar(), execution_client=self.sim, universe=plan.symbols, alert_sinks=[_QuietSink()])  # type: ignore[list-item]
         self.checker = Checker(plan.seed, plan.broker, self.sim, self.node, self.journal, plan.symbols)
         self.sim.observer = self.checker.event
         self.stopped = False
@@ -124,14 +137,24 @@ class Session:
             self.node.alerts.close(0.5)
             self.journal.close()
         stats = Counter(self.sim.stats)
-        stats["sessions"] = 1
-        stats["invariant_checks"] = self.checker.checks
-        stats["events"] = self.checker.index
+        stats.update(sessions=1, invariant_checks=self.checker.checks, events=self.checker.index)
         return stats
 
 
 def run_session(seed: int, broker: str) -> Counter[str]:
+    """One session's counts; raises RaceViolation."""
     return Session(make_plan(seed, broker)).run()
+
+
+def play(seed: int, broker: str) -> tuple[Counter[str], RaceViolation | None]:
+    """One session's counts (a broken session's too) and its violation, if any."""
+    session = Session(make_plan(seed, broker))
+    try:
+        return session.run(), None
+    except RaceViolation as violation:
+        stats = Counter(session.sim.stats)
+        stats.update(sessions=1, invariant_checks=session.checker.checks, events=session.checker.index)
+        return stats, violation
 
 
 @contextmanager
