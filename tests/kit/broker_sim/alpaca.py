@@ -75,6 +75,7 @@ class AlpacaSim(SimBroker):
     # --- replace -----------------------------------------------------------------------------
     def replace_exits(self, old_stop: str, old_target: str, stop: OrderRequest, target: OrderRequest) -> None:
         self.received.update((stop.client_order_id, target.client_order_id))
+        self.replacements.update((stop.client_order_id, target.client_order_id))
         self.stats["replace_requests"] += 1
         old = self.orders.get(old_target) or self.orders.get(old_stop)
         self.log.append((self.now, f"replace requested {old_stop}/{old_target} -> "

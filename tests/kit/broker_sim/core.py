@@ -128,6 +128,9 @@ class SimBroker:
         self.observer: Callable[[str], None] = lambda label: None
         self.market_open = True
         self.chunks: list[int] = []  # scripted sizes of the next fills (regression scenarios)
+        # Replacement ids asked for but not yet at the broker; a cancel of one waits for it.
+        self.replacements: set[str] = set()
+        self._cancel_on_arrival: set[str] = set()
         self._on_event: Callable[[OrderEvent], None] = lambda e: None
         self._on_fill: Callable[[Fill], None] = lambda f: None
         self._not_accepted: Callable[[OrderRequest, str, bool], None] | None = None
@@ -172,6 +175,9 @@ class SimBroker:
     def cancel(self, client_order_id: str) -> None:
         order = self.orders.get(client_order_id)
         self.stats["cancel_requests"] += 1
+        if order is None and client_order_id in self.replacements:
+            self._cancel_on_arrival.add(client_order_id)  # the adapter cancels it once it exists
+            return
         if order is None or not order.working or order.cancel_pending:
             self.stats["cancel_noop"] += 1  # 422 "not cancelable" at the broker: nothing to report
             return
@@ -250,11 +256,17 @@ class SimBroker:
         else:
             self._report(lambda: self._on_event(OrderEvent(cid, OrderStatus.ACCEPTED, self.now)), f"ack {cid}")
         order.status = "accepted"
+        self.replacements.discard(cid)
+        if cid in self._cancel_on_arrival:
+            self._cancel_on_arrival.discard(cid)
+            self._request_cancel(order)
         if order.req.order_type is OrderType.MARKET:
             self._schedule_market(order)
 
     def _reject(self, order: SimOrder, reason: str) -> None:
         order.status = "rejected"
+        self.replacements.discard(order.cid)
+        self._cancel_on_arrival.discard(order.cid)
         self.stats["rejects"] += 1
         self._terminal_report(order, OrderStatus.REJECTED, reason)
 

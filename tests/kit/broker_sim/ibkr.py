@@ -46,6 +46,7 @@ class IbSim(SimBroker):
 
     def replace_exits(self, old_stop: str, old_target: str, stop: OrderRequest, target: OrderRequest) -> None:
         self.received.update((stop.client_order_id, target.client_order_id))
+        self.replacements.update((stop.client_order_id, target.client_order_id))
         self.stats["replace_requests"] += 1
         self.log.append((self.now, f"modify requested {old_stop}/{old_target} -> "
                                    f"{stop.client_order_id}/{target.client_order_id} qty {stop.qty}"))
@@ -79,6 +80,7 @@ class IbSim(SimBroker):
         self.orders[new.client_order_id] = order
         self._terminal_report(old, OrderStatus.CANCELED, "replaced")
         if left <= 0:
+            self.replacements.discard(new.client_order_id)
             order.status = "canceled"
             self._terminal_report(order, OrderStatus.CANCELED, "modified to nothing left")
             return
