@@ -114,6 +114,9 @@ class RiskConfig(_Strict):
     # fraction of the cap (an entry filled a little above its sizing estimate is left alone).
     rebalance_tolerance_pct: float = Field(0.05, ge=0, le=1)
     halt_on_backup_data: bool = True
+    # A flatten or trim waits for the broker to confirm the cancel of the exits holding the shares
+    # before it sells; after this long unconfirmed: CRITICAL alert, cancel asked again, reconcile.
+    cancel_confirm_timeout_s: float = Field(10.0, gt=0)
     # Pattern-day-trader rule (rules.pdt_rule_factory), fed by a broker that reports the account's
     # day-trade count (Alpaca): below pdt_min_equity, no entry once pdt_max_day_trades is reached.
     pdt_check: bool = True

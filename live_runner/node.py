@@ -89,8 +89,10 @@ class TradingNode:
             risk_per_trade_pct=config.risk_per_trade_pct,
             max_position_size_pct=config.max_position_size_pct, id_prefix=config.session_id_prefix,
             on_strategy_fill=self.strategies.on_fill,
-            on_signal_rejected=self.strategies.on_signal_rejected, on_alert=self._alert)
-        self.execution.connect(self.orders.on_order_event, self.orders.on_fill)
+            on_signal_rejected=self.strategies.on_signal_rejected, on_alert=self._alert,
+            on_fault=self._fault, on_reconcile=self._request_reconcile,
+            cancel_timeout_s=config.risk.cancel_confirm_timeout_s)
+        self.execution.connect(self.orders.on_order_event, self.orders.on_fill, self._fault)
         if config.backup_broker and config.backup_broker != config.primary_broker:
             self.execution.attach_backup(build_client(config.backup_broker, config,
                                                       calendar=self.calendar, clock=self.clock.now_ns))
@@ -107,6 +109,7 @@ class TradingNode:
         # Reconcile with the broker once the regenerated prefix (journal and broker) is behind us.
         self._reconcile_due = True
         self.reconciliation_mismatches = 0
+        self.faults = 0
         self.on_session_closed: Callable[[dict], None] | None = None
         # Live restart (journal in continue mode): the state read back, and the warm-up.
         self.restored: RestorePlan | None = None
@@ -245,6 +248,8 @@ class TradingNode:
         ours = {s: p.qty for s, p in sorted(self.portfolio.positions.items())}
         theirs = self.execution.positions()
         if theirs is None or ours == theirs:
+            if self.restored is not None:
+                self.orders.protect_all()  # a restart: no position stays without its exits
             return True
         diff = {s: {"runner": ours.get(s, 0), "broker": theirs.get(s, 0)}
                 for s in sorted(set(ours) | set(theirs)) if ours.get(s, 0) != theirs.get(s, 0)}
@@ -409,6 +414,19 @@ class TradingNode:
     def _journal_alert(self, alert: Alert) -> None:
         self.journal.append(self.session_name, alert.ts, "alert", alert.key, {
             "severity": alert.severity.value, "message": alert.message, "component": alert.component})
+
+    def _fault(self, key: str, message: str) -> None:
+        """Fail closed: a broker report the runner could not apply (or an account state it
+        cannot explain) halts new entries, pages, and has positions compared with the broker's
+        before the next bar trades. Protective exits and flattening still pass while HALTED."""
+        self.faults += 1
+        if self.risk.state is not TradingState.HALTED:
+            self.risk.set_state(TradingState.HALTED, message)
+        self.alerts.raise_alert(key, Severity.CRITICAL, message, component="execution")
+        self._reconcile_due = True
+
+    def _request_reconcile(self) -> None:
+        self._reconcile_due = True
 
     def _alert(self, key: str, severity: str, message: str) -> None:
         self.alerts.raise_alert(key, Severity(severity), message, component="node")

@@ -49,6 +49,7 @@ class ExecutionEngine:
         self._alert = on_alert
         self._on_event: OrderEventHandler = lambda e: None
         self._on_fill: FillHandler = lambda f: None
+        self._on_fault: Callable[[str, str], None] = lambda key, msg: log.critical("%s: %s", key, msg)
         self.routes: dict[str, ExecutionClient] = {}       # client order id -> its broker
         self._tried: dict[str, list[str]] = {}             # client order id -> roles tried
         self._unfilled: dict[str, int] = {}                # client order id -> shares not yet filled
@@ -78,9 +79,12 @@ class ExecutionEngine:
             else:
                 self._alert("broker_disconnected", "critical", f"broker {name} disconnected{tail}")
 
-    def connect(self, on_event: OrderEventHandler, on_fill: FillHandler) -> None:
+    def connect(self, on_event: OrderEventHandler, on_fill: FillHandler,
+                on_fault: Callable[[str, str], None] | None = None) -> None:
         self._on_event = on_event
         self._on_fill = on_fill
+        if on_fault is not None:
+            self._on_fault = on_fault
         self._wire(self.primary, "primary")
         if self.backup is not None:
             self._wire(self.backup, "backup")
@@ -101,6 +105,14 @@ class ExecutionEngine:
         hook = getattr(client, "set_connection_handler", None)
         if hook is not None:
             hook(lambda up, detail: self._client_connection(role, up, detail))
+        hook = getattr(client, "set_fault_handler", None)
+        if hook is not None:
+            hook(self.fault)
+
+    def fault(self, key: str, message: str) -> None:
+        """A broker report the runner could not apply, or a broker state it cannot explain:
+        fail closed (the node halts, alerts CRITICAL and reconciles)."""
+        self._on_fault(key, message)
 
     def _client_connection(self, role: str, up: bool, detail: str) -> None:
         client = self.primary if role == "primary" else self.backup
@@ -132,6 +144,40 @@ class ExecutionEngine:
     def cancel(self, client_order_id: str) -> None:
         self.routes.get(client_order_id, self.primary).cancel(client_order_id)
 
+    # --- exit pairs ------------------------------------------------------------------------------
+    def native_oco(self, symbol: str) -> bool:
+        """True when the broker holding `symbol` places one-cancels-other pairs natively."""
+        client = self._holder(symbol) if self.backup is not None else None
+        return bool(getattr(client or self.primary, "native_oco", False))
+
+    def submit_oco(self, stop: OrderRequest, target: OrderRequest) -> None:
+        """A position's stop and target: one native unit where the broker has one, else two orders
+        (the OrderManager emulates one-cancels-other)."""
+        client = self._route(stop)
+        place = getattr(client, "submit_oco", None) if getattr(client, "native_oco", False) else None
+        if place is None:
+            self._send(client, stop, recovering=False)
+            self._send(client, target, recovering=False)
+            return
+        for req in (stop, target):
+            self._track(client, req)
+        place(stop, target)
+
+    def replace_exits(self, old_stop: str, old_target: str, stop: OrderRequest,
+                      target: OrderRequest) -> None:
+        """Resize a working native pair in place (the broker that holds it)."""
+        client = self.routes.get(old_target) or self.routes.get(old_stop) or self.primary
+        for req in (stop, target):
+            self._track(client, req)
+        client.replace_exits(old_stop, old_target, stop, target)  # type: ignore[attr-defined]
+
+    def _track(self, client: ExecutionClient, req: OrderRequest) -> None:
+        if self.backup is not None:
+            cid = req.client_order_id
+            self.routes[cid] = client
+            self._tried.setdefault(cid, []).append(self._role(client))
+            self._unfilled[cid] = req.qty
+
     def _send(self, client: ExecutionClient, request: OrderRequest, recovering: bool, filled: int = 0,
               notional: Decimal | None = None) -> None:
         cid = request.client_order_id
@@ -147,10 +193,16 @@ class ExecutionEngine:
             client.submit(request)
 
     def _event(self, ev: OrderEvent) -> None:
-        """Reports pass through; an order that is done is forgotten (bounded memory all day)."""
+        """Reports pass through; an order that is done is forgotten (bounded memory all day).
+        A report the chain fails to apply fails closed (`fault`), never silently."""
         if self.backup is not None and ev.status in TERMINAL_STATUSES:
             self._forget(ev.client_order_id)
-        self._on_event(ev)
+        try:
+            self._on_event(ev)
+        except Exception as exc:  # noqa: BLE001 - any failure to apply a report halts trading
+            log.exception("applying %s for %s failed", ev.status.value, ev.client_order_id)
+            self.fault(f"report_failed:{ev.client_order_id}",
+                       f"applying {ev.status.value} of {ev.client_order_id} failed: {type(exc).__name__}: {exc}")
 
     def _forget(self, cid: str) -> None:
         self.routes.pop(cid, None)
@@ -225,7 +277,13 @@ class ExecutionEngine:
         book[fill.symbol] = book.get(fill.symbol, 0) + signed
         if not book[fill.symbol]:
             del book[fill.symbol]
-        self._on_fill(fill)
+        try:
+            self._on_fill(fill)
+        except Exception as exc:  # noqa: BLE001 - any failure to apply a fill halts trading
+            log.exception("applying fill %s of %s failed", fill.exec_id, fill.client_order_id)
+            self.fault(f"report_failed:{fill.client_order_id}",
+                       f"applying fill {fill.exec_id} of {fill.client_order_id} failed: "
+                       f"{type(exc).__name__}: {exc}")
 
     def _role(self, client: ExecutionClient) -> str:
         return "primary" if client is self.primary else "backup"

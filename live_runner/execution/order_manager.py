@@ -18,6 +18,7 @@ from live_runner.models import (
     Fill, Order, OrderEvent, OrderRequest, OrderRole, OrderStatus, OrderType, Side, Signal,
     TERMINAL_STATUSES, TradingState,
 )
+from live_runner.execution.exits import ExitsMixin
 from live_runner.execution.payloads import (
     event_payload, fill_payload, request_payload, signal_payload, trade_payload,
 )
@@ -45,13 +46,16 @@ _SUBMITTED, _FILLED, _PARTIAL = OrderStatus.SUBMITTED, OrderStatus.FILLED, Order
 _REJECTED = OrderStatus.REJECTED
 _NO_TRANSITION: frozenset[OrderStatus] = frozenset()
 
-class OrderManager:
+class OrderManager(ExitsMixin):
     def __init__(self, *, portfolio: "Portfolio", risk: "RiskManager", execution: "ExecutionEngine",
                  journal: "Journal", performance: "PerformanceTracker", clock: object,
                  risk_per_trade_pct: float, max_position_size_pct: float, id_prefix: str = "LR",
                  on_strategy_fill: Callable[[str, Fill, OrderRole], None] | None = None,
                  on_signal_rejected: Callable[[Signal, str], None] | None = None,
-                 on_alert: Callable[[str, str, str], None] | None = None) -> None:
+                 on_alert: Callable[[str, str, str], None] | None = None,
+                 on_fault: Callable[[str, str], None] | None = None,
+                 on_reconcile: Callable[[], None] | None = None,
+                 cancel_timeout_s: float = 10.0) -> None:
         self.portfolio = portfolio
         self.risk = risk
         self.execution = execution
@@ -67,6 +71,12 @@ class OrderManager:
         self._on_strategy_fill = on_strategy_fill or (lambda s, f, r: None)
         self._on_signal_rejected = on_signal_rejected or (lambda s, r: None)
         self._alert = on_alert or (lambda key, sev, msg: None)
+        # A report the runner cannot apply (a fill for an unknown order, an oversell): HALTED,
+        # CRITICAL alert and reconciliation (the node's), never silently dropped.
+        self._fault = on_fault or (lambda key, msg: self._alert(key, "critical", msg))
+        self._on_reconcile = on_reconcile or (lambda: None)
+        self.cancel_timeout_s = cancel_timeout_s
+        self._flatten_wanted: dict[str, OrderRole] = {}
         self.orders: dict[str, Order] = {}
         self.open_orders: dict[str, Order] = {}
         self.trades: dict[str, OpenTrade] = {}
@@ -185,23 +195,30 @@ class OrderManager:
             return False
         return True
 
-    def _send(self, req: OrderRequest) -> None:
-        """Journal the order, then hand it to the broker (recovered, not re-sent, on a resume)."""
+    def _send(self, req: OrderRequest) -> bool:
+        """Journal the order, then hand it to the broker (recovered, not re-sent, on a resume).
+        A sell that does not fit in the shares free of working sells is refused (never short)."""
+        if req.side is _SELL and not self._fits(req, ()):
+            return False
+        recorded = self.journal.resuming
+        self._register(req)
+        if recorded:
+            self.execution.recover(req)
+        else:
+            self.execution.submit(req)
+        return True
+
+    def _register(self, req: OrderRequest) -> None:
+        """Track and journal an order about to be sent (written before it leaves)."""
         order = Order(req)
         cid = req.client_order_id
         self.orders[cid] = order
         self.open_orders[cid] = order
         if req.role is _ENTRY:
             self.pending_entries[req.symbol] = order
-        journal = self.journal
-        recorded = journal.resuming
-        journal.append(self.session, req.ts, "order", cid, Deferred(request_payload, req))
+        self.journal.append(self.session, req.ts, "order", cid, Deferred(request_payload, req))
         order.status = _SUBMITTED
         self.orders_submitted += 1
-        if recorded:
-            self.execution.recover(req)
-        else:
-            self.execution.submit(req)
 
     def adopt(self, req: OrderRequest) -> None:
         """An order at the broker under our prefix that the journal lost (sent just before a
@@ -230,93 +247,6 @@ class OrderManager:
                     f"order {cid} ({req.side.value} {req.qty} {req.symbol} {req.order_type.value}) was at the "
                     "broker but not in the journal: adopted")
 
-    # --- exits ---------------------------------------------------------------------------------
-    def flatten(self, symbol: str, role: OrderRole = OrderRole.MANUAL) -> str | None:
-        """Cancel the symbol's working orders, then sell what is held at market."""
-        entry = self.pending_entries.get(symbol)
-        if entry is not None and entry.is_open:
-            self.execution.cancel(entry.client_order_id)
-        trade = self.trades.get(symbol)
-        qty = self.portfolio.position_qty(symbol)
-        if trade is None or qty <= 0:
-            return None
-        if trade.flatten_id and self.orders[trade.flatten_id].is_open:
-            return None
-        req = OrderRequest(
-            self.next_id(trade.strategy, symbol), trade.strategy, symbol, _SELL, qty, _MARKET, role,
-            self.clock.now_ns(), reference_price=self.portfolio.last_price.get(symbol, 0.0))  # type: ignore[attr-defined]
-        if not self._approve(req):
-            # The protective stop and target stay in place: a refused exit never unprotects.
-            self._alert(f"flatten_refused:{symbol}", "critical",
-                        f"could not flatten {symbol}: {self.risk.denials.most_common(1)}")
-            return None
-        if trade.trim_id and self.orders[trade.trim_id].is_open:
-            self.execution.cancel(trade.trim_id)  # the flatten sells the whole position itself
-        self._cancel_exits(trade)
-        self._send(req)
-        trade.flatten_id = req.client_order_id
-        return req.client_order_id
-
-    def trim(self, symbol: str, qty: int) -> str | None:
-        """Sell part of a position at market; the OCO pair is re-placed for what remains."""
-        trade = self.trades.get(symbol)
-        held = self.portfolio.position_qty(symbol)
-        if trade is None or qty <= 0 or held <= 0 or trade.flatten_id:
-            return None
-        qty = min(qty, held)
-        req = OrderRequest(
-            client_order_id=self.next_id(trade.strategy, symbol), strategy=trade.strategy,
-            symbol=symbol, side=Side.SELL, qty=qty, order_type=OrderType.MARKET, role=OrderRole.MANUAL,
-            ts=self.clock.now_ns(), reference_price=self.portfolio.last_price.get(symbol, 0.0))  # type: ignore[attr-defined]
-        if not self._approve(req):
-            return None
-        if trade.trim_id and self.orders[trade.trim_id].is_open:
-            self.execution.cancel(trade.trim_id)  # one trim at a time, sized to the latest cap
-        self._cancel_exits(trade)  # exits sized to the old position would oversell after the trim
-        self._send(req)
-        trade.trim_id = req.client_order_id
-        return req.client_order_id
-
-    def flatten_all(self, role: OrderRole = OrderRole.MANUAL) -> list[str]:
-        # Symbols with only a working entry too: flatten cancels it, so that it cannot fill after
-        # the close (the paper broker fills a market order left at the session end at the last close).
-        symbols = sorted(self.trades.keys() | self.pending_entries.keys())
-        return [cid for sym in symbols if (cid := self.flatten(sym, role))]
-
-    def cancel_all(self) -> None:
-        for cid in sorted(self.open_orders):
-            self.execution.cancel(cid)
-
-    def _cancel_exits(self, trade: OpenTrade) -> None:
-        for cid in (trade.stop_id, trade.target_id):
-            if cid and self.orders[cid].is_open:
-                self.execution.cancel(cid)
-        trade.stop_id = trade.target_id = ""
-
-    def _place_exits(self, symbol: str, trade: OpenTrade) -> None:
-        """(Re)place the OCO pair for the whole position (cancel-replace on resize)."""
-        if trade.stop_id or trade.target_id:
-            self._cancel_exits(trade)
-        qty = self.portfolio.position_qty(symbol)
-        if qty <= 0 or trade.flatten_id:
-            return
-        if trade.stop <= 0:  # an adopted entry: its protective stop was lost with the journal
-            self._alert(f"unprotected:{symbol}", "critical",
-                        f"{symbol}: {qty} shares from an adopted entry with no known stop: manage or flatten")
-            return
-        oco = f"{symbol}-{trade.entry_ts}"
-        now = self.clock.now_ns()  # type: ignore[attr-defined]
-        stop = OrderRequest(self.next_id(trade.strategy, symbol), trade.strategy, symbol, _SELL, qty,
-                            _STOP, _STOP_ROLE, now, stop_price=trade.stop, oco_group=oco)
-        if self._submit(stop):
-            trade.stop_id = stop.client_order_id
-        else:
-            self._alert(f"unprotected:{symbol}", "critical", f"stop for {symbol} refused: position unprotected")
-        target = OrderRequest(self.next_id(trade.strategy, symbol), trade.strategy, symbol, _SELL, qty,
-                              _LIMIT, _TARGET_ROLE, now, limit_price=trade.target, oco_group=oco)
-        if self._submit(target):
-            trade.target_id = target.client_order_id
-
     # --- broker reports ------------------------------------------------------------------------
     def on_order_event(self, ev: OrderEvent) -> None:
         order = self.orders.get(ev.client_order_id)
@@ -342,24 +272,34 @@ class OrderManager:
             req = order.request
             self._alert(f"order_rejected:{req.symbol}", "warning",
                         f"order {req.client_order_id} rejected: {ev.reason}")
+            if req.role is _STOP_ROLE or req.role is _TARGET_ROLE:
+                self._pair_refused(order)
 
     def _closed(self, order: Order) -> None:
         self.open_orders.pop(order.client_order_id, None)
         req = order.request
         if req.role is OrderRole.ENTRY and self.pending_entries.get(req.symbol) is order:
             del self.pending_entries[req.symbol]
+        self._awaited_done(order)
 
     def on_fill(self, fill: Fill) -> None:
         order = self.orders.get(fill.client_order_id)
         if order is None:
-            log.warning("fill for unknown order %s", fill.client_order_id,
-                        extra={"client_order_id": fill.client_order_id})
+            self._fault(f"unknown_fill:{fill.symbol}",
+                        f"fill {fill.exec_id} of {fill.side.value} {fill.qty} {fill.symbol} for unknown "
+                        f"order {fill.client_order_id}: halting to reconcile with the broker")
             return
         if fill.exec_id in order.exec_ids:
             self.duplicate_fills += 1
             return
         order.exec_ids += (fill.exec_id,)
         req = order.request
+        if fill.side is _SELL:
+            held = self.portfolio.position_qty(fill.symbol)
+            if fill.qty > held:
+                fill = self._excess_fill(fill, held)
+                if fill.qty <= 0:
+                    return
         total = order.filled_qty + fill.qty
         order.avg_fill_price = (order.avg_fill_price * order.filled_qty + fill.price * fill.qty) / total
         order.filled_qty = total
@@ -389,7 +329,11 @@ class OrderManager:
         pos = self.portfolio.positions.get(req.symbol)
         if pos is not None:
             pos.stop, pos.target = trade.stop, trade.target
-        self._place_exits(req.symbol, trade)
+        wanted = self._flatten_wanted.pop(req.symbol, None)
+        if wanted is not None:  # filled while its cancel was pending: out again at once
+            self.flatten(req.symbol, wanted)
+            return
+        self._ensure_exits(req.symbol, trade)
 
     def _on_exit_fill(self, req: OrderRequest, fill: Fill, closed: object) -> None:
         trade = self.trades.get(req.symbol)
@@ -406,9 +350,9 @@ class OrderManager:
             if entry is None or not entry.is_open:
                 self._record_trade(req.symbol, trade)
             return
-        if req.role in (OrderRole.STOP, OrderRole.TARGET, OrderRole.MANUAL):
-            # OCO partially filled, or a trim: resize the pair to what is still held.
-            self._place_exits(req.symbol, trade)
+        # A leg partly filled (a native pair shrinks by itself; an emulated one is re-placed) or a
+        # trim: the pair must cover what is still held.
+        self._ensure_exits(req.symbol, trade)
 
     def _record_trade(self, symbol: str, trade: OpenTrade) -> None:
         del self.trades[symbol]
@@ -422,6 +366,17 @@ class OrderManager:
                              pnl, trade.commission, risk)
         self.performance.record_trade(record)
         self._journal("trade", trade.exit_ts, symbol, Deferred(trade_payload, record))
+
+    def _excess_fill(self, fill: Fill, held: int) -> Fill:
+        """A sell fill beyond the position (the broker oversold: the account is short there).
+        Recorded whole as `excess_fill`, applied up to what was held, and the runner halts."""
+        self._journal("excess_fill", fill.ts, fill.client_order_id, {
+            "exec_id": fill.exec_id, "symbol": fill.symbol, "qty": fill.qty, "held": held,
+            "price": fill.price, "commission": str(fill.commission)})
+        self._fault(f"position_short:{fill.symbol}",
+                    f"{fill.client_order_id} sold {fill.qty} {fill.symbol} with {held} held: the broker "
+                    f"account is short {fill.qty - held}; halting to reconcile")
+        return msgspec.structs.replace(fill, qty=held)
 
     # --- helpers -------------------------------------------------------------------------------
     def _journal(self, kind: str, ts: int, key: str, payload: "dict | Deferred") -> None:

@@ -3,10 +3,10 @@ and the open round trip (also rebuilt by a live restart, `live_runner.restore`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
-from live_runner.models import OrderRole, OrderStatus
+from live_runner.models import OrderRequest, OrderRole, OrderStatus
 from live_runner.money import ZERO
 
 # Allowed transitions; fills drive PARTIALLY_FILLED/FILLED themselves.
@@ -45,3 +45,13 @@ class OpenTrade:
     trim_id: str = ""
     last_exit_role: OrderRole = OrderRole.MANUAL
     exit_ts: int = 0
+    # A flatten or trim waiting for the broker to confirm the cancels of the sells it replaces
+    # (`awaiting`): at a real broker a cancel is a request, and the shares stay reserved (Alpaca)
+    # or sellable twice (IB) until it is confirmed.
+    pending_exit: str = ""                 # "", "flatten" or "trim"
+    pending_role: OrderRole = OrderRole.MANUAL
+    pending_trim_qty: int = 0
+    pending_req: "OrderRequest | None" = None  # the approved sell, sized when it is sent
+    awaiting: set[str] = field(default_factory=set)
+    # The pair being resized in place at a native-OCO broker: (old stop id, old target id).
+    replacing: tuple[str, str] = ("", "")

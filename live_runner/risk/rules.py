@@ -94,7 +94,9 @@ def entry_only(rule: Rule) -> Rule:
 
 def state_rule(req: OrderRequest, v: RiskView, lim: RiskLimits) -> str | None:
     state = v.trading_state
-    if state is _HALTED and req.role not in FLATTEN_ROLES:
+    # HALTED stops new exposure only: flattening and the protective stop/target of a position
+    # still held pass (no_short_rule keeps every sell within the position).
+    if state is _HALTED and req.side is _BUY:
         return HALTED
     if req.side is _BUY:
         if state is _REDUCING:

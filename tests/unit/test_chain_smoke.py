@@ -23,8 +23,8 @@ def test_gap_and_go_target_round_trip() -> None:
 
 
 def test_refused_exit_keeps_the_protective_pair() -> None:
-    """An exit the risk manager refuses (here: HALTED refuses a vwap_loss sell) must not cancel
-    the stop and target first: the position stays protected."""
+    """An exit the risk manager refuses (here: a price-collar rule added for the test) must not
+    cancel the stop and target first: the position stays protected."""
     from live_runner.config import parse_config
     from live_runner.journal import Journal
     from live_runner.models import OrderRole, OrderType, TradingState
@@ -36,7 +36,29 @@ def test_refused_exit_keeps_the_protective_pair() -> None:
     node.feed(bars)
     working = {o.request.order_type for o in node.orders.open_orders.values()}
     assert working == {OrderType.STOP, OrderType.LIMIT}
-    node.risk.set_state(TradingState.HALTED, "test")
+    node.risk.rules.append(lambda req, v, lim: "PRICE_COLLAR" if req.order_type is OrderType.MARKET else None)
     assert node.orders.flatten("GAPR", OrderRole.VWAP_LOSS) is None
     assert {o.request.order_type for o in node.orders.open_orders.values()} == working
-    assert node.risk.denials["HALTED"] == 1
+    assert node.risk.denials["PRICE_COLLAR"] == 1
+
+
+def test_halted_still_flattens_and_protects() -> None:
+    """HALTED stops new entries only: the protective pair stays, a vwap_loss exit goes out, and
+    after it the position is flat with no working sell left."""
+    from live_runner.config import parse_config
+    from live_runner.journal import Journal
+    from live_runner.models import OrderRole, OrderType, TradingState
+    from live_runner.node import TradingNode
+
+    bars = gapper().sorted_bars()
+    node = TradingNode(parse_config({"active_strategies": ["gap_and_go"]}), Journal("sqlite://"))
+    node.start()
+    node.feed(bars[:-1])
+    node.risk.set_state(TradingState.HALTED, "test")
+    cid = node.orders.flatten("GAPR", OrderRole.VWAP_LOSS)
+    assert cid is not None
+    # The paper broker confirms the cancels at once, so the market sell is working now, alone.
+    assert [o.request.order_type for o in node.orders.open_orders.values()] == [OrderType.MARKET]
+    node.feed(bars[-1:])
+    assert node.portfolio.position_qty("GAPR") == 0
+    assert not node.orders.open_orders

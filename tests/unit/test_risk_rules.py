@@ -92,10 +92,12 @@ EXIT_ROLES = [OrderRole.STOP, OrderRole.TARGET, OrderRole.VWAP_LOSS, OrderRole.E
 
 
 @pytest.mark.parametrize("role", [OrderRole.STOP, OrderRole.TARGET, OrderRole.VWAP_LOSS])
-def test_halted_blocks_entries_and_protective_exits(role: OrderRole) -> None:
+def test_halted_blocks_entries_but_lets_protective_exits_through(role: OrderRole) -> None:
+    """A fill while halted must not leave the position without its stop and target."""
     v = view(trading_state=TradingState.HALTED, **HOLDING)
     assert R.state_rule(entry(), v, LIMITS) == R.HALTED
-    assert R.state_rule(sell(role), v, LIMITS) == R.HALTED
+    assert R.state_rule(sell(role), v, LIMITS) is None
+    assert RiskManager(LIMITS).check(sell(role), v) is None
 
 
 @pytest.mark.parametrize("role", [OrderRole.EOD, OrderRole.MANUAL])
@@ -343,7 +345,8 @@ def test_manager_counts_denials_by_reason() -> None:
     assert mgr.check(entry(), view(paused=True)) == R.PAUSED
     assert mgr.check(entry(), view(open_symbols=3)) == R.MAX_POSITIONS
     assert mgr.check(entry(qty=0), view()) == R.SIZE_ZERO
-    assert mgr.check(sell(OrderRole.STOP), view(trading_state=TradingState.HALTED, **HOLDING)) == R.HALTED
+    assert mgr.check(entry(), view(trading_state=TradingState.HALTED)) == R.HALTED
+    assert mgr.check(sell(OrderRole.STOP), view(trading_state=TradingState.HALTED, **HOLDING)) is None
     assert mgr.check(entry(), view(daily_pnl=-2_000.0)) == R.DAILY_LOSS_LIMIT
     assert mgr.denials == Counter({R.PAUSED: 2, R.MAX_POSITIONS: 1, R.SIZE_ZERO: 1, R.HALTED: 1,
                                    R.DAILY_LOSS_LIMIT: 1})
@@ -391,10 +394,10 @@ def test_first_failing_rule_wins_in_order() -> None:
         R.RATE_LIMIT]
 
 
-def test_a_sell_is_checked_for_state_before_shorting() -> None:
+def test_a_sell_beyond_the_position_is_refused_in_every_state() -> None:
     mgr = RiskManager(LIMITS)
     too_many = sell(OrderRole.STOP, qty=200)
-    assert mgr.check(too_many, view(trading_state=TradingState.HALTED, **HOLDING)) == R.HALTED
+    assert mgr.check(too_many, view(trading_state=TradingState.HALTED, **HOLDING)) == R.NO_SHORT
     assert mgr.check(too_many, view(**HOLDING)) == R.NO_SHORT
     assert mgr.check(sell(OrderRole.STOP, qty=100), view(**HOLDING)) is None
 
