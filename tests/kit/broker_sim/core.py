@@ -128,6 +128,7 @@ class SimBroker:
         self.observer: Callable[[str], None] = lambda label: None
         self.market_open = True
         self.chunks: list[int] = []  # scripted sizes of the next fills (regression scenarios)
+        self.lose_roles: set[str] = set()  # scripted: the next submit of such a role is lost
         # Replacement ids asked for but not yet at the broker; a cancel of one waits for it.
         self.replacements: set[str] = set()
         self._cancel_on_arrival: set[str] = set()
@@ -218,9 +219,11 @@ class SimBroker:
         """Submit path: maybe a disconnect between the submit and its ack."""
         for r in requests:
             self.received.add(r.client_order_id)
-        if self.rng.random() < self.p.p_disconnect and self.now >= self._down_until:
+        scripted = {r.role.value for r in requests} & self.lose_roles
+        self.lose_roles -= scripted
+        if scripted or (self.rng.random() < self.p.p_disconnect and self.now >= self._down_until):
             self._disconnect()
-            if self.rng.random() < 0.5:  # lost on the way: the broker never had it
+            if scripted or self.rng.random() < 0.5:  # lost on the way: the broker never had it
                 self.stats["lost_in_disconnect"] += len(requests)
                 self._lost.extend(requests)
                 for r in requests:
