@@ -128,3 +128,18 @@ def test_partial_entry_fill_resizes_the_exits_in_place(broker: str) -> None:
     assert session.sim.stats["replaces"] == 1
     assert sells(session) == [("stop", 1538, 12.7)]
     assert session.sim.positions() == {} and session.node.portfolio.positions == {}
+
+
+@pytest.mark.parametrize("broker", ["alpaca", "ibkr"])
+@pytest.mark.parametrize("lost", ["stop", "eod"])
+def test_an_order_lost_in_a_disconnect_is_refused_and_the_position_is_not_left_bare(broker: str, lost: str) -> None:
+    """The connection drops as the exit pair (or the EOD flatten) is sent and the broker never
+    got it: at the reconnect the lookup says so, the runner treats it as refused (it is provably
+    not at the broker) and the position ends flat, never without a stop for long."""
+    session = scripted(broker, {}, minutes=10, start="15:50", to_close=True)
+    session.sim.lose_roles = {lost}
+    with quiet_logs():
+        session.run()
+    assert session.sim.stats["lost_in_disconnect"] >= 1
+    assert session.sim.positions() == {} and session.node.portfolio.positions == {}
+    assert [qty for _, qty, _ in sells(session)] == [1538]
