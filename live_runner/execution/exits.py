@@ -109,7 +109,9 @@ class ExitsMixin:
         ids = [entry_id, trade.trim_id, trade.stop_id, trade.target_id, *trade.replacing]
         orders = self.orders
         live = [cid for cid in dict.fromkeys(ids) if cid and orders[cid].is_open]
-        trade.awaiting = set(live)
+        # Added to what an earlier pending exit already waits for (a flatten during a trim's wait):
+        # those cancels are still unconfirmed, and their shares are still held by the broker.
+        trade.awaiting.update(live)
         trade.stop_id = trade.target_id = ""
         for cid in live:
             self.execution.cancel(cid)  # the paper broker confirms within this call

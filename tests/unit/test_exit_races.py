@@ -143,3 +143,15 @@ def test_an_order_lost_in_a_disconnect_is_refused_and_the_position_is_not_left_b
     assert session.sim.stats["lost_in_disconnect"] >= 1
     assert session.sim.positions() == {} and session.node.portfolio.positions == {}
     assert [qty for _, qty, _ in sells(session)] == [1538]
+
+
+@pytest.mark.parametrize("broker", ["alpaca", "ibkr"])
+def test_a_flatten_during_a_trims_wait_still_sells_everything(broker: str) -> None:
+    """A trim starts (the pair's cancel takes 15 s) and a flatten comes in the same moment: the
+    flatten waits for the same cancels and then sells the whole position (it used to stop
+    waiting, sell nothing and leave the shares with no stop)."""
+    session = scripted(broker, {}, minutes=4, actions=(Action(10, "trim", SYM, 0.5), Action(10, "flatten", SYM)))
+    with quiet_logs():
+        session.run()
+    assert sells(session) == [("manual", 1538, 13.0)]
+    assert session.sim.positions() == {} and session.node.portfolio.positions == {}
