@@ -161,6 +161,7 @@ class ExitsMixin:
             old = trade.replacing
             if all(not c or not self.orders[c].is_open for c in old):
                 trade.replacing = ("", "")
+                self._ensure_exits(symbol, trade)  # fills that came during the replace: cover them
 
     def _arm_cancel_timer(self, symbol: str) -> None:
         timeout = int(self.cancel_timeout_s * NANOS_PER_SECOND)
@@ -185,6 +186,8 @@ class ExitsMixin:
         """Make the working pair cover exactly the shares held and not being sold otherwise."""
         if trade.pending_exit or (trade.flatten_id and self.orders[trade.flatten_id].is_open):
             return
+        if trade.replacing != ("", ""):
+            return  # a resize is in flight: resized again once the broker has answered it
         orders = self.orders
         stop_o = orders.get(trade.stop_id) if trade.stop_id else None
         target_o = orders.get(trade.target_id) if trade.target_id else None

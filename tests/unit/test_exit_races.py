@@ -155,3 +155,18 @@ def test_a_flatten_during_a_trims_wait_still_sells_everything(broker: str) -> No
         session.run()
     assert sells(session) == [("manual", 1538, 13.0)]
     assert session.sim.positions() == {} and session.node.portfolio.positions == {}
+
+
+@pytest.mark.parametrize("broker", ["alpaca", "ibkr"])
+def test_fills_during_a_resize_are_covered_once_it_is_confirmed(broker: str) -> None:
+    """Entry fills 1,000, 300 and 238 a second apart while each resize takes 1.5 s: the fill that
+    lands during a resize is covered by another resize once the broker confirms the first (it was
+    refused as an oversell and the pair stayed at 1,300 of 1,538)."""
+    params = SimParams(**{**CALM.__dict__, "market_fill_ms": (1000, 1000), "replace_ms": (1500, 1500)})
+    session = scripted(broker, {14: 12.70}, minutes=4, params=params)
+    session.sim.chunks = [1000, 300, 238]
+    with quiet_logs():
+        session.run()
+    assert session.sim.stats["replaces"] == 2
+    assert sells(session) == [("stop", 1538, 12.7)]
+    assert session.sim.positions() == {} and session.node.portfolio.positions == {}
