@@ -324,6 +324,18 @@ class ExitsMixin:
                 total += legs[0].request.qty - legs[0].filled_qty
         return total
 
+    def _pair_exhausted(self, order: Order) -> bool:
+        """A native pair's legs share their shares: a leg is done when both legs' fills together
+        reach its quantity (the broker then cancels the other), though its own fills do not."""
+        req = order.request
+        if not req.oco_group or req.side is not _SELL:
+            return False
+        for other in self.open_orders.values():
+            if other is not order and other.request.oco_group == req.oco_group:
+                return (order.filled_qty + other.filled_qty >= req.qty
+                        and self.execution.native_oco(req.symbol))
+        return False
+
     @staticmethod
     def _pair_left(a: Order, b: Order, native: bool) -> int:
         """Shares a pair still covers: native legs share them; emulated legs each hold their own."""

@@ -303,7 +303,7 @@ class OrderManager(ExitsMixin):
         total = order.filled_qty + fill.qty
         order.avg_fill_price = (order.avg_fill_price * order.filled_qty + fill.price * fill.qty) / total
         order.filled_qty = total
-        order.status = _FILLED if total >= req.qty else _PARTIAL
+        order.status = _FILLED if total >= req.qty or self._pair_exhausted(order) else _PARTIAL
         self.fills += 1
         self.journal.append(self.session, fill.ts, "fill", fill.client_order_id,
                             Deferred(fill_payload, fill, req))

@@ -170,3 +170,19 @@ def test_fills_during_a_resize_are_covered_once_it_is_confirmed(broker: str) -> 
     assert session.sim.stats["replaces"] == 2
     assert sells(session) == [("stop", 1538, 12.7)]
     assert session.sim.positions() == {} and session.node.portfolio.positions == {}
+
+
+@pytest.mark.parametrize("broker", ["alpaca", "ibkr"])
+def test_a_pair_shared_by_its_legs_is_done_when_its_shares_are(broker: str) -> None:
+    """The target sells 1,000 of 1,538, then the stop the other 538: the stop leg is done though
+    its own fills are 538 of 1,538 (the legs share the shares). The next trade in the symbol gets
+    exits for all its shares (they were sized 1,000 short, as if the old leg still held them)."""
+    params = SimParams(**{**CALM.__dict__, "oca_type": 2})
+    session = scripted(broker, {7: 13.30, 8: 12.60}, minutes=6, params=params,
+                       actions=(Action(16, "entry", SYM, 0.02, 1.0),))
+    session.sim.chunks = [1538, 1000]
+    with quiet_logs():
+        session.run()
+    second = [f.qty for f in session.sim.fills if f.side.value == "buy"][1]
+    assert sells(session) == [("target", 1000, 13.26), ("stop", 538, 12.6), ("eod", second, 12.6)]
+    assert session.sim.positions() == {} and session.node.portfolio.positions == {}
