@@ -34,6 +34,7 @@ _BUY, _SELL = Side.BUY, Side.SELL
 _STOP_ROLE, _TARGET_ROLE, _MANUAL = OrderRole.STOP, OrderRole.TARGET, OrderRole.MANUAL
 _MARKET, _STOP, _LIMIT = OrderType.MARKET, OrderType.STOP, OrderType.LIMIT
 NANOS_PER_SECOND = 1_000_000_000
+MAX_FLATTEN_RETRIES = 3
 
 
 class ExitsMixin:
@@ -302,6 +303,29 @@ class ExitsMixin:
                 return
         if cid == trade.stop_id or cid == trade.target_id:
             self._unprotected(req.symbol, f"{req.role.value} {cid} for {req.symbol} refused by the broker")
+
+    def _exit_refused(self, order: Order, reason: str) -> None:
+        """A flatten or trim sell the broker refused, or never got (lost in a disconnect): the
+        pair was cancelled for it, so the shares have no stop. A flatten is sent again (at most
+        MAX_FLATTEN_RETRIES times, then the pair protects the shares); a trim's shares get the pair."""
+        req = order.request
+        symbol = req.symbol
+        trade = self.trades.get(symbol)
+        held = self.portfolio.position_qty(symbol)
+        if trade is None or held <= 0:
+            return
+        if req.client_order_id != trade.flatten_id:
+            self._ensure_exits(symbol, trade)
+            return
+        trade.flatten_refusals += 1
+        again = trade.flatten_refusals <= MAX_FLATTEN_RETRIES
+        self._alert(f"unprotected:{symbol}", "critical",
+                    f"flatten {req.client_order_id} of {symbol} refused ({reason}): {held} shares without a "
+                    f"stop; {'sending it again' if again else 'placing the protective pair instead'}")
+        if again:
+            self.flatten(symbol, req.role)
+        else:
+            self._ensure_exits(symbol, trade)
 
     # --- share accounting ------------------------------------------------------------------------
     def _reserved(self, symbol: str, exclude: tuple[str, ...]) -> int:

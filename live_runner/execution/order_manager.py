@@ -274,6 +274,8 @@ class OrderManager(ExitsMixin):
                         f"order {req.client_order_id} rejected: {ev.reason}")
             if req.role is _STOP_ROLE or req.role is _TARGET_ROLE:
                 self._pair_refused(order)
+            elif req.side is _SELL:
+                self._exit_refused(order, ev.reason)
 
     def _closed(self, order: Order) -> None:
         self.open_orders.pop(order.client_order_id, None)

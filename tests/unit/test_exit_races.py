@@ -186,3 +186,4 @@ def test_a_pair_shared_by_its_legs_is_done_when_its_shares_are(broker: str) -> N
     second = [f.qty for f in session.sim.fills if f.side.value == "buy"][1]
     assert sells(session) == [("target", 1000, 13.26), ("stop", 538, 12.6), ("eod", second, 12.6)]
     assert session.sim.positions() == {} and session.node.portfolio.positions == {}
+
