@@ -163,6 +163,11 @@ class ExitsMixin:
             if all(not c or not self.orders[c].is_open for c in old):
                 trade.replacing = ("", "")
                 self._ensure_exits(symbol, trade)  # fills that came during the replace: cover them
+        elif order.status is OrderStatus.CANCELED and cid in (trade.stop_id, trade.target_id):
+            # The broker cancelled a leg of the working pair unasked (an IB OCA group of type 1
+            # cancels the other orders on any fill, a partial one included): the shares still held
+            # need their pair again.
+            self._ensure_exits(symbol, trade)
 
     def _arm_cancel_timer(self, symbol: str) -> None:
         timeout = int(self.cancel_timeout_s * NANOS_PER_SECOND)

@@ -187,3 +187,14 @@ def test_a_pair_shared_by_its_legs_is_done_when_its_shares_are(broker: str) -> N
     assert sells(session) == [("target", 1000, 13.26), ("stop", 538, 12.6), ("eod", second, 12.6)]
     assert session.sim.positions() == {} and session.node.portfolio.positions == {}
 
+
+def test_an_ib_oca_type_1_group_cancelling_the_stop_on_a_partial_target_fill_is_re_protected() -> None:
+    """IB ocaType 1 cancels the other orders of the group on any fill: the target sells 1,000 of
+    1,538 and IB cancels the stop. The runner protects the 538 left with a new pair (they had no
+    stop for the rest of the trade); the stop then sells exactly those."""
+    session = scripted("ibkr", {7: 13.30, 8: 13.0, 10: 12.60}, minutes=4)
+    session.sim.chunks = [1538, 1000]
+    with quiet_logs():
+        session.run()
+    assert sells(session) == [("target", 1000, 13.26), ("stop", 538, 12.6)]
+    assert session.sim.positions() == {} and session.node.portfolio.positions == {}
