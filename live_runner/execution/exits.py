@@ -280,10 +280,11 @@ class ExitsMixin:
         return True
 
     def _cancel_exits(self, trade: "OpenTrade") -> None:
-        for cid in (trade.stop_id, trade.target_id):
+        ids = (trade.stop_id, trade.target_id)
+        trade.stop_id = trade.target_id = ""  # first: the paper broker confirms inside cancel()
+        for cid in ids:
             if cid and self.orders[cid].is_open:
                 self.execution.cancel(cid)
-        trade.stop_id = trade.target_id = ""
 
     def _unprotected(self, symbol: str, why: str) -> None:
         """The policy for a refused protective order: CRITICAL alert, then flatten."""
