@@ -102,6 +102,7 @@ class ExitsMixin:
 
     def cancel_all(self) -> None:
         for cid in sorted(self.open_orders):
+            self._cancel_asked.add(cid)
             self.execution.cancel(cid)
 
     def _cancel_and_wait(self, symbol: str, trade: "OpenTrade", entry_id: str) -> None:
@@ -163,7 +164,8 @@ class ExitsMixin:
             if all(not c or not self.orders[c].is_open for c in old):
                 trade.replacing = ("", "")
                 self._ensure_exits(symbol, trade)  # fills that came during the replace: cover them
-        elif order.status is OrderStatus.CANCELED and cid in (trade.stop_id, trade.target_id):
+        elif (order.status is OrderStatus.CANCELED and cid in (trade.stop_id, trade.target_id)
+              and cid not in self._cancel_asked):
             # The broker cancelled a leg of the working pair unasked (an IB OCA group of type 1
             # cancels the other orders on any fill, a partial one included): the shares still held
             # need their pair again.

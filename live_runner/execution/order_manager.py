@@ -77,6 +77,7 @@ class OrderManager(ExitsMixin):
         self._on_reconcile = on_reconcile or (lambda: None)
         self.cancel_timeout_s = cancel_timeout_s
         self._flatten_wanted: dict[str, OrderRole] = {}
+        self._cancel_asked: set[str] = set()  # cancel_all's orders (not cancelled "unasked")
         self.orders: dict[str, Order] = {}
         self.open_orders: dict[str, Order] = {}
         self.trades: dict[str, OpenTrade] = {}
