@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from live_runner.models import OrderRequest, OrderStatus, Side
 
-from tests.kit.broker_sim.core import Group, SimBroker, SimOrder
+from tests.kit.broker_sim.core import SimBroker
+from tests.kit.broker_sim.orders import Group, SimOrder
 
 
 class AlpacaSim(SimBroker):

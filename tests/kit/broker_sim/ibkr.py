@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from live_runner.models import OrderRequest, OrderRole, OrderStatus
 
-from tests.kit.broker_sim.core import Group, SimBroker, SimOrder
+from tests.kit.broker_sim.core import SimBroker
+from tests.kit.broker_sim.orders import Group, SimOrder
 
 
 class IbSim(SimBroker):

@@ -7,7 +7,7 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from tests.kit.broker_sim.core import SimParams
+from tests.kit.broker_sim.orders import SimParams
 from tests.kit.sessions import et_ns
 
 TICKS_PER_MINUTE = 6
