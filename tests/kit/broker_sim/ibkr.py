@@ -12,17 +12,20 @@ follows the orderId through a modify.
 
 from __future__ import annotations
 
+import random
+
+from live_runner.clock import SimClock
 from live_runner.models import OrderRequest, OrderRole, OrderStatus
 
 from tests.kit.broker_sim.core import SimBroker
-from tests.kit.broker_sim.orders import Group, SimOrder
+from tests.kit.broker_sim.orders import Group, SimOrder, SimParams
 
 
 class IbSim(SimBroker):
     name = "ibkr-sim"
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
+    def __init__(self, clock: SimClock, rng: random.Random, params: SimParams | None = None) -> None:
+        super().__init__(clock, rng, params)
         self.groups: dict[str, Group] = {}
 
     def _group(self, name: str) -> Group | None:
