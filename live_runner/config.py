@@ -102,6 +102,11 @@ class IbkrConfig(_Strict):
     commission_wait_s: float = Field(2.0, ge=0)
     # Highest IB order id reserved per client id (ids are never reused across sessions).
     order_id_state: str | None = "var/ibkr_order_ids.json"
+    # ocaType of a position's stop+target OCA group: 2 = reduce the other leg by the filled shares
+    # (a partial target fill leaves the stop covering exactly what is still held); 1 = cancel the
+    # other leg on any fill, even a partial one (the rest of the position is then unprotected);
+    # 3 = reduce without block (IB may overfill).
+    oca_type: int = Field(2, ge=1, le=3)
 
 
 class RiskConfig(_Strict):

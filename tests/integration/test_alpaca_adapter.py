@@ -640,10 +640,11 @@ def test_whole_chain_round_trip_through_the_fake(fake: FakeAlpaca) -> None:
     assert trade["entry_price"] == 11.2 and trade["exit_price"] == 11.8
     assert Decimal(trade["pnl"]) == Decimal("0.60") * 1785
     assert trade["entry_time"] == "2024-03-15T13:32:00Z"             # the broker's (sim) time
-    assert len(fake.posts) == 3 and set(fake.posts.values()) == {1}  # entry, stop, target
+    assert len(fake.posts) == 2 and set(fake.posts.values()) == {1}  # entry, ONE oco exit
     assert_no_duplicates(fake)
+    assert fake.book.refused == [] and fake.book.violations == []
     stop = [o for o in fake.orders.values() if o["type"] == "stop"][0]
-    assert stop["status"] == "canceled"                              # OCO: canceled after the target
+    assert stop["status"] == "canceled"                              # OCO: canceled by the target
     assert fake.position_qty() == {} and c.positions() == {} and node.execution.positions() == {}
     assert summary["final_positions"] == {} and node.orders.duplicate_fills == 0
     assert node.risk.state.value == "active" and node.orders.open_orders == {}
@@ -686,7 +687,7 @@ def test_failover_chain_primary_refuses_backup_alpaca_trades(fake: FakeAlpaca) -
     assert trade["exit_reason"] == "target" and trade["qty"] == 1785
     assert primary_fake.posts == {}                       # nothing reached the primary
     assert list(primary.posts.values()) == [1]            # the entry, refused at connect
-    assert len(fake.posts) == 3 and set(fake.posts.values()) == {1}
+    assert len(fake.posts) == 2 and set(fake.posts.values()) == {1}  # entry, ONE oco exit
     assert set(primary.posts).issubset(fake.posts)
     assert_no_duplicates(fake)
     assert node.execution.failovers == 1

@@ -360,7 +360,7 @@ def test_alpaca_an_entry_partly_filled_before_the_crash_is_completed_not_double_
         market: dict[str, Any], alpaca_rig: dict[str, Any], tmp_path: Path) -> None:
     """Alpaca reports cumulative fills (exec id = order id : cumulative qty). The restarted runner
     tells it what the journal holds, so the rest of the entry arrives as the 785 shares it is, the
-    exits are re-sized to 1785 with new ids, and nothing is sent twice."""
+    exits are re-sized to 1785 with new ids (one replace of the OCO), and nothing is sent twice."""
     m, alpaca, cfg, env = market, alpaca_rig["alpaca"], alpaca_rig["cfg"], alpaca_rig["env"]
     runner, entry = alpaca_entry_sent(m, alpaca, cfg, env, tmp_path)
     alpaca.fill(entry, 1000, 11.25)
@@ -382,9 +382,10 @@ def test_alpaca_an_entry_partly_filled_before_the_crash_is_completed_not_double_
         (1000, "1000"), (785, "1785")]
     assert alpaca.position_qty() == {"GAPR": 1785}
     posted = [b["client_order_id"] for b in alpaca.bodies]
-    assert len(posted) == len(set(posted)) == 5  # entry, stop+target for 1000, stop+target for 1785
-    old_exits = [cid for cid in posted[1:3]]
-    assert all(alpaca.order(cid)["status"] == "canceled" for cid in old_exits)
+    assert len(posted) == len(set(posted)) == 2  # entry, the OCO for 1000 (then replaced)
+    assert len(alpaca.patches) == 1 and alpaca.book.cancels == []
+    assert alpaca.order(posted[1])["status"] == "replaced"
+    assert alpaca.book.refused == [] and alpaca.book.violations == []
 
 
 def test_alpaca_exits_the_crash_kept_out_of_the_journal_are_adopted(market: dict[str, Any],
@@ -394,7 +395,7 @@ def test_alpaca_exits_the_crash_kept_out_of_the_journal_are_adopted(market: dict
     runner, entry = alpaca_entry_sent(m, alpaca, cfg, env, tmp_path)
     alpaca.fill(entry, 1785, 11.25)
     runner.wait(lambda st: len(st["open_orders"]) == 2 and st["positions"], "the exits")
-    wait_until(lambda: len(alpaca.bodies) == 3 and len(journal_rows(cfg, ("order",))) == 3, "the exits")
+    wait_until(lambda: len(alpaca.bodies) == 2 and len(journal_rows(cfg, ("order",))) == 3, "the exits")
     runner.kill()
     lose_journal_after_entry_fill(cfg)
     alpaca.set_price("GAPR", 11.95)  # the target fills while the runner is down
@@ -410,6 +411,6 @@ def test_alpaca_exits_the_crash_kept_out_of_the_journal_are_adopted(market: dict
     adopted = sorted(e["payload"]["role"] for e in journal_rows(cfg, ("order",)) if e["payload"].get("adopted"))
     assert adopted == ["stop", "target"]
     posted = [b["client_order_id"] for b in alpaca.bodies]
-    assert len(posted) == 3  # nothing re-sent
-    stop = next(b["client_order_id"] for b in alpaca.bodies if b.get("type") == "stop")
-    assert alpaca.order(stop)["status"] == "canceled" and alpaca.position_qty() == {}
+    assert len(posted) == 2  # nothing re-sent: the entry and one OCO
+    oco = next(b["client_order_id"] for b in alpaca.bodies if b.get("order_class") == "oco")
+    assert alpaca.order(oco)["legs"][0]["status"] == "canceled" and alpaca.position_qty() == {}

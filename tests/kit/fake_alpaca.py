@@ -1,24 +1,33 @@
 """A fake Alpaca on 127.0.0.1 (port 0) that the real alpaca-py client talks to.
 
-REST (threaded http.server): /v2/account, /v2/orders (POST, GET, DELETE), /v2/orders/{id},
-/v2/orders:by_client_order_id, /v2/positions, answering with the fields alpaca-py's strict models
-require. Websocket (`websockets`, own loop thread): /stream speaking trade_updates (JSON
-authenticate -> authorization, listen -> listening, updates as binary frames like the paper server).
+The broker's order book (share reservation, OCO, asynchronous replace, delayed cancels, stops and
+limits triggered by a price path) is `tests/kit/alpaca_book.py`; this module is its wire.
 
-A tiny market: `set_price(sym, px)` fills market orders (at once when `auto_fill`), sell/buy
-limits and stops crossing it; `fill(cid, qty, price)` fills by hand (partial fills).
+REST (threaded http.server): /v2/account, /v2/orders (POST, GET, DELETE), /v2/orders/{id} (GET,
+PATCH = replace, DELETE), /v2/orders:by_client_order_id, /v2/positions, answering with the fields
+alpaca-py's strict models require (`nested=true` rolls OCO legs up under their parent). Websocket
+(`websockets`, own loop thread): /stream speaking trade_updates (JSON authenticate ->
+authorization, listen -> listening, updates as binary frames like the paper server).
+
+The market: `set_price(sym, px)` / `walk(sym, [px, ...])` fill market orders (at once when
+`auto_fill`), limits and stops crossing the price; `fill(cid, qty, price)` fills by hand (partial
+fills). `book.cancel_delay_ns` / `book.replace_delay_ns` delay confirmations on the clock;
+`tick()` confirms what is due (every request ticks too).
 
 Faults, each consumed by the next request of its kind:
 - `post_faults`: "504_accept" / "504_drop" (504 after accepting the order, or without),
   "hang_accept" / "hang_drop" (no answer until `release()` or stop), "drop_accept" / "drop_drop"
   (the connection closed without an answer), "429", "500_accept", "reject:<message>" (403),
   "reject_async" (accepted, then a `rejected` trade update);
+- `patch_faults`: "504_accept" / "504_drop";
 - `lookup_faults`: "503", "hang", "drop" on GET .../orders:by_client_order_id;
+- `list_faults`: "500" on GET /v2/orders (the listing for adoption);
 - `down()` / `up()`: the REST port refuses connections, then listens again (same port);
 - websocket: `ws_mute_connections = n` (the first n connections get nothing), `ws_duplicate`
   (every update twice), `ws_corrupt_next = n` (the next n updates arrive malformed instead, i.e.
   lost), `send_garbage(frame)`.
-Counters: `posts[cid]` (POSTs per client order id), `lookups[cid]`, `accepted[cid]`, `requests`.
+Counters: `posts[cid]` (POSTs per client order id), `lookups[cid]`, `accepted[cid]`, `requests`,
+`patches`, `events`; the book's `refused`, `replaces`, `cancels`, `violations`.
 """
 
 from __future__ import annotations
@@ -29,8 +38,6 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from datetime import datetime, timezone
-from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
@@ -38,38 +45,27 @@ from urllib.parse import parse_qs, urlsplit
 import websockets
 from websockets.asyncio.server import serve
 
+from tests.kit.alpaca_book import OPEN, AlpacaBook, num as _num
+
 KEY, SECRET = "fake-key-id", "fake-secret-key"
-OPEN = frozenset({"new", "accepted", "pending_new", "partially_filled"})
-
-
-def _iso(ns: int) -> str:
-    s, rem = divmod(ns, 1_000_000_000)
-    return datetime.fromtimestamp(s, tz=timezone.utc).replace(microsecond=rem // 1000).strftime(
-        "%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _num(x: Decimal | float | int) -> str:
-    d = Decimal(str(x)).normalize()
-    return format(d, "f")
 
 
 class FakeAlpaca:
+    """The wire around an `AlpacaBook`: REST and trade_updates as alpaca-py expects them."""
+
     def __init__(self, *, clock: Callable[[], int] = time.time_ns, equity: float = 100_000.0) -> None:
-        self.clock = clock
         self.lock = threading.RLock()
-        self.orders: dict[str, dict[str, Any]] = {}      # id -> order json
-        self.by_cid: dict[str, str] = {}
+        self.book = AlpacaBook(clock, self._push)
         self.posts: Counter[str] = Counter()
         self.lookups: Counter[str] = Counter()
-        self.accepted: Counter[str] = Counter()
         self.requests: list[tuple[str, str]] = []
         self.bodies: list[dict[str, Any]] = []            # POST /v2/orders bodies
-        self.positions: dict[str, list[Decimal]] = {}     # sym -> [qty, cost]
-        self.prices: dict[str, float] = {}
-        self.auto_fill = True
+        self.patches: list[tuple[str, dict[str, Any]]] = []  # (order id, PATCH body)
         self.post_faults: deque[str] = deque()
+        self.patch_faults: deque[str] = deque()
         self.lookup_faults: deque[str] = deque()
-        self.account: dict[str, Any] = {
+        self.list_faults: deque[str] = deque()
+        self.book.account = {
             "id": str(uuid.uuid4()), "account_number": "PA1FAKE0001", "status": "ACTIVE",
             "currency": "USD", "cash": _num(equity), "equity": _num(equity),
             "last_equity": _num(equity), "buying_power": _num(equity * 4),
@@ -77,8 +73,6 @@ class FakeAlpaca:
             "pattern_day_trader": False, "daytrade_count": 0, "trading_blocked": False,
             "account_blocked": False, "transfers_blocked": False, "shorting_enabled": False,
             "multiplier": "4", "created_at": "2020-01-02T15:00:00Z"}
-        self.pdt_protect = False   # Alpaca's own PDT check (40310100) on buys
-        self._bought_today: set[str] = set()
         self._release = threading.Event()
         self._http: ThreadingHTTPServer | None = None
         self.rest_port = 0
@@ -91,12 +85,27 @@ class FakeAlpaca:
         self.updates_sent = 0
         self.updates_lost = 0
         self.garbage_sent = 0
+        self.events: list[tuple[str, str]] = []   # (event, client order id) pushed, in order
         self._listeners: set[Any] = set()
         self._mute: set[Any] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._outbox: asyncio.Queue[Any] | None = None
         self._ws_thread: threading.Thread | None = None
         self._ws_stop: asyncio.Event | None = None
+
+    # --- the book's state, as the tests read it --------------------------------------------------
+    clock = property(lambda self: self.book.clock,
+                     lambda self, v: setattr(self.book, "clock", v))
+    auto_fill = property(lambda self: self.book.auto_fill,
+                         lambda self, v: setattr(self.book, "auto_fill", v))
+    pdt_protect = property(lambda self: self.book.pdt_protect,
+                           lambda self, v: setattr(self.book, "pdt_protect", v))
+    orders = property(lambda self: self.book.orders)
+    by_cid = property(lambda self: self.book.by_cid)
+    accepted = property(lambda self: self.book.accepted)
+    positions = property(lambda self: self.book.positions)
+    prices = property(lambda self: self.book.prices)
+    account = property(lambda self: self.book.account)
 
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> "FakeAlpaca":
@@ -154,155 +163,73 @@ class FakeAlpaca:
         """Let hung requests finish (they answer into closed sockets)."""
         self._release.set()
 
-    # --- market --------------------------------------------------------------------------------
+    # --- market and broker-side actions (the test drives them) -----------------------------------
     def set_price(self, symbol: str, price: float) -> None:
         with self.lock:
-            self.prices[symbol] = price
-            for o in list(self.orders.values()):
-                if o["symbol"] != symbol or o["status"] not in OPEN:
-                    continue
-                px = self._crossing(o, price)
-                if px is not None:
-                    self._fill(o, int(o["qty"]) - int(o["filled_qty"]), px)
+            self.book.set_price(symbol, price)
 
-    def _crossing(self, o: dict[str, Any], price: float) -> float | None:
-        kind, side = o["type"], o["side"]
-        if kind == "market":
-            return price
-        if kind == "limit":
-            limit = float(o["limit_price"])
-            if (side == "sell" and price >= limit) or (side == "buy" and price <= limit):
-                return limit
-        if kind == "stop":
-            stop = float(o["stop_price"])
-            if (side == "sell" and price <= stop) or (side == "buy" and price >= stop):
-                return price
-        return None
-
-    def fill(self, client_order_id: str, qty: int, price: float) -> None:
+    def walk(self, symbol: str, prices: list[float]) -> None:
+        """A scripted price path: stops and limits trigger as it passes them."""
         with self.lock:
-            self._fill(self.orders[self.by_cid[client_order_id]], qty, price)
+            self.book.walk(symbol, prices)
+
+    def tick(self) -> None:
+        """Confirm the cancels and replaces whose delay has passed on the clock."""
+        with self.lock:
+            self.book.tick()
+
+    def fill(self, key: str, qty: int, price: float) -> None:
+        """Fill `qty` of an order (by client id or id) at `price`: partial fills by hand."""
+        with self.lock:
+            o = self.book.find(key)
+            assert o is not None, key
+            self.book.fill(o, qty, price)
 
     def cancel_by_broker(self, client_order_id: str, status: str = "canceled") -> None:
         with self.lock:
-            o = self.orders[self.by_cid[client_order_id]]
-            self._close(o, status)
+            o = self.book.find(client_order_id)
+            assert o is not None, client_order_id
+            self.book.close(o, status)
 
-    def order(self, client_order_id: str) -> dict[str, Any] | None:
+    def order(self, key: str) -> dict[str, Any] | None:
+        """An order by client id or id, with its legs."""
         with self.lock:
-            oid = self.by_cid.get(client_order_id)
-            return dict(self.orders[oid]) if oid else None
+            o = self.book.find(key)
+            return self.book.view(o) if o else None
 
     def position_qty(self) -> dict[str, int]:
         with self.lock:
-            return {s: int(p[0]) for s, p in sorted(self.positions.items()) if p[0]}
+            return {s: int(p[0]) for s, p in sorted(self.book.positions.items()) if p[0]}
 
-    def _fill(self, o: dict[str, Any], qty: int, price: float) -> None:
-        now = self.clock()
-        done = int(o["filled_qty"])
-        qty = min(qty, int(o["qty"]) - done)
-        if qty <= 0:
-            return
-        avg = Decimal(o["filled_avg_price"] or 0)
-        cum = done + qty
-        new_avg = (avg * done + Decimal(str(price)) * qty) / cum
-        o["filled_qty"] = str(cum)
-        o["filled_avg_price"] = _num(round(new_avg, 6))
-        o["updated_at"] = _iso(now)
-        full = cum >= int(o["qty"])
-        o["status"] = "filled" if full else "partially_filled"
-        if full:
-            o["filled_at"] = _iso(now)
-        sym = o["symbol"]
-        pos = self.positions.setdefault(sym, [Decimal(0), Decimal(0)])
-        signed = qty if o["side"] == "buy" else -qty
-        if o["side"] == "buy":
-            pos[1] += Decimal(str(price)) * qty
-            self._bought_today.add(sym)
-        elif pos[0]:
-            pos[1] -= pos[1] * qty / pos[0]
-        pos[0] += signed
-        if o["side"] == "sell" and pos[0] == 0 and sym in self._bought_today:
-            self.account["daytrade_count"] += 1
-        self._push("fill" if full else "partial_fill", o, execution_id=str(uuid.uuid4()),
-                   qty=str(qty), price=_num(price), position_qty=str(int(pos[0])))
+    def open_sells(self, symbol: str) -> list[dict[str, Any]]:
+        """Working sell orders (legs included), for the tests' share accounting."""
+        with self.lock:
+            return [dict(o) for o in self.book.orders.values() if o["symbol"] == symbol
+                    and o["side"] == "sell" and o["status"] in OPEN]
 
-    def _close(self, o: dict[str, Any], status: str) -> None:
-        now = _iso(self.clock())
-        o["status"] = status
-        o["updated_at"] = now
-        o[{"canceled": "canceled_at", "expired": "expired_at", "rejected": "failed_at"}[status]] = now
-        self._push(status, o)
-
-    # --- REST logic (called from handler threads) ------------------------------------------------
+    # kept for tests that seed orders directly
     def _new_order(self, body: dict[str, Any]) -> tuple[int, Any]:
-        """Validate and store an order; (status, json)."""
-        cid = body.get("client_order_id") or str(uuid.uuid4())
-        try:
-            qty = Decimal(str(body["qty"]))
-        except Exception:
-            return 422, {"code": 40010001, "message": "qty is required"}
-        if qty <= 0 or qty != qty.to_integral_value():
-            return 422, {"code": 40010001, "message": "qty must be a positive integer"}
-        kind = body.get("type")
-        if kind not in ("market", "limit", "stop"):
-            return 422, {"code": 40010001, "message": f"invalid order type {kind}"}
-        if kind == "limit" and not body.get("limit_price"):
-            return 422, {"code": 40010001, "message": "limit_price is required"}
-        if kind == "stop" and not body.get("stop_price"):
-            return 422, {"code": 40010001, "message": "stop_price is required"}
-        if body.get("extended_hours") and (kind != "limit" or body.get("time_in_force") != "day"):
-            return 422, {"code": 42210000,
-                         "message": "extended hours order must be DAY limit orders"}
-        if cid in self.by_cid:
-            return 422, {"code": 40010001, "message": "client_order_id must be unique"}
-        if (self.pdt_protect and body.get("side") == "buy"
-                and float(self.account["equity"]) < 25_000 and self.account["daytrade_count"] >= 3):
-            return 403, {"code": 40310100, "message": "trade denied due to pattern day trading protection"}
-        now = _iso(self.clock())
-        o = {
-            "id": str(uuid.uuid4()), "client_order_id": cid, "created_at": now, "updated_at": now,
-            "submitted_at": now, "filled_at": None, "expired_at": None, "expires_at": None,
-            "canceled_at": None, "failed_at": None, "replaced_at": None, "replaced_by": None,
-            "replaces": None, "asset_id": str(uuid.uuid5(uuid.NAMESPACE_DNS, body.get("symbol", ""))),
-            "symbol": body.get("symbol"), "asset_class": "us_equity", "notional": None,
-            "qty": str(int(qty)), "filled_qty": "0", "filled_avg_price": None, "order_class": "simple",
-            "order_type": kind, "type": kind, "side": body.get("side"),
-            "time_in_force": body.get("time_in_force", "day"),
-            "limit_price": body.get("limit_price") and _num(body["limit_price"]),
-            "stop_price": body.get("stop_price") and _num(body["stop_price"]),
-            "status": "accepted", "extended_hours": bool(body.get("extended_hours", False)),
-            "legs": None, "trail_percent": None, "trail_price": None, "hwm": None,
-        }
-        self.orders[o["id"]] = o
-        self.by_cid[cid] = o["id"]
-        self.accepted[cid] += 1
-        return 200, o
+        return self.book.new_order(body)
 
     def _after_accept(self, o: dict[str, Any], reject_async: bool = False) -> None:
-        o["status"] = "new"
-        self._push("new", o)
-        if reject_async:
-            self._close(o, "rejected")
-            return
-        if self.auto_fill and o["type"] == "market" and o["symbol"] in self.prices:
-            self._fill(o, int(o["qty"]), self.prices[o["symbol"]])
+        self.book.after_accept(o["id"], reject_async)
 
-    def _position_json(self, sym: str, p: list[Decimal]) -> dict[str, Any]:
+    def _position_json(self, sym: str, p: list[Any]) -> dict[str, Any]:
         qty, cost = p
-        avg = cost / qty if qty else Decimal(0)
+        avg = cost / qty if qty else 0
         return {"asset_id": str(uuid.uuid5(uuid.NAMESPACE_DNS, sym)), "symbol": sym,
                 "exchange": "NASDAQ", "asset_class": "us_equity", "asset_marginable": True,
                 "avg_entry_price": _num(round(avg, 4)), "qty": str(int(qty)),
                 "side": "long" if qty > 0 else "short", "cost_basis": _num(round(cost, 2)),
-                "qty_available": str(int(qty))}
+                "qty_available": str(self.book.available(sym))}
 
     # --- websocket -----------------------------------------------------------------------------
     def _push(self, event: str, o: dict[str, Any], **extra: Any) -> None:
+        self.events.append((event, o["client_order_id"]))
         msg = {"stream": "trade_updates",
-               "data": {"event": event, "order": dict(o), "timestamp": o["updated_at"], **extra}}
+               "data": {"event": event, "order": o, "timestamp": o["updated_at"], **extra}}
         if self._loop is not None and self._outbox is not None:
-            self._loop.call_soon_threadsafe(self._outbox.put_nowait, msg)
+            self._loop.call_soon_threadsafe(self._outbox.put_nowait, json.loads(json.dumps(msg)))
 
     def send_garbage(self, frame: bytes | str = b"{this is not json") -> None:
         if self._loop is not None and self._outbox is not None:
@@ -420,6 +347,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _drop(self) -> None:
         self.close_connection = True  # no answer at all: the client sees the connection closed
 
+    def _body(self) -> dict[str, Any]:
+        length = int(self.headers.get("Content-Length") or 0)
+        return json.loads(self.rfile.read(length) or b"{}")
+
     def do_GET(self) -> None:
         fake = self.fake
         url = urlsplit(self.path)
@@ -427,6 +358,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorized():
             return
         q = parse_qs(url.query)
+        nested = (q.get("nested") or ["false"])[0].lower() == "true"
         if url.path == "/v2/orders:by_client_order_id":
             cid = (q.get("client_order_id") or [""])[0]
             with fake.lock:
@@ -439,30 +371,35 @@ class _Handler(BaseHTTPRequestHandler):
             if fault == "drop":
                 return self._drop()
             with fake.lock:
-                oid = fake.by_cid.get(cid)
-                o = dict(fake.orders[oid]) if oid else None
+                fake.book.tick()
+                oid = fake.book.by_cid.get(cid)
+                o = fake.book.view(fake.book.orders[oid]) if oid else None
             return self._send(200, o) if o else self._send(404, {"code": 40410000, "message": "order not found"})
         with fake.lock:
+            book = fake.book
+            book.tick()
             if url.path == "/v2/account":
-                return self._send(200, dict(fake.account))
+                return self._send(200, dict(book.account))
             if url.path == "/v2/positions":
-                return self._send(200, [fake._position_json(s, p) for s, p in sorted(fake.positions.items()) if p[0]])
+                return self._send(200, [fake._position_json(s, p) for s, p in sorted(book.positions.items()) if p[0]])
             if url.path == "/v2/orders":
+                if fake.list_faults and fake.list_faults.popleft() == "500":
+                    return self._send(500, {"code": 50010000, "message": "internal server error"})
                 status = (q.get("status") or ["open"])[0]
-                rows = [o for o in fake.orders.values()
-                        if status == "all" or (status == "open") == (o["status"] in OPEN)]
+                rows = [book.view(o, nested) for o in book.orders.values()
+                        if (status == "all" or (status == "open") == (o["status"] in OPEN))
+                        and not (nested and o["id"] in book.parent_of)]
                 return self._send(200, rows)
             if url.path.startswith("/v2/orders/"):
-                o = fake.orders.get(url.path.rsplit("/", 1)[1])
-                return self._send(200, dict(o)) if o else self._send(404, {"code": 40410000, "message": "order not found"})
+                o = book.orders.get(url.path.rsplit("/", 1)[1])
+                return self._send(200, book.view(o, nested)) if o else self._send(404, {"code": 40410000, "message": "order not found"})
         self._send(404, {"code": 40400000, "message": "not found"})
 
     def do_POST(self) -> None:
         fake = self.fake
         url = urlsplit(self.path)
         fake.requests.append(("POST", url.path))
-        length = int(self.headers.get("Content-Length") or 0)
-        body = json.loads(self.rfile.read(length) or b"{}")
+        body = self._body()
         if not self._authorized():
             return
         if url.path != "/v2/orders":
@@ -472,17 +409,16 @@ class _Handler(BaseHTTPRequestHandler):
             fake.posts[cid] += 1
             fake.bodies.append(body)
             fault = fake.post_faults.popleft() if fake.post_faults else None
-            if fault == "429":
-                pass
-            elif fault and fault.startswith("reject:"):
+            if fault == "429" or (fault and fault.startswith("reject:")):
                 pass
             elif fault in ("504_drop", "hang_drop", "drop_drop"):
                 pass
             else:
-                status, o = fake._new_order(body)
+                fake.book.tick()
+                status, o = fake.book.new_order(body)
                 if status == 200:
-                    fake._after_accept(o, reject_async=fault == "reject_async")
-                    o = dict(o)
+                    fake.book.after_accept(o["id"], reject_async=fault == "reject_async")
+                    o = fake.book.view(fake.book.orders[o["id"]])
         if fault == "429":
             return self._send(429, {"code": 42910000, "message": "rate limit exceeded"})
         if fault and fault.startswith("reject:"):
@@ -497,6 +433,26 @@ class _Handler(BaseHTTPRequestHandler):
             return self._drop()
         self._send(status, o)
 
+    def do_PATCH(self) -> None:
+        """Replace an order (asynchronous at Alpaca: the answer is the new order, `accepted`)."""
+        fake = self.fake
+        url = urlsplit(self.path)
+        fake.requests.append(("PATCH", url.path))
+        body = self._body()
+        if not self._authorized():
+            return
+        if not url.path.startswith("/v2/orders/"):
+            return self._send(404, {"code": 40400000, "message": "not found"})
+        oid = url.path.rsplit("/", 1)[1]
+        with fake.lock:
+            fake.patches.append((oid, body))
+            fault = fake.patch_faults.popleft() if fake.patch_faults else None
+            if fault != "504_drop":
+                status, o = fake.book.replace(oid, body)
+        if fault in ("504_accept", "504_drop"):
+            return self._send(504, b"<html><body><h1>504 Gateway Time-out</h1></body></html>")
+        self._send(status, o)
+
     def do_DELETE(self) -> None:
         fake = self.fake
         url = urlsplit(self.path)
@@ -505,18 +461,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         with fake.lock:
             if url.path == "/v2/orders":
-                out = []
-                for o in fake.orders.values():
-                    if o["status"] in OPEN:
-                        fake._close(o, "canceled")
-                        out.append({"id": o["id"], "status": 200})
-                return self._send(207, out)
+                return self._send(207, [{"id": i, "status": 200} for i in fake.book.cancel_all()])
             if url.path.startswith("/v2/orders/"):
-                o = fake.orders.get(url.path.rsplit("/", 1)[1])
-                if o is None:
-                    return self._send(404, {"code": 40410000, "message": "order not found"})
-                if o["status"] not in OPEN:
-                    return self._send(422, {"code": 42210000, "message": "order is not cancelable"})
-                fake._close(o, "canceled")
-                return self._send(204)
+                status, body = fake.book.cancel(url.path.rsplit("/", 1)[1])
+                return self._send(status, body)
         self._send(404, {"code": 40400000, "message": "not found"})

@@ -2,9 +2,12 @@
 
 It speaks the real framing and layouts (`tws_wire`), answers the connect sequence (nextValidId,
 managedAccounts, open/completed orders, positions, account updates, executions), and keeps a small
-order book per client id: market orders fill at once (or on `trade_bar`), limit and stop orders
-rest until `fill`/`trade_bar`; cancels answer 202 + Cancelled. Every message received is logged
-with its arrival time (`received`), so tests can count placeOrders per orderRef or measure rates.
+order book (`tws_book.TwsBook`: OCA groups, modify by orderId, cancels confirmed after
+`cancel_delay_s` of the fake's clock, stops and limits triggered by `set_price`/`trade_bar`,
+positions that follow fills and can go short). Market orders fill at once (or on `trade_bar`).
+Time at the fake moves only when the test says so (`advance`, a bar's timestamp), so no outcome
+depends on how long anything sleeps. Every message received is logged with its arrival time
+(`received`), so tests can count placeOrders per orderRef or measure rates.
 
 Fault hooks: `drop_on_place` (close the socket right after a placeOrder, before or after the ack,
 with or without booking the order), `go_down`/`come_up`/`restart` (a Gateway restart: listener
@@ -20,53 +23,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Callable
 
 from tests.kit import tws_wire as wire
+from tests.kit.tws_book import FakeExecution, FakeOrder, ManualClock, Note, TwsBook
 
-
-@dataclass(eq=False)
-class FakeOrder:
-    order_id: int
-    client_id: int
-    perm_id: int
-    con_id: int
-    symbol: str
-    action: str
-    qty: float
-    order_type: str
-    lmt_price: float
-    aux_price: float
-    tif: str
-    account: str
-    order_ref: str
-    outside_rth: bool
-    fields: list[str]
-    status: str = "PreSubmitted"
-    filled: float = 0.0
-    avg_price: float = 0.0
-    last_fill_price: float = 0.0
-    commission: Decimal = Decimal(0)
-    updated: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
-
-    @property
-    def done(self) -> bool:
-        return self.status in ("Filled", "Cancelled", "Inactive")
-
-
-@dataclass(eq=False)
-class FakeExecution:
-    exec_id: str
-    order: FakeOrder
-    shares: float
-    price: float
-    time: datetime
-    cum_qty: float
-    avg_price: float
-    commission: Decimal
+__all__ = ["FakeExecution", "FakeOrder", "FakeTws"]
 
 
 @dataclass(eq=False)
@@ -82,20 +46,17 @@ class _Session:
 class FakeTws:
     def __init__(self, accounts: tuple[str, ...] = ("DU123",), next_order_id: int = 1,
                  market_fill: bool = True, default_price: float = 10.0,
-                 commission_per_share: str = "0.0035", commission_min: str = "0.35") -> None:
+                 commission_per_share: str = "0.0035", commission_min: str = "0.35",
+                 cancel_delay_s: float = 0.0, clock: Callable[[], datetime] | None = None) -> None:
         self.accounts = accounts
         self.next_valid_id = next_order_id
         self.market_fill = market_fill
         self.prices: dict[str, float] = {}
-        self.default_price = default_price
-        self.per_share = Decimal(commission_per_share)
-        self.min_commission = Decimal(commission_min)
+        self.clock = clock or ManualClock()
+        self.book = TwsBook(accounts, self.clock, cancel_delay_s, default_price,
+                            commission_per_share, commission_min)
         self.port = 0
         self.up = False
-        self.now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
-        self.orders: list[FakeOrder] = []
-        self.executions: list[FakeExecution] = []
-        self.positions: dict[tuple[str, str], list[float]] = {}  # (account, symbol) -> [qty, cost]
         self.received: list[tuple[float, int, list[str]]] = []  # (monotonic, client id, fields)
         self.sessions: list[_Session] = []
         self.handshakes = 0
@@ -104,12 +65,34 @@ class FakeTws:
         self.duplicate_exec = False
         self.corrupt_next_exec = False
         self.reject: Callable[[FakeOrder], tuple[int, str] | None] = lambda o: None
+        self.silent: set[int] = set()  # request message ids left unanswered (a listing that hangs)
         self._server: asyncio.AbstractServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._perm = 900_000
-        self._exec_seq = 0
-        self._con_ids: dict[str, int] = {}
+
+    # the book's state, as tests read it
+    @property
+    def orders(self) -> list[FakeOrder]:
+        return self.book.orders
+
+    @property
+    def executions(self) -> list[FakeExecution]:
+        return self.book.executions
+
+    @property
+    def positions(self) -> dict[tuple[str, str], list[float]]:
+        return self.book.positions
+
+    @property
+    def cancel_delay_s(self) -> float:
+        return self.book.cancel_delay_s
+
+    @cancel_delay_s.setter
+    def cancel_delay_s(self, value: float) -> None:
+        self.book.cancel_delay_s = value
+
+    def now(self) -> datetime:
+        return self.clock()
 
     # --- lifecycle (awaited from the test's loop; the work runs on the fake's own loop) -------------
     async def start(self) -> "FakeTws":
@@ -183,8 +166,14 @@ class FakeTws:
         return [f for f in self.messages(3) if len(f) > 26 and f[26] == order_ref]
 
     def order(self, order_ref: str) -> FakeOrder:
-        [o] = [o for o in list(self.orders) if o.order_ref == order_ref]
-        return o
+        return self.book.by_ref(order_ref)
+
+    def position(self, symbol: str) -> float:
+        return self.book.position(symbol)
+
+    def cancels(self) -> list[int]:
+        """The orderIds of every cancelOrder received."""
+        return [int(f[2]) for f in self.messages(4)]
 
     # --- the connection ------------------------------------------------------------------------------
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -219,10 +208,12 @@ class FakeTws:
 
     def _dispatch(self, s: _Session, f: list[str]) -> None:
         msg = int(f[0])
+        if msg in self.silent:
+            return
         if msg == 3:
             self._place(s, f)
         elif msg == 4:
-            self._cancel(s, int(f[2]))
+            self._deliver(self.book.cancel(s.client_id, int(f[2])))
         elif msg in (5, 16):  # reqOpenOrders (this client) / reqAllOpenOrders
             for o in self.orders:
                 if not o.done and (msg == 16 or o.client_id == s.client_id):
@@ -238,7 +229,7 @@ class FakeTws:
             self._executions(s, f)
         elif msg == 61:
             for (acct, sym), (qty, cost) in self.positions.items():
-                s.send(wire.position(acct, self._con_id(sym), sym, qty, cost))
+                s.send(wire.position(acct, self.book.con_id(sym), sym, qty, cost))
             s.send([62, 1])
         elif msg == 6:
             if f[2] == "1":
@@ -251,105 +242,91 @@ class FakeTws:
             s.send([49, 1, int(time.time())])
 
     # --- orders ---------------------------------------------------------------------------------------
-    def _con_id(self, symbol: str) -> int:
-        return self._con_ids.setdefault(symbol, 265_598 + len(self._con_ids))
+    def _deliver(self, notes: list[Note]) -> None:
+        """The book's notes as TWS sends them, to the session of the order's client id."""
+        for note in notes:
+            kind = note[0]
+            if kind == "position":
+                (acct, sym), qty, cost = note[1], note[2], note[3]
+                self._broadcast(wire.position(acct, self.book.con_id(sym), sym, qty, cost))
+                continue
+            if kind == "commission":
+                s = self._session_for(note[1].order.client_id)
+                if s is not None:
+                    s.send(wire.commission_report(note[1]))
+                continue
+            if kind == "error_id":
+                for s in self.sessions:
+                    s.send(wire.error(note[1], note[2], note[3]))
+                continue
+            o = note[2] if kind == "exec" else note[1]
+            s = self._session_for(o.client_id)
+            if s is None:
+                continue
+            if kind == "status":
+                s.send(wire.open_order(o, o.status))
+                s.send(wire.order_status(o))
+            elif kind == "order_status":
+                s.send(wire.order_status(o))
+            elif kind == "error":
+                s.send(wire.error(o.order_id, note[2], note[3]))
+            elif kind == "exec":
+                details = wire.exec_details(-1, note[1])
+                if self.corrupt_next_exec:
+                    self.corrupt_next_exec = False
+                    details[19] = "x" + str(details[19])  # shares: not a number
+                s.send(details)
+                if self.duplicate_exec:
+                    s.send(details)
+                s.send(wire.order_status(o))
+                if o.status == "Filled":
+                    s.send(wire.open_order(o, "Filled"))
+
+    def _market_price(self, symbol: str) -> float:
+        return self.book.last.get(symbol, self.prices.get(symbol, self.book.default_price))
 
     def _place(self, s: _Session, f: list[str]) -> None:
-        order_id, symbol = int(f[1]), f[3]
-        self._perm += 1
-        o = FakeOrder(order_id, s.client_id, self._perm, self._con_id(symbol), symbol, f[16],
-                      float(f[17]), f[18], float(f[19] or 0), float(f[20] or 0), f[21], f[23], f[26],
-                      f[33] == "1", f)
-        if any(x.order_id == order_id and x.client_id == s.client_id for x in self.orders):
-            s.send(wire.error(order_id, 103, "Duplicate order id"))
+        P = wire.PLACE
+        order_id, symbol = int(f[P["order_id"]]), f[P["symbol"]]
+        oca_type = f[P["oca_type"]] if len(f) > P["oca_type"] else ""
+        o = FakeOrder(order_id, s.client_id, 0, self.book.con_id(symbol), symbol, f[P["action"]],
+                      float(f[P["qty"]]), f[P["order_type"]], float(f[P["lmt_price"]] or 0),
+                      float(f[P["aux_price"]] or 0), f[P["tif"]], f[P["account"]], f[P["order_ref"]],
+                      f[P["outside_rth"]] == "1", f, oca_group=f[P["oca_group"]],
+                      oca_type=int(oca_type) if oca_type.lstrip("-").isdigit() else 0)
+        existing = self.book.find(s.client_id, order_id)
+        if existing is not None:  # the same orderId again: a modification
+            self._deliver(self.book.modify(existing, o))
             return
+        o.perm_id = self.book.next_perm()
         fault, self.drop_on_place = self.drop_on_place, None
         if fault is not None:
             if fault.get("accept", True):
-                self.orders.append(o)
+                self.book.orders.append(o)
                 o.status = "Submitted" if o.order_type != "MKT" else "PreSubmitted"
                 if fault.get("ack", False):
                     s.send(wire.open_order(o, o.status))
                     s.send(wire.order_status(o))
                 s.writer.transport.abort()
                 if o.order_type == "MKT" and self.market_fill:
-                    self._execute(o, o.qty, self.prices.get(symbol, self.default_price))
+                    self._deliver(self.book.fill_market(o, self._market_price(symbol)))
             else:
                 s.writer.transport.abort()
             return
         rejection = self.reject(o)
         if rejection is not None:
             o.status = "Inactive"
-            self.orders.append(o)
+            self.book.orders.append(o)
             s.send(wire.error(order_id, rejection[0], rejection[1]))
             s.send(wire.order_status(o))
             return
-        self.orders.append(o)
-        s.send(wire.open_order(o, "PreSubmitted"))
-        s.send(wire.order_status(o))
-        if o.order_type == "MKT" and self.market_fill:
-            self._execute(o, o.qty, self.prices.get(symbol, self.default_price))
-        else:
-            o.status = "Submitted"
-            s.send(wire.open_order(o, o.status))
-            s.send(wire.order_status(o))
-
-    def _cancel(self, s: _Session, order_id: int) -> None:
-        mine = [o for o in self.orders if o.order_id == order_id and o.client_id == s.client_id]
-        if not mine:
-            s.send(wire.error(order_id, 10147, f"OrderId {order_id} that needs to be cancelled is not found."))
-            return
-        o = mine[0]
-        if o.done:
-            s.send(wire.error(order_id, 10148, f"OrderId {order_id} that needs to be cancelled cannot be "
-                                               f"cancelled, state: {o.status}."))
-            return
-        o.status = "Cancelled"
-        o.updated = self.now()
-        s.send(wire.error(order_id, 202, "Order Canceled - reason:"))
-        s.send(wire.order_status(o))
+        self._deliver(self.book.add(o, self._market_price(symbol) if self.market_fill else None))
 
     def _session_for(self, client_id: int) -> _Session | None:
         for s in reversed(self.sessions):
             if s.client_id == client_id:
                 return s
         return None
-
-    def _execute(self, o: FakeOrder, qty: float, price: float) -> FakeExecution:
-        self._exec_seq += 1
-        before = o.commission
-        total = max(self.min_commission, self.per_share * Decimal(int(o.filled + qty))).quantize(
-            Decimal("0.01"), rounding=ROUND_HALF_UP)  # cumulative per order, to the cent
-        o.avg_price = (o.avg_price * o.filled + price * qty) / (o.filled + qty)
-        o.filled += qty
-        o.last_fill_price = price
-        o.commission = total
-        o.status = "Filled" if o.filled >= o.qty else "Submitted"
-        o.updated = self.now()
-        ex = FakeExecution(f"{o.perm_id:08x}.{self._exec_seq:08x}.01.01", o, qty, price, self.now(),
-                           o.filled, o.avg_price, total - before)
-        self.executions.append(ex)
-        key = (o.account or self.accounts[0], o.symbol)
-        pos = self.positions.setdefault(key, [0.0, 0.0])
-        signed = qty if o.action == "BUY" else -qty
-        pos[1] = (pos[0] * pos[1] + signed * price) / (pos[0] + signed) if pos[0] + signed else 0.0
-        pos[0] += signed
-        s = self._session_for(o.client_id)
-        if s is not None:
-            details = wire.exec_details(-1, ex)
-            if self.corrupt_next_exec:
-                self.corrupt_next_exec = False
-                details[19] = "x" + str(details[19])  # shares: not a number
-            s.send(details)
-            if self.duplicate_exec:
-                s.send(details)
-            s.send(wire.order_status(o))
-            if o.status == "Filled":
-                s.send(wire.open_order(o, "Filled"))
-            s.send(wire.commission_report(ex))
-        for other in self.sessions:
-            other.send(wire.position(key[0], o.con_id, o.symbol, pos[0], pos[1]))
-        return ex
 
     def _executions(self, s: _Session, f: list[str]) -> None:
         req_id, client_id, acct, since, symbol = int(f[2]), int(f[3] or 0), f[4], f[5], f[6]
@@ -368,13 +345,33 @@ class FakeTws:
     def fill(self, order_ref: str, qty: float | None = None, price: float | None = None) -> FakeExecution:
         return self._sync(self._fill, order_ref, qty, price)
 
+    def set_price(self, symbol: str, price: float, volume: float | None = None) -> int:
+        """The market trades at `price` (up to `volume` shares): the resting stops, limits and
+        market orders it reaches fill, with their OCA effects. Returns the number of executions."""
+        return self._sync(self._run, self.book.set_price, symbol, price, volume)
+
+    def advance(self, seconds: float) -> int:
+        """Time passes at the broker: cancels requested `cancel_delay_s` ago are confirmed now.
+        Returns how many notes were sent."""
+        return self._sync(self._run, self.book.advance, seconds)
+
     def trade_bar(self, symbol: str, o: float, h: float, l: float, c: float, ts_ns: int | None = None) -> int:
         """Match resting orders against one bar (market at the open, then stops, then limits), as
         the paper broker does; returns the number of executions."""
         return self._sync(self._trade_bar, symbol, o, h, l, c, ts_ns)
 
+    def place_external(self, order_ref: str, symbol: str, action: str, qty: float, client_id: int = 7,
+                       order_id: int = 90_000, price: float | None = None) -> None:
+        """A market order booked without this client's placeOrder (another runner with the same
+        prefix, a manual order in TWS): it fills at once and its reports go to `client_id`."""
+        def book() -> None:
+            o = FakeOrder(order_id, client_id, self.book.next_perm(), self.book.con_id(symbol), symbol, action,
+                          qty, "MKT", 0.0, 0.0, "DAY", self.accounts[0], order_ref, False, [])
+            self._deliver(self.book.add(o, price if price is not None else self._market_price(symbol)))
+        self._sync(book)
+
     def cancel_by_broker(self, order_ref: str, code: int = 202, message: str = "Order Canceled - reason:") -> None:
-        self._sync(self._cancel_by_broker, order_ref, code, message)
+        self._sync(lambda: self._deliver(self.book.cancel_by_broker(self.order(order_ref), code, message)))
 
     def send_error(self, req_id: int, code: int, message: str) -> None:
         self._sync(self._broadcast, wire.error(req_id, code, message))
@@ -386,48 +383,23 @@ class FakeTws:
         for s in self.sessions:
             s.send(fields)
 
+    def _run(self, fn: Callable[..., list[Note]], *args: Any) -> int:
+        notes = fn(*args)
+        self._deliver(notes)
+        return sum(1 for n in notes if n[0] == "exec") if fn != self.book.advance else len(notes)
+
     def _fill(self, order_ref: str, qty: float | None, price: float | None) -> FakeExecution:
         o = self.order(order_ref)
-        price = price if price is not None else (o.lmt_price or o.aux_price or self.default_price)
-        return self._execute(o, qty if qty is not None else o.qty - o.filled, price)
+        price = price if price is not None else (o.lmt_price or o.aux_price or self.book.default_price)
+        notes = self.book.execute(o, qty if qty is not None else o.remaining, price)
+        self._deliver(notes)
+        return notes[0][1]
 
     def _trade_bar(self, symbol: str, o: float, h: float, l: float, c: float, ts_ns: int | None) -> int:
         if ts_ns is not None:
             at = datetime.fromtimestamp(ts_ns / 1e9, timezone.utc)
-            self.now = lambda: at
-        n = 0
-        book = [x for x in self.orders if x.symbol == symbol and not x.done]
-        for x in book:
-            if x.order_type == "MKT":
-                self._execute(x, x.qty - x.filled, o)
-                n += 1
-        for x in book:
-            if x.done or x.order_type != "STP":
-                continue
-            stop = x.aux_price
-            if x.action == "SELL" and l <= stop:
-                self._execute(x, x.qty - x.filled, o if o < stop else stop)
-                n += 1
-            elif x.action == "BUY" and h >= stop:
-                self._execute(x, x.qty - x.filled, o if o > stop else stop)
-                n += 1
-        for x in book:
-            if x.done or x.order_type != "LMT":
-                continue
-            lim = x.lmt_price
-            if x.action == "SELL" and h >= lim:
-                self._execute(x, x.qty - x.filled, o if o > lim else lim)
-                n += 1
-            elif x.action == "BUY" and l <= lim:
-                self._execute(x, x.qty - x.filled, o if o < lim else lim)
-                n += 1
-        return n
-
-    def _cancel_by_broker(self, order_ref: str, code: int, message: str) -> None:
-        o = self.order(order_ref)
-        o.status = "Cancelled"
-        s = self._session_for(o.client_id)
-        if s is not None:
-            s.send(wire.error(o.order_id, code, message))
-            s.send(wire.order_status(o))
-
+            if isinstance(self.clock, ManualClock):
+                self.clock.at = at
+        notes = self.book.advance(0) + self.book.trade_bar(symbol, o, h, l, c)
+        self._deliver(notes)
+        return sum(1 for n in notes if n[0] == "exec")

@@ -104,6 +104,12 @@ COMPLETED_ORDER = (
 ).split()
 
 
+# placeOrder (client to server) at these versions, non-combo orders: the fields the fake reads.
+PLACE = {"order_id": 1, "symbol": 3, "action": 16, "qty": 17, "order_type": 18, "lmt_price": 19,
+         "aux_price": 20, "tif": 21, "oca_group": 22, "account": 23, "order_ref": 26,
+         "outside_rth": 33, "oca_type": 47}
+
+
 def _layout(names: list[str], values: dict[str, Any]) -> list[Any]:
     return [values.get(n, "0" if n in _COUNTS else "") for n in names]
 
@@ -116,6 +122,7 @@ def _order_values(o: Any, status: str) -> dict[str, Any]:
         "account": o.account, "openClose": "O", "origin": "0", "orderRef": o.order_ref,
         "clientId": o.client_id, "permId": o.perm_id, "outsideRth": int(o.outside_rth),
         "hidden": "0", "status": status, "whatIf": "0", "filledQuantity": o.filled,
+        "ocaGroup": getattr(o, "oca_group", ""), "ocaType": getattr(o, "oca_type", 0),
     }
 
 
@@ -138,7 +145,7 @@ def exec_details(req_id: int, ex: Any) -> list[Any]:
     o = ex.order
     return [11, req_id, o.order_id, *contract11(o.con_id, o.symbol, "ISLAND"), ex.exec_id,
             ib_time(ex.time), o.account, "ISLAND", "BOT" if o.action == "BUY" else "SLD", ex.shares,
-            ex.price, o.perm_id, o.client_id, 0, ex.cum_qty, ex.avg_price, o.order_ref, "", "", "", 1]
+            ex.price, o.perm_id, o.client_id, 0, ex.cum_qty, ex.avg_price, ex.order_ref or o.order_ref, "", "", "", 1]
 
 
 def commission_report(ex: Any) -> list[Any]:

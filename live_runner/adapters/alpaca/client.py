@@ -19,6 +19,13 @@
   so the stream, its duplicates and REST reads of the same order can never count a share twice.
 - A staleness watchdog reads open orders over REST when the stream has been quiet for
   `stale_after_s`; if that finds something the stream did not deliver, the stream is reconnected.
+- Exits are broker-native (exits.py): a position's stop and target are ONE `order_class: oco`
+  order, resized with a replace (PATCH), because Alpaca reserves shares for every open sell and
+  refuses a second sell of the same shares (403). A stop or target refused raises CRITICAL
+  `unprotected:SYMBOL`. A cancel of an order already done is a quiet no-op.
+- Fail closed: an exception while applying a valid report, a fill of an unknown order under our
+  prefix, or a failed adoption listing goes to the fault handler (`set_fault_handler`): the node
+  halts and reconciles. A message that does not parse is only malformed (re-read over REST).
 - Outside regular hours only DAY LIMIT orders with `extended_hours=true` are sent (mapping.py).
 - The account's PDT state (`daytrade_count`, `pattern_day_trader`, `equity`) is read at start and
   every `account_refresh_s` (and after sells) and feeds `risk.rules.pdt_rule_factory`.
@@ -32,76 +39,35 @@ import os
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable
 
-import requests
 from alpaca.trading.client import TradingClient
 
-from live_runner.adapters.alpaca.mapping import (
-    NotAllowed, Outcome, Snapshot, classify, error_text, parse_trade_update, shares, snapshot,
-    to_alpaca,
-)
+from live_runner.adapters.alpaca.account import AccountState
+from live_runner.adapters.alpaca.exits import ExitPairs
+from live_runner.adapters.alpaca.flows import OrderFlows
+from live_runner.adapters.alpaca.mapping import NotAllowed, parse_trade_update, to_alpaca
+from live_runner.adapters.alpaca.reports import Reports
 from live_runner.adapters.alpaca.stream import TradeUpdateStream
-from live_runner.adapters.base import FillHandler, OrderEventHandler
-from live_runner.config import AlpacaConfig, ConfigError, RiskConfig, SystemConfig
-from live_runner.models import (
-    TERMINAL_STATUSES, Bar, Fill, OrderEvent, OrderRequest, OrderStatus, Side,
+from live_runner.adapters.alpaca.tracking import (
+    DONE, LIVE, RESOLVING, SENDING, ZERO, AlertHandler, ConnectionHandler, FaultHandler,
+    NotAcceptedHandler, TimeoutSession, Tracked, disable_sdk_retry,
 )
-from live_runner.risk.rules import PdtState, Rule, pdt_rule_factory
+from live_runner.adapters.base import FillHandler, OrderEventHandler
+from live_runner.config import AlpacaConfig, ConfigError, SystemConfig
+from live_runner.models import Bar, OrderRequest, OrderStatus
+from live_runner.risk.rules import PdtState
 
 log = logging.getLogger("live_runner.adapters.alpaca")
 
 KEY_ENV = "APCA_API_KEY_ID"
 SECRET_ENV = "APCA_API_SECRET_KEY"
-ZERO = Decimal(0)
-
-NotAcceptedHandler = Callable[[OrderRequest, str, bool], None]
-AlertHandler = Callable[[str, str, str], None]
-ConnectionHandler = Callable[[bool, str], None]
-
-SENDING, RESOLVING, LIVE, DONE = "sending", "resolving", "live", "done"
 
 
-@dataclass(slots=True)
-class _Tracked:
-    request: OrderRequest
-    phase: str = SENDING
-    broker_id: str = ""
-    status: OrderStatus = OrderStatus.SUBMITTED
-    filled: int = 0
-    notional: Decimal = ZERO
-    cancel_requested: bool = False
-    cancel_inflight: bool = False
-    recovering: bool = False      # fills found by the first lookup are already in the snapshot
-    handed_off: bool = False      # judged not accepted and handed to the failover handler
-
-
-class _TimeoutSession(requests.Session):
-    """The SDK's session with a default (connect, read) timeout on every request."""
-
-    def __init__(self, timeout: float) -> None:
-        super().__init__()
-        self.timeout = (timeout, timeout)
-
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        kwargs.setdefault("timeout", self.timeout)
-        return super().request(method, url, *args, **kwargs)
-
-
-def disable_sdk_retry(rest: Any) -> None:
-    """alpaca-py retries 429/504 (order POSTs included) with no public switch: turn it off, and
-    fail loudly if a new SDK version moved the attributes instead of silently retrying again."""
-    for attr in ("_retry", "_retry_codes"):
-        if not hasattr(rest, attr):
-            raise RuntimeError(f"alpaca-py has no {attr}: cannot disable its automatic order retry")
-    rest._retry = 0
-    rest._retry_codes = []
-
-
-class AlpacaExecutionClient:
+class AlpacaExecutionClient(OrderFlows, ExitPairs, Reports, AccountState):
     name = "alpaca"
+    native_oco = True   # submit_oco / replace_exits (exits.py)
 
     def __init__(self, config: AlpacaConfig, api_key: str, secret_key: str, *,
                  calendar: Any = None, clock: Callable[[], int] | None = None,
@@ -113,7 +79,7 @@ class AlpacaExecutionClient:
         self.now_ns: Callable[[], int] = clock or time.time_ns
         self._rest = TradingClient(api_key, secret_key, paper=config.paper, url_override=config.base_url)
         disable_sdk_retry(self._rest)
-        self._rest._session = _TimeoutSession(config.request_timeout_s)
+        self._rest._session = TimeoutSession(config.request_timeout_s)
         self._stream = TradeUpdateStream(
             self, api_key, secret_key, paper=config.paper, url=config.stream_url,
             min_backoff=config.reconnect_min_s, max_backoff=config.reconnect_max_s,
@@ -125,8 +91,9 @@ class AlpacaExecutionClient:
         self._not_accepted: NotAcceptedHandler | None = None
         self._alert: AlertHandler | None = None
         self._connection: ConnectionHandler | None = None
-        self._orders: dict[str, _Tracked] = {}
-        self._by_broker: dict[str, _Tracked] = {}
+        self._fault_handler: FaultHandler | None = None
+        self._orders: dict[str, Tracked] = {}
+        self._by_broker: dict[str, Tracked] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._boot_task: asyncio.Task[None] | None = None
         self._closed = False
@@ -168,13 +135,10 @@ class AlpacaExecutionClient:
     def set_connection_handler(self, handler: ConnectionHandler | None) -> None:
         self._connection = handler
 
-    def risk_rules(self, risk: RiskConfig) -> list[Rule]:
-        if not risk.pdt_check:
-            return []
-        return [pdt_rule_factory(self.pdt_state, risk.pdt_max_day_trades, risk.pdt_min_equity)]
-
-    def pdt_state(self) -> PdtState | None:
-        return self.pdt
+    def set_fault_handler(self, handler: FaultHandler | None) -> None:
+        """(key, message): a report the runner could not apply, a fill of an order under our
+        prefix that nobody tracks, a failed adoption listing. The node halts and reconciles."""
+        self._fault_handler = handler
 
     # --- lifecycle -----------------------------------------------------------------------------
     async def start(self, wait_stream: bool = True) -> None:
@@ -238,11 +202,11 @@ class AlpacaExecutionClient:
         try:
             areq = to_alpaca(request, self._phase(request.ts))
         except NotAllowed as exc:
-            t = self._orders[cid] = _Tracked(request)
+            t = self._orders[cid] = Tracked(request)
             self.counters["refused_locally"] += 1
             self._final(t, OrderStatus.REJECTED, f"{self.name}: {exc}")
             return
-        t = self._orders[cid] = _Tracked(request)
+        t = self._orders[cid] = Tracked(request)
         self._spawn(self._submit_flow(t, areq), f"submit {cid}")
 
     def recover(self, request: OrderRequest, *, filled: int = 0, notional: Decimal = ZERO) -> None:
@@ -252,9 +216,28 @@ class AlpacaExecutionClient:
         cid = request.client_order_id
         if cid in self._orders:
             return
-        t = self._orders[cid] = _Tracked(request, phase=RESOLVING, recovering=True, filled=filled,
+        t = self._orders[cid] = Tracked(request, phase=RESOLVING, recovering=True, filled=filled,
                                          notional=notional)
+        self._link_recovered_pair(t)
         self._spawn(self._recover_flow(t), f"recover {cid}")
+
+    def _link_recovered_pair(self, t: Tracked) -> None:
+        """An OCO's legs recovered from the journal know each other again (a resize after the
+        restart PATCHes the parent and maps the new leg), whichever is recovered first."""
+        req = t.request
+        group, cid = req.oco_group, req.client_order_id
+        if not group:
+            return
+        if group != cid:  # the stop leg: its parent is the target named by the group
+            t.parent = group
+            parent = self._orders.get(group)
+            if parent is not None:
+                parent.leg = cid
+            return
+        for other in self._orders.values():
+            o = other.request
+            if o.oco_group == cid and o.client_order_id != cid and other.phase != DONE:
+                t.leg, other.parent = o.client_order_id, cid
 
     def cancel(self, client_order_id: str) -> None:
         t = self._orders.get(client_order_id)
@@ -276,16 +259,6 @@ class AlpacaExecutionClient:
         """True while orders recovered from the journal are still being looked up: the runner
         reconciles positions only once their fills are in."""
         return any(t.recovering for t in self._orders.values())
-
-    def positions(self) -> dict[str, int] | None:
-        """Shares held at Alpaca: the snapshot read at start plus every fill since (None until the
-        snapshot could be read)."""
-        if self._base_positions is None:
-            return None
-        out = dict(self._base_positions)
-        for sym, qty in self._fill_positions.items():
-            out[sym] = out.get(sym, 0) + qty
-        return {s: q for s, q in sorted(out.items()) if q}
 
     @property
     def busy(self) -> bool:
@@ -310,149 +283,6 @@ class AlpacaExecutionClient:
         return {"broker": self.name, "endpoint": str(self._rest._base_url),
                 "stream": self._stream.endpoint, "paper": self.config.paper, "reachable": ok,
                 "account": self.account.get("account_number"), "status": self.account.get("status")}
-
-    # --- flows (tasks on the runner's loop) -----------------------------------------------------
-    async def _submit_flow(self, t: _Tracked, areq: Any) -> None:
-        await self._boot()
-        cid = t.request.client_order_id
-        resends = 0
-        while not self._closed:
-            if t.cancel_requested:  # never sent, or a 429 and the lookup proved it absent
-                self._final(t, OrderStatus.CANCELED, "canceled before the broker accepted it")
-                return
-            self.posts[cid] += 1
-            try:
-                order = await self._call(self._rest.submit_order, areq)
-                snap = snapshot(order)
-            except Exception as exc:
-                outcome, reason = classify(exc), error_text(exc)
-                if outcome is Outcome.NOT_SENT:
-                    self._set_available(False, reason)
-                    self._hand_off(t, f"not sent: {reason}")
-                    return
-                self._set_available(True)
-                if outcome is Outcome.REFUSED:
-                    self._raise("alpaca_unauthorized", "critical", f"{self.name} refused the keys: {reason}")
-                    self._hand_off(t, reason)
-                    return
-                if outcome is Outcome.REJECTED:
-                    self._final(t, OrderStatus.REJECTED, reason)
-                    return
-                if outcome is Outcome.RATE_LIMITED:
-                    self.counters["rate_limited"] += 1
-                    resends += 1
-                    await asyncio.sleep(self._backoff(resends))
-                    found = await self._resolve(t, reason, confirmations=1, settle=0.0)
-                    if found is not False:
-                        return
-                    if resends > self.config.rate_limit_resends:
-                        self._hand_off(t, f"rate limited: {resends} x HTTP 429")
-                        return
-                    continue
-                self.counters["ambiguous"] += 1
-                log.warning("submit of %s ambiguous (%s): looking it up by client id", cid, reason,
-                            extra={"client_order_id": cid})
-                found = await self._resolve(t, reason)
-                if found is False:
-                    if outcome is Outcome.DUPLICATE:
-                        self._raise(f"alpaca_duplicate:{cid}", "critical",
-                                    f"{cid}: broker says the id exists but cannot find it")
-                        self._final(t, OrderStatus.REJECTED, f"{reason}; yet not found by client id")
-                    else:
-                        self._hand_off(t, f"{reason}; not found by client id")
-                return
-            self._set_available(True)
-            self._apply(t, snap)
-            return
-
-    async def _recover_flow(self, t: _Tracked) -> None:
-        await self._boot()
-        found = await self._resolve(t, "recovered from the journal")
-        t.recovering = False
-        if found is False:
-            self._hand_off(t, "not found at the broker by client id")
-
-    async def _resolve(self, t: _Tracked, reason: str, *, confirmations: int = 2,
-                       settle: float | None = None) -> bool | None:
-        """Look the order up by client id until the broker answers. True: found (and applied);
-        False: not there (`confirmations` answers, `settle` apart); None: closed meanwhile."""
-        cid = t.request.client_order_id
-        if t.phase == SENDING:
-            t.phase = RESOLVING
-        settle = self.config.lookup_settle_s if settle is None else settle
-        delay, misses, failures = settle, 0, 0
-        while not self._closed:
-            if t.phase in (LIVE, DONE):
-                return True  # the stream reported it meanwhile
-            if delay > 0:
-                await asyncio.sleep(delay)
-                if t.phase in (LIVE, DONE):
-                    return True
-            self.lookups[cid] += 1
-            try:
-                snap = snapshot(await self._call(self._rest.get_order_by_client_id, cid))
-            except Exception as exc:
-                if classify(exc) is Outcome.NOT_FOUND:
-                    self._set_available(True)
-                    misses += 1
-                    if misses >= confirmations:
-                        t.phase = SENDING
-                        return False
-                    delay = max(settle, 0.05)
-                    continue
-                failures += 1
-                self.counters["lookup_failures"] += 1
-                self._set_available(classify(exc) is not Outcome.NOT_SENT, error_text(exc))
-                if failures == 1:
-                    self._raise(f"alpaca_unknown:{cid}", "warning",
-                                f"order {cid} outcome unknown ({reason}); {self.name} unreachable "
-                                f"({error_text(exc)}): looking it up until it answers")
-                delay = min(self.config.lookup_retry_max_s, max(settle, 0.1) * 2 ** min(failures, 10))
-                continue
-            self._set_available(True)
-            self._apply(t, snap)
-            return True
-        return None
-
-    async def _cancel_flow(self, t: _Tracked) -> None:
-        t.cancel_inflight = True
-        try:
-            for attempt in range(5):
-                if t.phase == DONE or self._closed:
-                    return
-                try:
-                    await self._call(self._rest.cancel_order_by_id, t.broker_id)
-                except Exception as exc:  # 422 not cancelable (filled), timeouts: read the state
-                    log.warning("cancel of %s: %s", t.request.client_order_id, error_text(exc),
-                                extra={"client_order_id": t.request.client_order_id})
-                # The stream reports 'canceled'; read the order when it has not within a moment.
-                deadline = time.monotonic() + min(self.config.stale_after_s, 0.5 * (attempt + 1))
-                while t.phase != DONE and time.monotonic() < deadline and not self._closed:
-                    await asyncio.sleep(0.02)
-                if t.phase != DONE:
-                    await self._poll_one(t)
-        finally:
-            t.cancel_inflight = False
-
-    async def _poll_one(self, t: _Tracked) -> bool:
-        try:
-            snap = snapshot(await self._call(self._rest.get_order_by_id, t.broker_id))
-        except Exception as exc:
-            self._set_available(classify(exc) is not Outcome.NOT_SENT, error_text(exc))
-            return False
-        self._set_available(True)
-        return self._apply(t, snap)
-
-    async def _poll_open(self, why: str) -> bool:
-        """Read every open order over REST; True when that found news the stream had not given."""
-        self._last_poll = time.monotonic()
-        self.counters["polls"] += 1
-        changed = False
-        for t in [t for t in self._orders.values() if t.phase == LIVE and t.broker_id]:
-            changed |= await self._poll_one(t)
-        if changed:
-            log.warning("REST read of open orders (%s) found updates the stream had not delivered", why)
-        return changed
 
     async def _watchdog(self) -> None:
         cfg = self.config
@@ -483,54 +313,10 @@ class AlpacaExecutionClient:
             except Exception:
                 log.exception("alpaca watchdog")
 
-    async def _refresh_account(self) -> bool:
-        try:
-            acct = await self._call(self._rest.get_account)
-        except Exception as exc:
-            self._set_available(classify(exc) is not Outcome.NOT_SENT, error_text(exc))
-            log.warning("%s account read failed: %s", self.name, error_text(exc))
-            return False
-        self._set_available(True)
-        self.account = {"account_number": acct.account_number,
-                        "status": getattr(acct.status, "value", str(acct.status))}
-        self.pdt = PdtState(int(acct.daytrade_count or 0), bool(acct.pattern_day_trader),
-                            float(acct.equity or 0))
-        return True
-
-    async def _list_ours(self) -> None:
-        """Today's orders under our prefix (see adoption.py); a failed read only disables adoption."""
-        from live_runner.adapters.alpaca import adoption
-
-        now = self.now_ns()
-        try:
-            rows = await self._call(self._rest.get_orders, adoption.orders_query(now - 86_400_000_000_000))
-        except Exception as exc:  # noqa: BLE001 - reconciliation still compares positions
-            log.warning("%s: listing orders for adoption failed: %s", self.name, error_text(exc))
-            return
-        self._listed = adoption.ours(list(rows), self._prefix, now)
-
-    def unclaimed(self) -> list[OrderRequest]:
-        """Ours at Alpaca at start, neither sent nor recovered by this run."""
-        return [r for r in self._listed if r.client_order_id not in self._orders]
-
-    async def _snapshot_positions(self) -> bool:
-        try:
-            rows = await self._call(self._rest.get_all_positions)
-        except Exception as exc:
-            self._set_available(classify(exc) is not Outcome.NOT_SENT, error_text(exc))
-            return False
-        base: dict[str, int] = {}
-        for p in rows:
-            qty = shares(p.qty)
-            if getattr(p.side, "value", p.side) == "short" and qty > 0:
-                qty = -qty
-            base[p.symbol] = base.get(p.symbol, 0) + qty
-        self._base_positions = base
-        self._fill_positions = {}
-        return True
-
     # --- the stream (StreamOwner) ----------------------------------------------------------------
     def on_stream_message(self, msg: dict[str, Any]) -> None:
+        """A message that does not parse is malformed (re-read over REST); an exception while the
+        runner applies a valid report is a fault (the node halts and reconciles)."""
         if msg.get("stream") != "trade_updates":
             return
         try:
@@ -539,15 +325,23 @@ class AlpacaExecutionClient:
             self.on_stream_malformed(f"trade update refused: {exc}")
             return
         self.counters["updates"] += 1
-        t = self._orders.get(snap.client_order_id) or self._by_broker.get(snap.broker_id)
-        if t is None:
-            self._foreign(event, snap, extras)
-            return
-        if t.handed_off:
-            self._raise(f"alpaca_late:{snap.client_order_id}", "critical",
-                        f"{snap.client_order_id} was judged not accepted by {self.name} but it "
-                        f"reports it ({event}): check both brokers")
-        self._apply(t, snap, extras)
+        try:
+            t = self._orders.get(snap.client_order_id) or self._by_broker.get(snap.broker_id)
+            if t is None:
+                self._foreign(event, snap, extras)
+                return
+            if t.handed_off:
+                self._raise(f"alpaca_late:{snap.client_order_id}", "critical",
+                            f"{snap.client_order_id} was judged not accepted by {self.name} but it "
+                            f"reports it ({event}): check both brokers")
+            self._apply(t, snap, extras)
+        except Exception as exc:  # noqa: BLE001 - fail closed, never swallowed
+            log.exception("%s: applying %s of %s failed", self.name, event, snap.client_order_id)
+            self.on_stream_fault(f"applying {event} of {snap.client_order_id} failed: "
+                                 f"{type(exc).__name__}: {exc}")
+
+    def on_stream_fault(self, detail: str) -> None:
+        self._fault("alpaca_apply_failed", f"{self.name} trade update: {detail}")
 
     def on_stream_malformed(self, detail: str) -> None:
         self.counters["malformed"] += 1
@@ -568,93 +362,6 @@ class AlpacaExecutionClient:
     def on_stream_auth_failed(self) -> None:
         self.counters["stream_auth_failures"] += 1
         self._raise("alpaca_stream_auth", "critical", f"{self.name} trade stream login rejected")
-
-    # --- reports ---------------------------------------------------------------------------------
-    def _apply(self, t: _Tracked, snap: Snapshot, extras: dict[str, Any] | None = None) -> bool:
-        """Bring our view of one order up to `snap`; emits only what is new. True if anything was."""
-        changed = False
-        if snap.broker_id and not t.broker_id:
-            t.broker_id = snap.broker_id
-            self._by_broker[snap.broker_id] = t
-        if t.phase in (SENDING, RESOLVING):
-            t.phase = LIVE
-        mapped = snap.mapped
-        ts = snap.ts or self.now_ns()
-        if t.status is OrderStatus.SUBMITTED and mapped is not None and mapped is not OrderStatus.REJECTED:
-            t.status = OrderStatus.ACCEPTED
-            self._on_event(OrderEvent(t.request.client_order_id, OrderStatus.ACCEPTED, ts,
-                                      broker_order_id=t.broker_id))
-            changed = True
-        if snap.filled_qty > t.filled:
-            self._fill(t, snap, extras or {})
-            changed = True
-        if mapped in (OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED):
-            changed |= self._final(t, mapped, snap.reason or f"{self.name}: {snap.status}", ts)
-        elif t.filled >= t.request.qty:
-            t.status = OrderStatus.FILLED
-            t.phase = DONE
-        if t.cancel_requested and t.phase == LIVE and not t.cancel_inflight:
-            self._spawn(self._cancel_flow(t), "cancel")
-        return changed
-
-    def _fill(self, t: _Tracked, snap: Snapshot, extras: dict[str, Any]) -> None:
-        req = t.request
-        cum = min(snap.filled_qty, req.qty)
-        delta = cum - t.filled
-        if delta <= 0:
-            return
-        qty_hint, price_hint = extras.get("qty"), extras.get("price")
-        if qty_hint and price_hint and int(qty_hint) == delta:
-            price = Decimal(str(price_hint))
-        elif snap.filled_avg_price > 0:
-            price = (snap.filled_avg_price * cum - t.notional) / delta
-        else:
-            price = Decimal(str(price_hint or 0))
-        t.filled = cum
-        t.notional += price * delta
-        signed = delta if req.side is Side.BUY else -delta
-        if not t.recovering:
-            self._fill_positions[req.symbol] = self._fill_positions.get(req.symbol, 0) + signed
-        ts = extras.get("ts") or snap.ts or self.now_ns()
-        self.counters["fills"] += 1
-        self._on_fill(Fill(req.client_order_id, f"{t.broker_id}:{cum}", req.symbol, req.side, delta,
-                           round(float(price), 4), ZERO, ts))
-        if req.side is Side.SELL:  # may have been a day trade: re-read the PDT count soon
-            self._spawn(self._refresh_account(), "account")
-
-    def _final(self, t: _Tracked, status: OrderStatus, reason: str, ts: int | None = None) -> bool:
-        t.phase = DONE
-        if t.status in TERMINAL_STATUSES:
-            return False
-        t.status = status
-        self._on_event(OrderEvent(t.request.client_order_id, status, ts or self.now_ns(), reason,
-                                  broker_order_id=t.broker_id))
-        return True
-
-    def _hand_off(self, t: _Tracked, reason: str) -> None:
-        """Provably not accepted: to the failover handler, or REJECTED without one."""
-        self.counters["not_accepted"] += 1
-        if t.cancel_requested:
-            self._final(t, OrderStatus.CANCELED, f"canceled; {reason}")
-            return
-        handler = self._not_accepted
-        if handler is None:
-            self._final(t, OrderStatus.REJECTED, f"not accepted by {self.name}: {reason}")
-            return
-        t.phase = DONE
-        t.handed_off = True
-        handler(t.request, f"{self.name}: {reason}", t.recovering)
-
-    def _foreign(self, event: str, snap: Snapshot, extras: dict[str, Any]) -> None:
-        """An order the runner did not place (manual, another process): its fills still move the
-        positions at the broker, so reconciliation sees them."""
-        self.counters["foreign_updates"] += 1
-        if event in ("fill", "partial_fill") and extras.get("qty") and snap.side is not None:
-            qty = int(extras["qty"])
-            signed = qty if snap.side is Side.BUY else -qty
-            self._fill_positions[snap.symbol] = self._fill_positions.get(snap.symbol, 0) + signed
-            self._raise(f"alpaca_foreign:{snap.symbol}", "warning",
-                        f"{self.name}: fill of an order the runner did not place ({snap.client_order_id})")
 
     # --- helpers ---------------------------------------------------------------------------------
     def _phase(self, ts: int) -> str:
@@ -700,7 +407,7 @@ class AlpacaExecutionClient:
         if exc is not None:
             self.counters["task_errors"] += 1
             log.error("%s: %s failed", self.name, task.get_name(), exc_info=exc)
-            self._raise("alpaca_internal", "critical", f"{task.get_name()} failed: {type(exc).__name__}: {exc}")
+            self._fault("alpaca_internal", f"{task.get_name()} failed: {type(exc).__name__}: {exc}")
 
     def _set_available(self, ok: bool, detail: str = "") -> None:
         if ok != self.available:

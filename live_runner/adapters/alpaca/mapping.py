@@ -17,8 +17,11 @@ from typing import Any
 import requests
 import urllib3
 from alpaca.common.exceptions import APIError
-from alpaca.trading.enums import OrderSide, TimeInForce
-from alpaca.trading.requests import LimitOrderRequest, MarketOrderRequest, StopOrderRequest
+from alpaca.trading.enums import OrderClass, OrderSide, TimeInForce
+from alpaca.trading.requests import (
+    LimitOrderRequest, MarketOrderRequest, ReplaceOrderRequest, StopLossRequest, StopOrderRequest,
+    TakeProfitRequest,
+)
 
 from live_runner.models import OrderRequest, OrderStatus, OrderType, Side
 
@@ -85,6 +88,31 @@ def to_alpaca(req: OrderRequest, phase: str) -> MarketOrderRequest | LimitOrderR
     return StopOrderRequest(stop_price=req.stop_price, **common)
 
 
+def to_alpaca_oco(stop: OrderRequest, target: OrderRequest, phase: str) -> LimitOrderRequest:
+    """One OCO exit for a position (`order_class: oco`: the parent is the target's sell limit, the
+    stop its leg), under the target's client id. Stops do not trigger outside regular hours."""
+    if phase != REGULAR:
+        raise NotAllowed(f"an OCO exit needs regular hours (now {phase}): the stop would not trigger")
+    if target.qty < 1 or stop.qty != target.qty:
+        raise NotAllowed(f"OCO legs must share one positive quantity ({stop.qty} vs {target.qty})")
+    if target.limit_price <= 0 or stop.stop_price <= 0:
+        raise NotAllowed("OCO exit without a target limit or a stop price")
+    return LimitOrderRequest(
+        symbol=target.symbol, qty=target.qty, side=OrderSide.SELL, time_in_force=TimeInForce.DAY,
+        client_order_id=target.client_order_id, order_class=OrderClass.OCO,
+        limit_price=target.limit_price, take_profit=TakeProfitRequest(limit_price=target.limit_price),
+        stop_loss=StopLossRequest(stop_price=stop.stop_price))
+
+
+def to_alpaca_replace(stop: OrderRequest, target: OrderRequest) -> ReplaceOrderRequest:
+    """The PATCH that resizes (and re-prices) an OCO exit in place, under the new target's id."""
+    if target.qty < 1 or stop.qty != target.qty:
+        raise NotAllowed(f"OCO legs must share one positive quantity ({stop.qty} vs {target.qty})")
+    return ReplaceOrderRequest(qty=target.qty, limit_price=target.limit_price or None,
+                               stop_price=stop.stop_price or None,
+                               client_order_id=target.client_order_id)
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """What one view of an order at Alpaca (REST or a trade update) says, in plain values."""
@@ -99,6 +127,8 @@ class Snapshot:
     filled_avg_price: Decimal   # 0 when nothing filled
     ts: int                     # UTC ns of the latest change the broker reports
     reason: str = ""
+    legs: tuple["Snapshot", ...] = ()   # an OCO parent's stop leg
+    replaced_by: str = ""               # the new order's id once a replace is done
 
     @property
     def mapped(self) -> OrderStatus | None:
@@ -147,7 +177,9 @@ def snapshot(order: Any) -> Snapshot:
         broker_id=str(order.id), client_order_id=order.client_order_id, symbol=order.symbol or "",
         side=Side(side) if side in ("buy", "sell") else None, status=_enum_value(order.status),
         qty=shares(order.qty), filled_qty=shares(order.filled_qty),
-        filled_avg_price=_dec(order.filled_avg_price), ts=latest)
+        filled_avg_price=_dec(order.filled_avg_price), ts=latest,
+        legs=tuple(snapshot(leg) for leg in (getattr(order, "legs", None) or ())),
+        replaced_by=str(order.replaced_by or ""))
 
 
 # --- what an exception says about an order ------------------------------------------------------

@@ -7,7 +7,8 @@ reconnect loop with exponential backoff, whose bounds we set). Around it:
 - every frame is timestamped (the client's staleness watchdog reads `last_frame_mono`);
 - a frame that is not JSON, or a trade update the SDK's strict model refuses, is counted and
   reported to the owner (which re-reads its open orders over REST: nothing lost) instead of being
-  only logged by the SDK;
+  only logged by the SDK; an exception while the owner applies a valid update is a fault
+  (`on_stream_fault`: the runner halts and reconciles), never mistaken for a malformed message;
 - (re)connections and losses are reported, and `force_reconnect()` drops a connection that the
   watchdog found mute (the SDK reconnects by itself).
 """
@@ -28,6 +29,7 @@ log = logging.getLogger("live_runner.adapters.alpaca.stream")
 class StreamOwner(Protocol):
     def on_stream_message(self, msg: dict[str, Any]) -> None: ...
     def on_stream_malformed(self, detail: str) -> None: ...
+    def on_stream_fault(self, detail: str) -> None: ...
     def on_stream_up(self) -> None: ...
     def on_stream_down(self, detail: str) -> None: ...
     def on_stream_auth_failed(self) -> None: ...
@@ -62,8 +64,9 @@ class TradeUpdateStream(TradingStream):
         try:
             self._owner.on_stream_message(msg)
         except Exception as exc:  # never into the SDK's loop: it would only log it
+            # the message parsed (malformed ones are handled by the owner): a fault, not noise
             log.exception("trade update handling failed")
-            self._owner.on_stream_malformed(f"handling failed: {type(exc).__name__}: {exc}")
+            self._owner.on_stream_fault(f"handling failed: {type(exc).__name__}: {exc}")
 
     # --- SDK hooks ---------------------------------------------------------------------------
     async def _auth(self) -> None:
@@ -76,6 +79,9 @@ class TradeUpdateStream(TradingStream):
     async def _start_ws(self) -> None:
         self.listening = False
         await super()._start_ws()
+        # The SDK sets `_running` only after this returns: set it now, so that the owner, told
+        # the stream is up, sees it connected (no disconnect alert on a clean start).
+        self._running = True
         self.connects += 1
         self.last_frame_mono = time.monotonic()
         self._owner.on_stream_up()

@@ -1,11 +1,13 @@
 """Interactive Brokers adapter (TWS / IB Gateway through ib_async, or ib_insync).
 
 - `client.IbkrExecutionClient`: the ExecutionClient (orders, fills, reconnect, reconcile).
+- `exits`: a position's stop and target as one OCA group (`ibkr.oca_type`, default 2), resized by
+  modifying the same orderIds; `connection`: connect, reconcile, reconnect.
 - `compat`: the one import site of the SDK; `mapping`: error codes and statuses;
   `throttle`: the message throttle; `order_ids`: order ids never reused across sessions.
 
 Configuration: the `ibkr:` section (host, port, client_id, account or the variable named by
-`account_env` (IBKR_ACCOUNT), timeouts, max_msgs_per_s, reconnect backoff, order_id_state). The API
+`account_env` (IBKR_ACCOUNT), timeouts, max_msgs_per_s, reconnect backoff, order_id_state, oca_type). The API
 has no credentials: the Gateway holds the login (IBC for unattended restarts).
 """
 

@@ -15,6 +15,16 @@ is never re-sent. Found: it is adopted with its fills. Not found anywhere (open,
 executions): TWS never accepted it, and it is reported REJECTED ("not accepted ... never re-sent")
 so the strategy layer decides again with a new client order id. An order submitted while the
 broker is unreachable is rejected at once as "not sent" (provably not accepted: safe to fail over).
+
+Exits are broker-native (`exits.ExitsMixin`): the stop and target share an OCA group with
+`ocaType` from `ibkr.oca_type` (default 2, reduce the others: a partial target fill shrinks the
+stop to the shares still held; 1 would cancel the stop on any partial fill and leave the rest
+unprotected), and are resized by modifying the same orderIds, never cancel-then-new.
+
+Fail closed: a report the runner cannot apply, a fill for an order of ours this runner never
+knew, and a failed listing of the broker's orders at connect are handed to the fault handler
+(`set_fault_handler(cb(key, message))`; the engine halts the node with a CRITICAL alert and
+reconciles); without one they raise a CRITICAL alert.
 """
 
 from __future__ import annotations
@@ -22,21 +32,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 import time
 from typing import Any, Callable
 
 from live_runner.adapters.base import FillHandler, OrderEventHandler
 from live_runner.adapters.ibkr import compat
-from live_runner.adapters.ibkr.mapping import ErrorKind
+from live_runner.adapters.ibkr.connection import ConnectionMixin
+from live_runner.adapters.ibkr.exits import NOT_SENT, ExitsMixin
 from live_runner.adapters.ibkr.order_ids import OrderIdStore
 from live_runner.adapters.ibkr.reconcile import ReconcileMixin
 from live_runner.adapters.ibkr.reports import ReportsMixin, TrackedOrder, log
 from live_runner.adapters.ibkr.throttle import MessageThrottle
 from live_runner.config import IbkrConfig
-from live_runner.models import Bar, OrderRequest, OrderStatus, OrderType, Side
+from live_runner.models import Bar, OrderRequest, OrderStatus, OrderType
 
-NOT_SENT = "not sent"  # reason prefix of rejections that provably never reached the broker
+__all__ = ["NOT_SENT", "IbkrExecutionClient"]
 
 
 class _DecoderErrors(logging.Handler):
@@ -54,8 +64,9 @@ class _DecoderErrors(logging.Handler):
         self.client._on_malformed(text)
 
 
-class IbkrExecutionClient(ReconcileMixin, ReportsMixin):
+class IbkrExecutionClient(ExitsMixin, ConnectionMixin, ReconcileMixin, ReportsMixin):
     name = "ibkr"
+    native_oco = True
 
     def __init__(self, config: IbkrConfig, *, account: str | None = None, prefix: str = "LR",
                  calendar: Any = None, now_ns: Callable[[], int] = time.time_ns,
@@ -70,6 +81,8 @@ class IbkrExecutionClient(ReconcileMixin, ReportsMixin):
         self._calendar = calendar
         self._now = now_ns
         self._alert_cb = on_alert
+        self._fault_cb: Callable[[str, str], None] | None = None
+        self._adoption_closed = False  # set once the runner took the orders it lost (unclaimed())
         self._on_event: OrderEventHandler = lambda e: None
         self._on_fill: FillHandler = lambda f: None
         self._on_connection: Callable[[bool, str], None] | None = None
@@ -119,6 +132,15 @@ class IbkrExecutionClient(ReconcileMixin, ReportsMixin):
     def set_handlers(self, on_event: OrderEventHandler, on_fill: FillHandler) -> None:
         self._on_event = on_event
         self._on_fill = on_fill
+
+    def set_alert_handler(self, handler: Callable[[str, str, str], None] | None) -> None:
+        """ExecutionEngine's alert callback (key, severity, message)."""
+        self._alert_cb = handler
+
+    def set_fault_handler(self, handler: Callable[[str, str], None] | None) -> None:
+        """Told (key, message) when the runner's state can no longer be trusted: the engine halts
+        the node with a CRITICAL alert and reconciles."""
+        self._fault_cb = handler
 
     def set_connection_handler(self, handler: Callable[[bool, str], None] | None) -> None:
         """E.g. ExecutionEngine.on_connection_change: told on every connect and disconnect."""
@@ -190,9 +212,12 @@ class IbkrExecutionClient(ReconcileMixin, ReportsMixin):
             self._outbox.put_nowait(("place", o))
 
     def cancel(self, client_order_id: str) -> None:
+        """A request; a no-op for an order already canceled, filled or being canceled."""
         o = self._orders.get(client_order_id)
         if o is None or o.terminal is not None or o.deferred is not None or o.cancel_requested:
             return
+        if o.request is not None and o.reported_qty + o.pending_qty >= o.request.qty:
+            return  # filled: nothing left to cancel
         o.cancel_requested = True
         if self._outbox is not None:
             self._outbox.put_nowait(("cancel", o))
@@ -250,8 +275,15 @@ class IbkrExecutionClient(ReconcileMixin, ReportsMixin):
             if o.terminal is not None:
                 continue
             await self._throttle.acquire()
+            if o.terminal is not None or (kind == "cancel" and o.deferred is not None):
+                continue  # ended while waiting for the throttle (e.g. IB's OCA canceled it)
             try:
-                self._place(o) if kind == "place" else self._send_cancel(o)
+                if kind == "place":
+                    self._place(o)
+                elif kind == "modify":
+                    self._send_modify(o)
+                else:
+                    self._send_cancel(o)
             except Exception:
                 log.exception("ibkr %s of %s failed", kind, o.cid, extra={"client_order_id": o.cid})
 
@@ -265,18 +297,8 @@ class IbkrExecutionClient(ReconcileMixin, ReportsMixin):
         ib = self._ib
         oid = self._ids.allocate(floor=ib.client.getReqId())
         ib.client.updateReqId(oid + 1)  # request ids share the SDK's sequence: keep them above
-        action = "BUY" if req.side is Side.BUY else "SELL"
-        if req.order_type is OrderType.LIMIT:
-            order = compat.LimitOrder(action, req.qty, req.limit_price)
-        elif req.order_type is OrderType.STOP:
-            order = compat.StopOrder(action, req.qty, req.stop_price)
-        else:
-            order = compat.MarketOrder(action, req.qty)
+        order = self._ib_order(req, req.qty)  # with its OCA group, if it has one
         order.orderId = oid
-        order.orderRef = req.client_order_id
-        order.tif = "DAY"
-        order.account = self.account
-        order.outsideRth = self._outside_rth(req)
         o.order_id = oid
         self._by_oid[oid] = o
         try:
@@ -296,88 +318,6 @@ class IbkrExecutionClient(ReconcileMixin, ReportsMixin):
         self._ib.cancelOrder(o.trade.order)
         self.stats["cancels_sent"] += 1
 
-    # --- connection ------------------------------------------------------------------------------
-    async def _supervise(self) -> None:
-        cfg = self.config
-        delay = cfg.reconnect_initial_s
-        while not self._closing:
-            self._lost = asyncio.Event()
-            try:
-                await self._ib.connectAsync(cfg.host, cfg.port, clientId=cfg.client_id,
-                                            timeout=cfg.connect_timeout_s, account=self.account)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.stats["connect_failures"] += 1
-                log.warning("ibkr connect to %s:%s failed (%s); retry in %.1fs", cfg.host, cfg.port,
-                            exc or type(exc).__name__, delay)
-                await asyncio.sleep(delay * random.uniform(0.9, 1.1))
-                delay = min(delay * 2, cfg.reconnect_max_s)
-                continue
-            delay = cfg.reconnect_initial_s
-            self.stats["connects"] += 1
-            self._ready = True
-            self._link_up = True
-            accounts = self._ib.managedAccounts()
-            if self.account and self.account not in accounts:
-                self._alert("ibkr_account", "critical", f"account {self.account} not among {accounts}")
-            log.info("ibkr connected to %s:%s (client %s, %s %s, accounts %s)", cfg.host, cfg.port,
-                     cfg.client_id, compat.LIBRARY, compat.VERSION, ",".join(accounts))
-            await self._reconcile_until_done()
-            self._connection_changed(True, f"{cfg.host}:{cfg.port}")
-            await self._lost.wait()
-
-    async def _reconcile_until_done(self) -> None:
-        delay = self.config.reconnect_initial_s
-        while self._ready and not self._closing:
-            try:
-                await self._reconcile("connect")
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("ibkr reconcile failed (%r); retry in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.config.reconnect_max_s)
-
-    def _on_disconnected(self) -> None:
-        if not self._ready:
-            return
-        self._ready = False
-        self._positions_synced = False
-        self.stats["disconnects"] += 1
-        for o in self._orders.values():
-            o.trade = None  # the SDK forgot its trades; the reconcile rebinds them
-            if o.terminal is None and o.sent:
-                o.needs_check = True
-                if not o.acked:
-                    o.ambiguous = True
-                if o.cancel_requested:
-                    o.cancel_pending = True
-        self._connection_changed(False, "socket closed")
-        if self._lost is not None:
-            self._lost.set()
-
-    def _on_link(self, kind: ErrorKind, code: int, message: str) -> None:
-        if kind is ErrorKind.LINK_LOST:
-            self._link_up = False
-            self._connection_changed(False, f"ibkr {code}: {message}")
-            return
-        self._link_up = True
-        self._connection_changed(True, f"ibkr {code}: {message}")
-        self._request_reconcile(f"link restored ({code})")
-
-    def _connection_changed(self, up: bool, detail: str) -> None:
-        if up and not self.connected:
-            return
-        log.log(logging.INFO if up else logging.WARNING, "ibkr %s: %s",
-                "connected" if up else "disconnected", detail)
-        if self._on_connection is not None:
-            try:
-                self._on_connection(up, detail)
-            except Exception:
-                log.exception("connection handler failed")
-
     # --- hooks for the reports ------------------------------------------------------------------
     def _on_malformed(self, text: str) -> None:
         self.stats["malformed_messages"] += 1
@@ -385,6 +325,18 @@ class IbkrExecutionClient(ReconcileMixin, ReportsMixin):
         log.error("ibkr: malformed message from the broker (#%d), dropped by the SDK: %s", n, text[:300])
         self._alert("ibkr_malformed_message", "warning", f"malformed broker message #{n}: reconciling")
         self._request_reconcile("malformed message", delay=0.05)
+
+    def _fault(self, key: str, message: str) -> None:
+        """Fail closed: the runner's view of the broker is in doubt (see the module docstring)."""
+        log.error("ibkr fault %s: %s", key, message)
+        if self._fault_cb is None:
+            self._alert(key, "critical", message)
+            return
+        try:
+            self._fault_cb(key, message)
+        except Exception:
+            log.exception("fault handler failed")
+            self._alert(key, "critical", message)
 
     def _alert(self, key: str, severity: str, message: str) -> None:
         if self._alert_cb is not None:

@@ -73,7 +73,7 @@ class ReconcileMixin:
                 executed.add(fill.execution.orderRef or "")
                 self._on_exec(fill, source="reconcile")
             for ref, trade in found.items():
-                o = self._orders.get(ref) or self._adopt(ref)
+                o = self._orders.get(ref) or self._adopt(ref, "order listed at the broker")
                 self._apply_trade(o, trade)
             for o in candidates:
                 if o.terminal is None and o.deferred is None and o.cid not in found and o.cid not in executed:
@@ -106,7 +106,10 @@ class ReconcileMixin:
     def unclaimed(self) -> list[OrderRequest]:
         """Orders at IB with our orderRef prefix that nobody recovered (their journal events were
         lost with a crash): what the runner needs to adopt them. Role by shape: a buy is an entry,
-        a sell stop the protective stop, a sell limit the target, a sell at market a flatten."""
+        a sell stop the protective stop, a sell limit the target, a sell at market a flatten.
+        Calling it closes the adoption window: a fill for an unknown order of ours after this is a
+        fault (the runner took what it lost; anything new it never knew)."""
+        self._adoption_closed = True
         out = []
         for o in self._orders.values():
             if o.request is not None or o.trade is None:

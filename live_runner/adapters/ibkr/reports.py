@@ -46,8 +46,20 @@ class TrackedOrder:
     cancel_pending: bool = False  # cancel to (re)send once bound and connected
     reported_qty: int = 0
     pending_qty: int = 0          # fills waiting for their commission
-    broker_filled: float = 0.0    # cumulative filled qty per orderStatus (a hint)
+    broker_filled: float = 0.0    # cumulative filled qty per orderStatus (a hint), own share
     held: list = field(default_factory=list)  # reports of an adopted order, until claimed
+    replaces: "TrackedOrder | None" = None     # a modify: the order whose IB orderId this one takes over
+    replacement: "TrackedOrder | None" = None  # a modify of this order sent, not yet confirmed
+    refused_modify_code: int = 0  # the error code of a refused modify, already handled
+
+    @property
+    def prior_fills(self) -> int:
+        """Shares of the same IB order filled under the client ids it replaced."""
+        n, o = 0, self.replaces
+        while o is not None:
+            n += o.reported_qty + o.pending_qty
+            o = o.replaces
+        return n
 
     @property
     def has_fills(self) -> bool:
@@ -93,11 +105,20 @@ class ReportsMixin:
     _client_id: int
     _commission_wait: float
     _session_ended: bool
+    _adoption_closed: bool
     _last_exec_ts: float
     stats: dict[str, Any]
 
     # hooks provided by the client
     def _alert(self, key: str, severity: str, message: str) -> None: ...
+    def _fault(self, key: str, message: str) -> None: ...
+    # modifies and OCA groups (exits.ExitsMixin)
+    def _oca_group(self, o: TrackedOrder) -> str: ...
+    def _orphan_replacement(self, o: TrackedOrder) -> None: ...
+    def _group_fill_pending(self, o: TrackedOrder) -> bool: ...
+    def _flush_group(self, o: TrackedOrder) -> None: ...
+    def _modify_refused(self, o: TrackedOrder, code: int, message: str, from_status: bool = False) -> bool: ...
+    def _replaced(self, o: TrackedOrder) -> None: ...
     def _request_reconcile(self, reason: str, delay: float = 0.0) -> None: ...
     def _loop_call_later(self, delay: float, fn: Callable, *args: Any) -> "asyncio.TimerHandle": ...
     def _lib_fill(self, exec_id: str) -> Any: ...
@@ -107,12 +128,18 @@ class ReportsMixin:
     def _ours(self, ref: str) -> bool:
         return bool(ref) and ref.startswith(self._prefix + "-")
 
-    def _adopt(self, ref: str) -> TrackedOrder:
+    def _adopt(self, ref: str, what: str = "order") -> TrackedOrder:
+        """An order with our prefix this process does not know: its reports are held until the
+        runner recovers (claims) it. Before the runner's adoption pass (`unclaimed()`) that is a
+        restart finding its orders; after it, an order the runner never knew: a fault."""
         o = TrackedOrder(ref, None, acked=True)
         self._orders[ref] = o
         self.stats["adopted"] += 1
         log.warning("order %s is at the broker with our prefix but unknown here: held until recovered", ref,
                     extra={"client_order_id": ref})
+        if self._adoption_closed:
+            self._fault(f"ibkr_unknown_order:{ref}", f"{what} for {ref}, an order of ours this runner "
+                        "does not know")
         return o
 
     def _find(self, order: Any, adopt: bool = True) -> TrackedOrder | None:
@@ -123,7 +150,7 @@ class ReportsMixin:
         if o is None and order.orderId and order.clientId == self._client_id:
             o = self._by_oid.get(order.orderId)
         if o is None and adopt and self._ours(ref):
-            o = self._adopt(ref)
+            o = self._adopt(ref, f"{order.action} {order.totalQuantity:g} {order.orderType} order")
         return o
 
     def _bind(self, o: TrackedOrder, trade: Any) -> None:
@@ -143,6 +170,7 @@ class ReportsMixin:
         fq = getattr(order, "filledQuantity", 0.0)
         if _valid(fq):
             filled = max(filled, fq)
+        filled -= o.prior_fills  # IB counts the whole orderId; a replaced id's fills are not ours
         if filled > o.broker_filled:
             o.broker_filled = filled
 
@@ -153,11 +181,14 @@ class ReportsMixin:
             return
         handler = self._on_fill if isinstance(item, Fill) else self._on_event
         try:
-            handler(item)  # type: ignore[arg-type]
+            handler(item)  # type: ignore[arg-type]  (the whole report in one call)
         except Exception as exc:
+            # Not swallowed: the runner could not apply what the broker did, so its state is in
+            # doubt. The fault path halts it with a CRITICAL alert and reconciles.
             self.stats["handler_errors"] += 1
-            log.exception("runner handler failed on %s", item)
-            self._alert("ibkr_handler_error", "critical", f"runner failed on a broker report: {exc!r}")
+            log.exception("applying a broker report failed: %s", item)
+            self._fault(f"ibkr_report_failed:{o.cid}", f"applying the broker's report for {o.cid} failed "
+                        f"({type(item).__name__}): {exc!r}")
 
     def _claim(self, o: TrackedOrder, req: OrderRequest) -> None:
         o.request = req
@@ -179,7 +210,7 @@ class ReportsMixin:
         if o.terminal is not None or o.deferred is not None:
             return
         ev = self._event(o, status, reason)
-        if o.pending_qty or o.broker_filled > o.reported_qty:
+        if o.pending_qty or o.broker_filled > o.reported_qty or self._group_fill_pending(o):
             o.deferred = ev
             if o.broker_filled > o.reported_qty + o.pending_qty:
                 self._request_reconcile("fills missing before a terminal status", delay=self._commission_wait)
@@ -187,10 +218,11 @@ class ReportsMixin:
         o.terminal = status
         o.cancel_pending = False
         self._emit(o, ev)
+        self._orphan_replacement(o)
 
     def _flush_deferred(self, o: TrackedOrder, force: bool = False) -> None:
         ev = o.deferred
-        if ev is None or o.pending_qty:
+        if ev is None or o.pending_qty or (not force and self._group_fill_pending(o)):
             return
         if not force and o.broker_filled > o.reported_qty:
             return
@@ -200,6 +232,7 @@ class ReportsMixin:
         o.deferred = None
         o.terminal = ev.status
         self._emit(o, ev)
+        self._orphan_replacement(o)
 
     # --- order status ---------------------------------------------------------------------------
     def _on_trade(self, trade: Any) -> None:
@@ -212,10 +245,16 @@ class ReportsMixin:
         if o.terminal is not None or o.deferred is not None:
             return
         st = trade.orderStatus.status
+        if o.replaces is not None and not o.accepted and st != compat.PENDING_SUBMIT:
+            if (trade.order.orderRef or "") != o.cid:
+                return  # IB still shows the order it replaces: the modify is not applied yet
+            self._replaced(o)
         if st in mapping.WORKING:
             self._accept(o)
         elif st in mapping.CANCELED or st == compat.INACTIVE:
             code, msg = _last_error(trade)
+            if code and self._modify_refused(o, code, msg, from_status=True):
+                return  # the SDK marks the trade canceled on any error; IB kept the order
             if self._expired(o, code):
                 status, reason = OrderStatus.EXPIRED, "day order expired"
             elif code:
@@ -255,7 +294,7 @@ class ReportsMixin:
         if o is None:
             if not self._ours(ex.orderRef or ""):
                 return  # not ours (a manual trade): positions show it
-            o = self._adopt(ex.orderRef)
+            o = self._adopt(ex.orderRef, f"fill {exec_id} ({ex.side} {ex.shares:g} {fill.contract.symbol})")
         ts = ex.time.timestamp() if ex.time else 0.0
         if ts > self._last_exec_ts:
             self._last_exec_ts = ts
@@ -303,6 +342,7 @@ class ReportsMixin:
         self._emit(o, Fill(o.cid, exec_id, fill.contract.symbol, side, qty, float(ex.price), commission,
                            _ns(ex.time) if ex.time else self._now()))
         self._flush_deferred(o)
+        self._flush_group(o)
 
     # --- errors ---------------------------------------------------------------------------------------
     def _on_error(self, req_id: int, code: int, message: str, _contract: Any = None) -> None:
@@ -326,6 +366,11 @@ class ReportsMixin:
             self._bump_order_id(req_id)
         if kind is ErrorKind.ORDER_WARNING:
             log.warning("%s: ibkr warning %s: %s", o.cid, code, message, extra={"client_order_id": o.cid})
+            return
+        if o.refused_modify_code == code:
+            o.refused_modify_code = 0
+            return  # already handled: the SDK reported it as a status first (ib_insync)
+        if self._modify_refused(o, code, message):
             return
         if kind is ErrorKind.CANCEL_REJECTED:
             o.cancel_pending = False
