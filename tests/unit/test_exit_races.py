@@ -80,7 +80,7 @@ def scripted(broker: str, path: dict[int, float], minutes: int, start: str = "10
     for i in range((minutes + SETTLE_MINUTES) * TICKS_PER_MINUTE):
         price = path.get(i, price)
         prices.append(price)
-    plan = SessionPlan(0, broker, "2024-03-15", [SYM], et_ns("2024-03-15", start), minutes, to_close,
+    plan = SessionPlan(-1, broker, "2024-03-15", [SYM], et_ns("2024-03-15", start), minutes, to_close,
                        "data_end", params, {SYM: prices},
                        sorted((ENTRY, *actions, *(() if to_close else (Action(minutes * TICKS_PER_MINUTE, "shutdown"),))),
                               key=lambda a: a.tick))
@@ -198,3 +198,19 @@ def test_an_ib_oca_type_1_group_cancelling_the_stop_on_a_partial_target_fill_is_
         session.run()
     assert sells(session) == [("target", 1000, 13.26), ("stop", 538, 12.6)]
     assert session.sim.positions() == {} and session.node.portfolio.positions == {}
+
+
+@pytest.mark.xfail(strict=True, raises=RaceViolation, reason=(
+    "open (found by RACE_SEED=3772 RACE_BROKER=ibkr): an IB modify sends totalQuantity = new qty + "
+    "the orderId's own fills, so a leg that IB shrank for the other leg's fill while the modify was "
+    "in flight comes back at full size, and the pair can sell more than is held"))
+def test_an_ib_modify_racing_a_fill_of_the_other_leg_never_oversells() -> None:
+    """The entry fills 1,000 then 538; the modify of the pair to 1,538 takes 10 s, and in that
+    window the target sells 900 (IB reduces the stop to 100). The modified stop must not come back
+    for 1,538 shares against 638 held."""
+    params = SimParams(**{**CALM.__dict__, "market_fill_ms": (1000, 1000), "replace_ms": (10_000, 10_000),
+                          "oca_type": 2})
+    session = scripted("ibkr", {7: 13.30, 8: 13.0}, minutes=4, params=params)
+    session.sim.chunks = [1000, 538, 900]
+    with quiet_logs():
+        session.run()

@@ -32,9 +32,10 @@ GRACE_NS = 30_000_000_000
 class RaceViolation(AssertionError):
     def __init__(self, seed: int, broker: str, index: int, invariant: str, detail: str, trace: str) -> None:
         self.seed, self.broker, self.index, self.invariant = seed, broker, index, invariant
+        again = (f"reproduce with RACE_SEED={seed} RACE_BROKER={broker}" if seed >= 0
+                 else "a scripted scenario: rerun its test")
         super().__init__(f"race invariant '{invariant}' broken: {detail}\n  broker={broker} seed={seed} "
-                         f"event #{index}; reproduce with RACE_SEED={seed} RACE_BROKER={broker}\n"
-                         f"--- trace (latest last) ---\n{trace}")
+                         f"event #{index}; {again}\n--- trace (latest last) ---\n{trace}")
 
 
 class RecordingJournal(Journal):
