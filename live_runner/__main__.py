@@ -16,7 +16,9 @@ DEMO_DATE = "2024-11-26"
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="YAML config file (defaults when omitted)")
-    p.add_argument("--journal", help="journal SQLAlchemy URL (default: the config's journal.url)")
+    p.add_argument("--journal", help="journal SQLAlchemy URL (default: $TRADING_JOURNAL_URL, else the "
+                                     "config's journal.url); a password here is visible in /proc: "
+                                     "put such a URL in TRADING_JOURNAL_URL instead")
     p.add_argument("--universe", help="comma-separated session universe (overrides the gap scan)")
 
 
@@ -82,7 +84,10 @@ def _run(args: argparse.Namespace, bars: Path, speed: float | None) -> int:
         print(f"error: invalid configuration\n{exc}", file=sys.stderr)
         return 2
     universe = [s.strip() for s in args.universe.split(",")] if getattr(args, "universe", None) else None
-    opts = RunOptions(bars=bars, journal_url=args.journal or config.journal.url, universe=universe,
+    journal_url = _journal_url(args.journal, config.journal.url)
+    if journal_url is None:
+        return 2
+    opts = RunOptions(bars=bars, journal_url=journal_url, universe=universe,
                       progress=not args.json, speed=speed)
     from live_runner import logs
 
@@ -185,6 +190,26 @@ def _client(args: argparse.Namespace) -> int:
     token_env = ops.token_env if ops is not None else ops_client.DEFAULT_TOKEN_ENV
     return ops_client.control(url, args.cmd, args.symbol, args.operator, token_env, sys.stdout,
                               sys.stderr, as_json=args.json, timeout_s=args.timeout)
+
+
+def _journal_url(arg: str | None, configured: str) -> str | None:
+    """--journal, else $TRADING_JOURNAL_URL, else the config's. A password on the command line
+    works but is warned about (every local user reads argv in /proc); a `{session}` template is
+    the pipeline's, not a journal, and is refused (None)."""
+    import os
+
+    from live_runner.redact import JOURNAL_URL_ENV, has_password
+
+    url = arg or os.environ.get(JOURNAL_URL_ENV, "").strip() or configured
+    if arg and has_password(arg):
+        print(f"warning: --journal carries a password, readable by every local user in "
+              f"/proc/<pid>/cmdline; set {JOURNAL_URL_ENV} in the environment instead",
+              file=sys.stderr)
+    if "{session}" in url:
+        print(f"error: the journal URL is a template with {{session}} ({JOURNAL_URL_ENV} of the "
+              f"pipeline?): give the runner one session's journal", file=sys.stderr)
+        return None
+    return url
 
 
 def _mode_refusal(args: argparse.Namespace, config: object) -> str | None:

@@ -109,21 +109,47 @@ class WebhookSink:
                 raise RuntimeError(f"webhook {self.url} returned HTTP {resp.status}")
 
 
+SMTP_TLS_MODES = ("starttls", "ssl", "none")
+_SMTP_DEFAULT_PORT = {"starttls": 587, "ssl": 465, "none": 25}
+
+
+class SmtpPlaintextLogin(RuntimeError):
+    """Credentials would cross the network in clear text: refused before connecting."""
+
+
 class EmailSink:
-    """SMTP email; credentials come from the caller (env vars), never from config files."""
+    """SMTP email; credentials come from the caller (env vars), never from config files.
+
+    `tls`: "starttls" (upgrade, usually port 587), "ssl" (SMTPS, implicit TLS, port 465) or "none"
+    (a local relay without login). A login is only ever sent inside TLS: with "none" and a username
+    every delivery fails with SmtpPlaintextLogin (the other sinks still deliver), and a server that
+    does not offer STARTTLS is refused by smtplib before the login. `cafile` trusts a private CA."""
 
     def __init__(
         self, host: str, port: int, sender: str, recipients: Sequence[str],
         username: str | None = None, password: str | None = None, starttls: bool = False,
-        timeout_s: float = 10, name: str = "email",
+        timeout_s: float = 10, name: str = "email", tls: str | None = None,
+        cafile: str | None = None,
     ) -> None:
         if not recipients:
             raise ValueError("EmailSink needs at least one recipient")
+        tls = tls or ("starttls" if starttls else "ssl" if port == 465 else "none")
+        if tls not in SMTP_TLS_MODES:
+            raise ValueError(f"SMTP tls must be one of {', '.join(SMTP_TLS_MODES)}, got {tls!r}")
         self.name = name
         self.host, self.port = host, port
         self.sender, self.recipients = sender, list(recipients)
         self.username, self.password = username, password
-        self.starttls, self.timeout_s = starttls, timeout_s
+        self.tls, self.cafile = tls, cafile
+        self.starttls, self.timeout_s = tls == "starttls", timeout_s
+
+    @property
+    def refusal(self) -> str | None:
+        """Why this sink will not deliver (a login without TLS), or None."""
+        if self.username and self.tls == "none":
+            return (f"refusing to send SMTP credentials to {self.host}:{self.port} in clear text: "
+                    f"set TRADING_ALERT_SMTP_TLS=starttls (port 587) or ssl (port 465)")
+        return None
 
     def build_message(self, alert: Alert) -> EmailMessage:
         msg = EmailMessage()
@@ -138,13 +164,34 @@ class EmailSink:
         return msg
 
     def deliver(self, alert: Alert) -> None:
+        if (refusal := self.refusal) is not None:
+            raise SmtpPlaintextLogin(refusal)
         msg = self.build_message(alert)
-        with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
-            if self.starttls:
-                smtp.starttls(context=ssl.create_default_context())
+        context = ssl.create_default_context(cafile=self.cafile)
+        if self.tls == "ssl":
+            smtp: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout_s,
+                                                  context=context)
+        else:
+            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout_s)
+        with smtp:
+            if self.tls == "starttls":
+                smtp.starttls(context=context)  # SMTPNotSupportedError when not offered: no login
             if self.username:
                 smtp.login(self.username, self.password or "")
             smtp.send_message(msg, from_addr=self.sender, to_addrs=self.recipients)
+
+
+def smtp_tls_mode(environ: Mapping[str, str], has_login: bool, port: int | None) -> str:
+    """TRADING_ALERT_SMTP_TLS, else the older TRADING_ALERT_SMTP_STARTTLS=true, else SMTPS on
+    port 465, STARTTLS when there is a login, plain only for a relay without one."""
+    mode = environ.get("TRADING_ALERT_SMTP_TLS", "").strip().lower()
+    if mode:
+        return mode
+    if _truthy(environ.get("TRADING_ALERT_SMTP_STARTTLS", "")):
+        return "starttls"
+    if port == 465:
+        return "ssl"
+    return "starttls" if has_login else "none"
 
 
 def _truthy(value: str) -> bool:
@@ -162,12 +209,16 @@ def sinks_from_env(environ: Mapping[str, str]) -> list[AlertSink]:
     to = environ.get("TRADING_ALERT_EMAIL_TO", "").split(",")
     recipients = [r.strip() for r in to if r.strip()]
     if host and sender and recipients:
-        starttls = _truthy(environ.get("TRADING_ALERT_SMTP_STARTTLS", ""))
         port_s = environ.get("TRADING_ALERT_SMTP_PORT", "").strip()
-        port = int(port_s) if port_s else (587 if starttls else 25)
         user = environ.get("TRADING_ALERT_SMTP_USER") or None
         password = environ.get("TRADING_ALERT_SMTP_PASSWORD") or None
-        sinks.append(EmailSink(host, port, sender, recipients, user, password, starttls))
+        tls = smtp_tls_mode(environ, bool(user), int(port_s) if port_s else None)
+        port = int(port_s) if port_s else _SMTP_DEFAULT_PORT.get(tls, 25)
+        email = EmailSink(host, port, sender, recipients, user, password, tls=tls,
+                          cafile=environ.get("TRADING_ALERT_SMTP_CAFILE") or None)
+        if email.refusal:
+            logger.error("email alerts will fail: %s", email.refusal)
+        sinks.append(email)
     elif host or sender or recipients:
         logger.warning("email alerts disabled: TRADING_ALERT_SMTP_HOST, TRADING_ALERT_EMAIL_FROM"
                        " and TRADING_ALERT_EMAIL_TO are all required")

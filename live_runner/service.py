@@ -364,11 +364,9 @@ class LiveService:
 
 def _redact(url: str) -> str:
     """Never show a password from a journal URL."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}" if ":" in creds else url
-    return url
+    from live_runner.redact import redact_url
+
+    return redact_url(url)
 
 
 def run_live(config: SystemConfig, opts: RunOptions) -> dict[str, Any]:
