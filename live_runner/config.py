@@ -154,6 +154,7 @@ class PolygonConfig(_Strict):
     rest_max_attempts: int = Field(6, ge=1)      # per call, 429/5xx/timeouts included
     rest_backoff_s: float = Field(0.5, ge=0)     # first wait after a 429/5xx, doubled each time
     rest_backoff_max_s: float = Field(8.0, ge=0)
+    rest_retry_after_max_s: float = Field(60.0, ge=0)  # a 429's Retry-After is waited, up to this
     reconnect_backoff_s: float = Field(1.0, ge=0)
     reconnect_backoff_max_s: float = Field(30.0, ge=0)
     stale_after_s: float = Field(90.0, gt=0)     # no aggregate this long in regular hours: stale
