@@ -136,6 +136,7 @@ class OpsConfig(_Strict):
     token_env: str = "TRADING_CONTROL_TOKEN"
     feed_stale_after_s: float = Field(120.0, gt=0)
     heartbeat_allowance_s: float = Field(30.0, gt=0)
+    alert_repeat_s: float = Field(600.0, gt=0)  # an unhealthy component pages again at most this often
     max_body_bytes: int = Field(4096, ge=64)
     request_timeout_s: float = Field(5.0, gt=0)
     max_connections: int = Field(128, ge=1)
@@ -231,6 +232,9 @@ class AlpacaConfig(_Strict):
 class JournalConfig(_Strict):
     url: str = "sqlite:///var/journal.db"
     batch_size: int = Field(1000, ge=1)
+    connect_timeout_s: float = Field(5.0, gt=0)     # PostgreSQL connect (and pool checkout) timeout
+    statement_timeout_s: float = Field(10.0, gt=0)  # PostgreSQL statement_timeout; SQLite busy timeout
+    max_queued_batches: int = Field(64, ge=1)       # more batches waiting: unhealthy (REDUCING)
 
 
 class SystemConfig(_Strict):

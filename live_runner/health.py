@@ -3,6 +3,8 @@
 Beats cost nothing on the hot path: a watchdog on the event loop samples progress counters (bars
 processed, journal writes, the loop turning) once a second and beats on the components' behalf.
 A component silent for longer than its allowance is unhealthy; the runner is then not ready.
+A component that can judge itself (the live feed: connection state and overdue bars; the journal:
+a failing writer) `report`s its verdict instead, so a quiet but healthy feed is never called dead.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ class _Beat:
     last: float
     detail: str = ""
     running: bool = True
+    failing: bool = False  # reported unhealthy (see `report`), whatever the heartbeat age
 
 
 class HealthMonitor:
@@ -40,8 +43,23 @@ class HealthMonitor:
             return
         b.last = self._now()
         b.running = True
+        b.failing = False
         if detail:
             b.detail = detail
+
+    def now(self) -> float:
+        """The monitor's monotonic clock (seconds), for components that time themselves on it."""
+        return self._now()
+
+    def report(self, name: str, healthy: bool, detail: str = "") -> None:
+        """A component's own verdict: healthy beats; unhealthy is unhealthy now, not after the
+        allowance (the verdict already allows for the component's normal quiet)."""
+        if healthy:
+            self.beat(name, detail)
+            return
+        b = self._beats.setdefault(name, _Beat(self._now()))
+        b.failing = True
+        b.detail = detail
 
     def set_allowance(self, name: str, seconds: float) -> None:
         self._allowance[name] = seconds
@@ -59,7 +77,7 @@ class HealthMonitor:
         age = self._now() - b.last
         allowance = self._allowance.get(name, self._default)
         return {"component": name, "is_running": b.running, "heartbeat_age_s": round(age, 3),
-                "is_healthy": b.running and age <= allowance, "detail": b.detail}
+                "is_healthy": b.running and not b.failing and age <= allowance, "detail": b.detail}
 
     def system_health(self) -> dict[str, object]:
         components = {name: self.get_health(name) for name in self._beats}
