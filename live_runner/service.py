@@ -313,7 +313,7 @@ class LiveService:
                     t0_market, t0_wall = close, time.monotonic()
                 last = close
                 delay = t0_wall + (close - t0_market) / 1e9 / speed - time.monotonic()
-                self._bar_due = time.monotonic() + max(delay, 0.0)
+                self._bar_due = self.health.now() + max(delay, 0.0)  # on the health clock
                 if delay > 0:
                     try:
                         await asyncio.wait_for(stop.wait(), timeout=delay)
