@@ -79,19 +79,21 @@ def _encode(payload: "dict[str, Any] | Deferred") -> str:
     return orjson.dumps(payload, option=_SORT, default=str).decode()
 
 
-def make_engine(url: str, connect_timeout_s: float = 5.0, statement_timeout_s: float = 10.0) -> Engine:
+def make_engine(url: str, connect_timeout_s: float = 5.0, statement_timeout_s: float | None = None) -> Engine:
     """SQLite in WAL mode by default (durable and fast), any SQLAlchemy URL otherwise. A hung
-    database must not hang the writer for ever: PostgreSQL gets a connect timeout and a
-    server-side statement timeout, SQLite a busy timeout (how long a lock is waited for)."""
+    database must not hang the journal's writer for ever: PostgreSQL gets a connect timeout and
+    (the Journal asks for one) a server-side statement timeout, SQLite a busy timeout (how long a
+    lock is waited for). Readers (the pipeline's snapshots) get no statement timeout."""
     if url.startswith("postgresql"):
-        parsed = sa.engine.make_url(url)
-        options = parsed.query.get("options", "")
-        if isinstance(options, tuple):
-            options = " ".join(options)
-        options = f"{options} -c statement_timeout={max(1, round(statement_timeout_s * 1000))}".strip()
+        connect_args: dict[str, Any] = {"connect_timeout": max(1, round(connect_timeout_s))}
+        if statement_timeout_s is not None:
+            options = sa.engine.make_url(url).query.get("options", "")
+            if isinstance(options, tuple):
+                options = " ".join(options)
+            ms = max(1, round(statement_timeout_s * 1000))
+            connect_args["options"] = f"{options} -c statement_timeout={ms}".strip()
         return sa.create_engine(url, pool_pre_ping=True, pool_timeout=connect_timeout_s,
-                                connect_args={"connect_timeout": max(1, round(connect_timeout_s)),
-                                              "options": options})
+                                connect_args=connect_args)
     if url in ("sqlite://", "sqlite:///:memory:"):
         # One shared connection, so the writer thread sees the same in-memory database.
         return sa.create_engine(url, poolclass=sa.pool.StaticPool,
@@ -100,7 +102,7 @@ def make_engine(url: str, connect_timeout_s: float = 5.0, statement_timeout_s: f
         path = url[len("sqlite:///"):]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": statement_timeout_s})
+        engine = sa.create_engine(url, connect_args={"timeout": statement_timeout_s or 5.0})
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -155,7 +157,9 @@ class Journal:
         self._error: BaseException | None = None  # given up (on close): events were lost
         self._writer: threading.Thread | None = None
         self._sqlite = self.engine.dialect.name == "sqlite"
-        with self.engine.connect() as conn:
+        with self.engine.begin() as conn:
+            if self.engine.dialect.name == "postgresql":  # reading a long journal may take longer
+                conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
             rows = conn.execute(
                 sa.select(events.c.seq, events.c.session, events.c.ts, events.c.kind, events.c.key,
                           events.c.payload).order_by(events.c.seq)
