@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from live_runner.adapters.base import DailyBar, FeedMarker, FeedState, LiveDataClient
 from live_runner.calendar import CLOSED, REGULAR, MarketCalendar, SessionTimes
+from live_runner.health import feed_liveness
 from live_runner.models import NANOS_PER_MINUTE, Bar, Severity
 from live_runner.risk.rules import BackupDataGate
 
@@ -151,28 +152,15 @@ class DataFeed:
         phase = self._phase(self._market_now())
         self._track_regular(now_m, phase)
         client = self.active
-        state = client.state
-        if state is FeedState.LIVE:
+        if client.state is FeedState.LIVE:
             self._unlive_since = None
         elif self._unlive_since is None:
             self._unlive_since = min(now_m, client.state_since)
-        if state is FeedState.FAILED:
-            return False, f"{client.name} failed: {client.stats().get('state_reason', '')}"
-        if phase == CLOSED:
-            return True, f"{client.name} {state.value}, market closed"
-        if state is not FeedState.LIVE:
-            down = now_m - (self._unlive_since if self._unlive_since is not None else now_m)
-            alive = down <= self.config.data_failover.disconnect_grace_s
-            return alive, f"{client.name} {state.value} for {down:.0f} s"
-        if phase != REGULAR:
-            return True, f"{client.name} live ({phase}: quiet is normal)"
         overdue = max(NANOS_PER_MINUTE / 1e9 + self.config.ops.heartbeat_allowance_s,
                       self._stale_after(client) if client.name == "yahoo" else 0.0)
-        ref = max(client.last_bar_at, client.state_since, self._regular_since or now_m)
-        silent = now_m - ref
-        if silent > overdue:
-            return False, f"{client.name} live but no bar for {silent:.0f} s in regular hours"
-        return True, f"{client.name} live, last bar {silent:.0f} s ago"
+        return feed_liveness(client, now_m, phase, unlive_since=self._unlive_since,
+                             regular_since=self._regular_since,
+                             grace_s=self.config.data_failover.disconnect_grace_s, overdue_s=overdue)
 
     def _track_regular(self, now_m: float, phase: str) -> None:
         if phase == REGULAR:

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from live_runner.adapters.base import LiveDataClient
 
 COMPONENTS = ("data_manager", "strategy_engine", "risk_manager", "order_manager",
               "execution_engine", "performance_tracker", "alert_system", "journal", "event_loop")
@@ -83,3 +86,29 @@ class HealthMonitor:
         components = {name: self.get_health(name) for name in self._beats}
         unhealthy = sorted(n for n, h in components.items() if not h["is_healthy"])
         return {"healthy": not unhealthy, "unhealthy": unhealthy, "components": components}
+
+
+def feed_liveness(client: "LiveDataClient", now_m: float, phase: str, *, unlive_since: float | None,
+                  regular_since: float | None, grace_s: float, overdue_s: float) -> tuple[bool, str]:
+    """Is a live data client alive, and why (monotonic seconds throughout)? Quiet is not death:
+    alive while connected, or reconnecting for at most `grace_s` while the market is open; in
+    regular hours a connected feed is dead only when no bar came for `overdue_s` (one bar interval
+    plus an allowance). Outside the session quiet and disconnects are normal; FAILED never is."""
+    from live_runner.adapters.base import FeedState
+    from live_runner.calendar import CLOSED, REGULAR
+
+    state = client.state
+    if state is FeedState.FAILED:
+        return False, f"{client.name} failed: {client.stats().get('state_reason', '')}"
+    if phase == CLOSED:
+        return True, f"{client.name} {state.value}, market closed"
+    if state is not FeedState.LIVE:
+        down = now_m - (unlive_since if unlive_since is not None else now_m)
+        return down <= grace_s, f"{client.name} {state.value} for {down:.0f} s"
+    if phase != REGULAR:
+        return True, f"{client.name} live ({phase}: quiet is normal)"
+    silent = now_m - max(client.last_bar_at, client.state_since,
+                         regular_since if regular_since is not None else now_m)
+    if silent > overdue_s:
+        return False, f"{client.name} live but no bar for {silent:.0f} s in regular hours"
+    return True, f"{client.name} live, last bar {silent:.0f} s ago"
