@@ -7,6 +7,7 @@ handed off blocked the event loop on the writer's full queue, the ops API with i
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -75,6 +76,17 @@ def test_statement_timeout_turns_a_hang_into_a_retried_failure_and_nothing_is_lo
         if lock is not None:
             lock.release()
         j.close()
+
+
+def test_a_server_that_accepts_but_never_answers_fails_the_connect_instead_of_hanging() -> None:
+    """A half-dead host (the TCP handshake succeeds, PostgreSQL never speaks): the connect
+    timeout turns it into an error the runner reports at start."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        with pytest.raises(sa.exc.OperationalError, match="timeout"):
+            Journal(f"postgresql+psycopg2://trader@127.0.0.1:{port}/test", connect_timeout_s=1.0)
 
 
 def test_the_search_path_of_the_url_is_kept_with_the_timeouts(pg_schema_url: Any) -> None:
