@@ -19,7 +19,7 @@ The rules (DESIGN.md, "How the real brokers behave"):
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import msgspec
 
@@ -251,13 +251,7 @@ class ExitsMixin:
             return
         trade.replacing = old
         trade.stop_id, trade.target_id = stop.client_order_id, target.client_order_id
-        self._register(stop)
-        self._register(target)
-        if self.journal.resuming:
-            self.execution.recover(stop)
-            self.execution.recover(target)
-        else:
-            self.execution.replace_exits(old[0], old[1], stop, target)
+        self._dispatch_pair(stop, target, lambda: self.execution.replace_exits(old[0], old[1], stop, target))
 
     def _pair_requests(self, symbol: str, trade: "OpenTrade", qty: int) -> tuple[OrderRequest, OrderRequest]:
         now = self.clock.now_ns()
@@ -272,14 +266,18 @@ class ExitsMixin:
     def _send_pair(self, stop: OrderRequest, target: OrderRequest) -> bool:
         if not self._fits(stop, ()):
             return False
+        self._dispatch_pair(stop, target, lambda: self.execution.submit_oco(stop, target))
+        return True
+
+    def _dispatch_pair(self, stop: OrderRequest, target: OrderRequest, send: Callable[[], None]) -> None:
+        """Journal both legs, then send them (recovered, not re-sent, while resuming)."""
         self._register(stop)
         self._register(target)
         if self.journal.resuming:
             self.execution.recover(stop)
             self.execution.recover(target)
         else:
-            self.execution.submit_oco(stop, target)
-        return True
+            send()
 
     def _cancel_exits(self, trade: "OpenTrade") -> None:
         ids = (trade.stop_id, trade.target_id)
