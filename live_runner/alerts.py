@@ -231,10 +231,13 @@ _STOP = object()
 class AlertSystem:
     """Rate-limits, records and routes alerts; one daemon thread delivers them to the sinks.
 
-    Rate limiting is per key, measured on the injected clock from the last accepted alert with that
-    key: an alert inside `min_interval_s` is suppressed (counted in `suppressed`). CRITICAL alerts
-    use `min_interval_s / 6` (the interval of the incoming alert's severity applies, so an
-    escalation to CRITICAL gets through sooner). Accepted alerts go to `recent`, to `journal`, then
+    Rate limiting is per key, measured from the last accepted alert with that key: an alert inside
+    `min_interval_s` is suppressed (counted in `suppressed`). CRITICAL alerts use
+    `min_interval_s / 6` (the interval of the incoming alert's severity applies, so an escalation
+    to CRITICAL gets through sooner); a caller that re-raises a lasting condition passes its own
+    `min_interval_s`. The limit is measured on `rate_clock` (monotonic seconds) when set, else on
+    the injected clock: a live run sets it, because its market clock moves only with bars (so
+    alerts a minute apart looked far apart, and with a dead feed time stood still). Accepted alerts go to `recent`, to `journal`, then
     to a bounded queue; on a full queue the alert is dropped (`dropped`) rather than blocking.
 
     Default routing: INFO -> "log", WARNING -> "log" + "webhook", CRITICAL -> every sink. A
@@ -270,6 +273,7 @@ class AlertSystem:
         self.dropped = self.suppressed = 0
         self.suppressed_by_key: dict[str, int] = {}
         self._last_ns: dict[str, int] = {}
+        self.rate_clock: Callable[[], float] | None = None
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -295,23 +299,29 @@ class AlertSystem:
         return default
 
     def raise_alert(
-        self, key: str, severity: Severity | str, message: str, component: str = "", **data: object
+        self, key: str, severity: Severity | str, message: str, component: str = "",
+        min_interval_s: float | None = None, **data: object
     ) -> bool:
         """Never blocks (safe on the trading path); True if the alert was queued for delivery."""
         severity = Severity(severity)
         now = self.clock.now_ns()
-        interval = self.critical_interval_ns if severity is Severity.CRITICAL else self.interval_ns
+        if min_interval_s is not None:
+            interval = int(min_interval_s * NANOS_PER_SECOND)
+        else:
+            interval = self.critical_interval_ns if severity is Severity.CRITICAL else self.interval_ns
+        rate_clock = self.rate_clock
+        rate_now = int(rate_clock() * NANOS_PER_SECOND) if rate_clock is not None else now
         with self._lock:
             last = self._last_ns.get(key)
-            if last is not None and 0 <= now - last < interval:
+            if last is not None and 0 <= rate_now - last < interval:
                 self.suppressed += 1
                 self.suppressed_by_key[key] = self.suppressed_by_key.get(key, 0) + 1
                 suppressed = True
             else:
                 suppressed = False
-                self._last_ns[key] = now
+                self._last_ns[key] = rate_now
                 if len(self._last_ns) > _PRUNE_THRESHOLD:
-                    self._prune(now)
+                    self._prune(rate_now)
         if suppressed:
             self._metric("suppressed", "")
             return False

@@ -149,6 +149,7 @@ class OpsConfig(_Strict):
     token_env: str = "TRADING_CONTROL_TOKEN"
     feed_stale_after_s: float = Field(120.0, gt=0)
     heartbeat_allowance_s: float = Field(30.0, gt=0)
+    alert_repeat_s: float = Field(600.0, gt=0)  # an unhealthy component pages again at most this often
     max_body_bytes: int = Field(4096, ge=64)
     request_timeout_s: float = Field(5.0, gt=0)
     max_connections: int = Field(128, ge=1)
@@ -170,6 +171,7 @@ class PolygonConfig(_Strict):
     rest_max_attempts: int = Field(6, ge=1)      # per call, 429/5xx/timeouts included
     rest_backoff_s: float = Field(0.5, ge=0)     # first wait after a 429/5xx, doubled each time
     rest_backoff_max_s: float = Field(8.0, ge=0)
+    rest_retry_after_max_s: float = Field(60.0, ge=0)  # a 429's Retry-After is waited, up to this
     reconnect_backoff_s: float = Field(1.0, ge=0)
     reconnect_backoff_max_s: float = Field(30.0, ge=0)
     stale_after_s: float = Field(90.0, gt=0)     # no aggregate this long in regular hours: stale
@@ -246,6 +248,9 @@ class AlpacaConfig(_Strict):
 class JournalConfig(_Strict):
     url: str = "sqlite:///var/journal.db"
     batch_size: int = Field(1000, ge=1)
+    connect_timeout_s: float = Field(5.0, gt=0)     # PostgreSQL connect (and pool checkout) timeout
+    statement_timeout_s: float = Field(10.0, gt=0)  # PostgreSQL statement_timeout; SQLite busy timeout
+    max_queued_batches: int = Field(64, ge=1)       # more batches waiting: unhealthy (REDUCING)
 
 
 class SystemConfig(_Strict):

@@ -80,13 +80,19 @@ class LiveService:
         # A live feed's session cannot be regenerated after a crash (its bars and fills do not
         # repeat), so its journal is continued and the state read back from it (live_runner.restore);
         # a bars file is replayed deterministically, its journal verified event by event.
-        self.journal = Journal(opts.journal_url, batch_size=config.journal.batch_size,
-                               continue_log=data_feed is not None)
+        jc = config.journal
+        self.journal = Journal(opts.journal_url, batch_size=jc.batch_size, continue_log=data_feed is not None,
+                               connect_timeout_s=jc.connect_timeout_s,
+                               statement_timeout_s=jc.statement_timeout_s,
+                               max_queued_batches=jc.max_queued_batches)
         self.node = TradingNode(config, self.journal, universe=opts.universe,
                                 alert_sinks=sinks_from_env(env))
         self.node.restore_from_journal()
         logs.set_session_source(lambda: self.node.session_name)
         self.health = health or HealthMonitor(default_allowance_s=config.ops.heartbeat_allowance_s)
+        # Repeats of one alert key are limited on the health monitor's monotonic clock: the market
+        # clock stands still between bars and stops with a dead feed (see AlertSystem.rate_clock).
+        self.node.alerts.rate_clock = self.health.now
         self.serving = threading.Event()  # set once the ops server listens (bound_port is known)
         self.error: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -98,9 +104,8 @@ class LiveService:
         self.metrics: Any = None
         self.bound_port = 0
         self._last_bars = -1
-        self._last_written = -1
         self._feed_alerted = False
-        self._unhealthy_alerted: set[str] = set()
+        self._bar_due: float | None = None  # paced file: monotonic time the next bar is released
 
     # --- OpsApp --------------------------------------------------------------------------------
     def health_check(self) -> tuple[bool, dict[str, Any]]:
@@ -386,6 +391,7 @@ class LiveService:
                     t0_market, t0_wall = close, time.monotonic()
                 last = close
                 delay = t0_wall + (close - t0_market) / 1e9 / speed - time.monotonic()
+                self._bar_due = self.health.now() + max(delay, 0.0)  # on the health clock
                 if delay > 0:
                     try:
                         await asyncio.wait_for(stop.wait(), timeout=delay)
@@ -402,48 +408,73 @@ class LiveService:
             await asyncio.sleep(0.05)
 
     async def _watchdog(self, stop: asyncio.Event) -> None:
-        """Once a second: beat on the components' behalf from their progress, alert on silence."""
-        h = self.health
-        node = self.node
+        """Once a second: `check_health`."""
         while not stop.is_set():
-            h.beat("event_loop")
-            for name in ("strategy_engine", "risk_manager", "order_manager", "performance_tracker"):
-                h.beat(name)  # synchronous parts of the chain: alive whenever the loop turns
-            execution = node.execution
-            h.beat("execution_engine", f"{getattr(execution.active, 'name', 'broker')} "
-                                       f"{'connected' if execution.connected else 'DISCONNECTED'}")
-            if node.data.bars_processed != self._last_bars:
-                self._last_bars = node.data.bars_processed
-                h.beat("data_manager", f"{self._last_bars} bars")
-                self._feed_alerted = False
-            elif self.feed_done:
-                h.beat("data_manager", "feed finished")
-            elif h.age("data_manager") > self.config.ops.feed_stale_after_s and not self._feed_alerted:
-                self._feed_alerted = True
-                node.alerts.raise_alert("feed_stale", Severity.WARNING,
-                                        f"no bar for {h.age('data_manager'):.0f} s", component="data_manager")
-            try:
-                # What was appended between bars (alerts, a lingering run's events) reaches the
-                # writer within a second, whatever the feed does.
-                self.journal.hand_off()
-            except RuntimeError:
-                pass  # the writer failed: the journal stops beating and is reported unhealthy
-            if self.journal.written != self._last_written or self.journal.pending == 0:
-                self._last_written = self.journal.written
-                h.beat("journal", f"{self.journal.written} written, {self.journal.pending} pending")
-            h.beat("alert_system", f"queue {node.alerts.queue_depth}")
-            system = h.system_health()
-            for name in system["unhealthy"]:  # type: ignore[union-attr]
-                if name not in self._unhealthy_alerted:
-                    self._unhealthy_alerted.add(name)
-                    node.alerts.raise_alert(f"unhealthy:{name}", Severity.CRITICAL,
-                                            f"component {name} silent for {h.age(name):.0f} s",
-                                            component=name)
-            self._unhealthy_alerted &= set(system["unhealthy"])  # type: ignore[arg-type]
+            self.check_health()
             try:
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
             except asyncio.TimeoutError:
                 pass
+
+    def check_health(self) -> None:
+        """Beat on the components' behalf from their progress; alert on what is unhealthy (every
+        call while it lasts: the alert system's per-key limit decides how often that pages)."""
+        h = self.health
+        node = self.node
+        h.beat("event_loop")
+        for name in ("strategy_engine", "risk_manager", "order_manager", "performance_tracker"):
+            h.beat(name)  # synchronous parts of the chain: alive whenever the loop turns
+        execution = node.execution
+        h.beat("execution_engine", f"{getattr(execution.active, 'name', 'broker')} "
+                                   f"{'connected' if execution.connected else 'DISCONNECTED'}")
+        self._check_data()
+        self._check_journal()
+        h.beat("alert_system", f"queue {node.alerts.queue_depth}")
+        system = h.system_health()
+        for name in system["unhealthy"]:  # type: ignore[union-attr]
+            detail = system["components"][name]["detail"]  # type: ignore[index]
+            node.alerts.raise_alert(f"unhealthy:{name}", Severity.CRITICAL,
+                                    f"component {name} unhealthy for {h.age(name):.0f} s"
+                                    + (f": {detail}" if detail else ""), component=name,
+                                    min_interval_s=self.config.ops.alert_repeat_s)
+
+    def _check_data(self) -> None:
+        """A quiet feed is not a dead one: a live feed is judged by its connection and whether a
+        bar is overdue (DataFeed.liveness); a paced file is alive while it waits for a bar's time."""
+        h, node = self.health, self.node
+        progressed = node.data.bars_processed != self._last_bars
+        self._last_bars = node.data.bars_processed
+        if self.feed_done:
+            h.beat("data_manager", "feed finished")
+            return
+        if self.data_feed is not None:
+            alive, detail = self.data_feed.liveness()
+            h.report("data_manager", alive, f"{detail}; {self._last_bars} bars")
+            return
+        due = self._bar_due
+        waiting = due is not None and h.now() <= due + self.config.ops.heartbeat_allowance_s
+        if progressed or waiting:
+            h.beat("data_manager", f"{self._last_bars} bars")
+            self._feed_alerted = False
+        elif h.age("data_manager") > self.config.ops.feed_stale_after_s and not self._feed_alerted:
+            self._feed_alerted = True
+            node.alerts.raise_alert("feed_stale", Severity.WARNING,
+                                    f"no bar for {h.age('data_manager'):.0f} s", component="data_manager")
+
+    def _check_journal(self) -> None:
+        """A journal that cannot write stops new risk: REDUCING (exits only) and a CRITICAL alert.
+        The loop never waits for it (journal hand-offs and flushes do not block on the database)."""
+        journal, node = self.journal, self.node
+        if not journal.closed:
+            journal.hand_off()  # events appended between bars (alerts, commands) wait at most a second
+        problem = journal.health()
+        if problem is None:
+            self.health.beat("journal", f"{journal.written} written, {journal.pending} pending")
+            return
+        # CRITICAL `unhealthy:journal` follows from check_health's loop, with this detail.
+        self.health.report("journal", False, f"cannot write ({journal.pending} events pending): {problem}")
+        if node.risk.state is TradingState.ACTIVE:
+            node.risk.set_state(TradingState.REDUCING, f"journal unhealthy: {problem}")
 
 
 def _redact(url: str) -> str:
