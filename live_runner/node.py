@@ -255,6 +255,13 @@ class TradingNode:
         if self._reconcile_due and self.journal.resuming:
             self._replay_commands()
 
+    def reconcile_if_due(self) -> None:
+        """Between bars (the live watchdog): a reconciliation asked for by a restart or a fault
+        runs as soon as the brokers' lookups are in, not only at the next bar."""
+        if self._reconcile_due and self.session is not None and self.warmup is None \
+                and not self.journal.resuming and not self.execution.resuming:
+            self.reconcile()
+
     def reconcile(self) -> bool:
         """Adopt the broker's orders under our prefix that the journal lost, then compare our
         positions with the broker's; a difference we cannot explain halts trading."""
@@ -272,7 +279,11 @@ class TradingNode:
         ours = {s: p.qty for s, p in sorted(self.portfolio.positions.items())}
         theirs = self.execution.positions()
         if theirs is None or ours == theirs:
-            if self.restored is not None:
+            if self.restored is not None and self.restored.emergency_stop:
+                # An emergency stop answered 200 is durable: a flatten the crash cut short is
+                # finished (a flatten already working is left to fill).
+                self.orders.flatten_all(OrderRole.MANUAL)
+            elif self.restored is not None:
                 self.orders.protect_all()  # a restart: no position stays without its exits
             return True
         diff = {s: {"runner": ours.get(s, 0), "broker": theirs.get(s, 0)}

@@ -68,6 +68,7 @@ class RestorePlan:
     trading_state: TradingState
     paused: bool
     denials: Counter[str]
+    emergency_stop: bool = False  # the session saw one: a restart finishes its flatten
     accepted: set[SignalKey] = field(default_factory=set)
     denied: set[SignalKey] = field(default_factory=set)
     fills: list[StrategyFill] = field(default_factory=list)
@@ -133,7 +134,7 @@ class RestorePlan:
             orders=orders, closed_before=closed_before, trades=scan.trades,
             closed_trades=scan.closed_trades, equity_marks=scan.equity_marks,
             trading_state=trading_state, paused=scan.paused, denials=scan.denials,
-            accepted=scan.accepted, denied=scan.denied, fills=scan.fills, signals=scan.signals,
+            emergency_stop=scan.emergency_stop, accepted=scan.accepted, denied=scan.denied, fills=scan.fills, signals=scan.signals,
             orders_submitted=scan.orders_submitted, events=len(events),
             last_ts=max((ev["ts"] for ev in events), default=0), known_ids=frozenset(scan.requests),
             fill_notional=scan.notional)
@@ -190,6 +191,7 @@ class _Scan:
         self.denials: Counter[str] = Counter()
         self.sod_equity: Decimal | None = None
         self.paused = False
+        self.emergency_stop = False
         self.restarts = 0
         self.signals = 0
         self.orders_submitted = 0
@@ -231,6 +233,8 @@ class _Scan:
                 self.paused = True
             elif key == "resume_trading":
                 self.paused = False
+            elif key == "emergency_stop":
+                self.emergency_stop = True
 
     def _fill(self, cid: str, ts: int, p: dict[str, Any], current: bool) -> None:
         req = self.requests.get(cid)

@@ -429,6 +429,7 @@ class LiveService:
                                    f"{'connected' if execution.connected else 'DISCONNECTED'}")
         self._check_data()
         self._check_journal()
+        node.reconcile_if_due()
         h.beat("alert_system", f"queue {node.alerts.queue_depth}")
         system = h.system_health()
         for name in system["unhealthy"]:  # type: ignore[union-attr]

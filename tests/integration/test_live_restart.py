@@ -414,3 +414,42 @@ def test_alpaca_exits_the_crash_kept_out_of_the_journal_are_adopted(market: dict
     assert len(posted) == 2  # nothing re-sent: the entry and one OCO
     oco = next(b["client_order_id"] for b in alpaca.bodies if b.get("order_class") == "oco")
     assert alpaca.order(oco)["legs"][0]["status"] == "canceled" and alpaca.position_qty() == {}
+
+
+def test_alpaca_an_emergency_stop_cut_short_by_a_crash_is_finished_after_restart(
+        market: dict[str, Any], alpaca_rig: dict[str, Any], tmp_path: Path) -> None:
+    """An emergency stop answered 200 is durable: the runner is killed while Alpaca still holds
+    the exits' cancel (pending), so no flatten was sold yet. The restart comes back HALTED,
+    learns the cancel was confirmed meanwhile, and finishes the flatten: flat at the broker,
+    one market sell, nothing sent twice."""
+    from tests.kit.live import TOKEN, http_call
+
+    m, alpaca = market, alpaca_rig["alpaca"]
+    cfg = {**alpaca_rig["cfg"], "ops": {**alpaca_rig["cfg"]["ops"], "token_env": "TEST_CONTROL_TOKEN"}}
+    env = {**alpaca_rig["env"], "TEST_CONTROL_TOKEN": TOKEN}
+    runner, entry = alpaca_entry_sent(m, alpaca, cfg, env, tmp_path)
+    alpaca.fill(entry, 1785, 11.25)
+    runner.wait(lambda st: len(st["open_orders"]) == 2 and st["positions"], "the exits")
+    alpaca.book.cancel_delay_ns = 3_600 * 10**9  # Alpaca holds the cancel pending
+    code, body = http_call(runner.port, "POST", "/control/emergency_stop", token=TOKEN, body={"operator": "ana"})
+    assert code == 200 and body["durable"] is True
+    wait_until(lambda: alpaca.book.cancels, "the cancel request at Alpaca")
+    runner.kill()
+    market_sells = lambda: [b for b in alpaca.bodies if b["side"] == "sell" and b["type"] == "market"]  # noqa: E731
+    assert market_sells() == [] and alpaca.position_qty() == {"GAPR": 1785}  # still waiting: nothing sold
+
+    m["clock"].set(et_ns(DAY, "10:40"))  # an hour later the cancel is confirmed, the runner still down
+    alpaca.tick()
+    runner = Runner(tmp_path, cfg, env).start()
+    runner.wait(lambda st: "restart" in st and st["trading_state"] == "halted", "the restart, halted", timeout=60)
+    wait_until(lambda: market_sells(), "the flatten to reach Alpaca")
+    [sell] = market_sells()
+    assert int(sell["qty"]) == 1785
+    alpaca.fill(sell["client_order_id"], 1785, 11.30)
+    st = runner.wait(lambda st: not st["positions"] and not st["open_orders"], "flat")
+    assert st["trading_state"] == "halted" and alpaca.position_qty() == {}
+    posted = [b["client_order_id"] for b in alpaca.bodies]
+    assert len(posted) == len(set(posted)) == 3  # entry, the OCO, the flatten: each once
+    assert alpaca.book.refused == [] and alpaca.book.violations == []
+    runner.proc.send_signal(signal.SIGTERM)
+    runner.finish()
