@@ -33,6 +33,7 @@ log = logging.getLogger("live_runner.orders")
 _BUY, _SELL = Side.BUY, Side.SELL
 _STOP_ROLE, _TARGET_ROLE, _MANUAL = OrderRole.STOP, OrderRole.TARGET, OrderRole.MANUAL
 _MARKET, _STOP, _LIMIT = OrderType.MARKET, OrderType.STOP, OrderType.LIMIT
+_SUBMITTED = OrderStatus.SUBMITTED
 NANOS_PER_SECOND = 1_000_000_000
 
 
@@ -159,6 +160,20 @@ class ExitsMixin:
             old = trade.replacing
             if all(not c or not self.orders[c].is_open for c in old):
                 trade.replacing = ("", "")
+                self._resize_overtaken(symbol, trade, old)
+
+    def _resize_overtaken(self, symbol: str, trade: "OpenTrade", old: tuple[str, str]) -> None:
+        """The old pair of a pending resize filled before the broker took the resize: the broker
+        will refuse the new pair (Alpaca rejects a replace of a filled order, IB a modify), so the
+        shares still held have no working stop from now on. Say so now and flatten them (the
+        policy for a refused stop); the flatten waits for the doomed pair's verdict."""
+        new = self.orders.get(trade.stop_id) if trade.stop_id else None
+        filled = any(c and self.orders[c].filled_qty > 0 for c in old)
+        if new is None or new.status is not OrderStatus.SUBMITTED or not filled:
+            return
+        if self.portfolio.position_qty(symbol) > 0:
+            self._unprotected(symbol, f"{symbol}'s exits ({', '.join(c for c in old if c)}) filled while "
+                                      "their resize was pending: the broker will refuse the resize")
 
     def _arm_cancel_timer(self, symbol: str) -> None:
         timeout = int(self.cancel_timeout_s * NANOS_PER_SECOND)
@@ -204,6 +219,8 @@ class ExitsMixin:
             if self._pair_left(stop_o, target_o, native) == desired:
                 return
             if native:
+                if trade.replacing != ("", "") or _SUBMITTED in (stop_o.status, target_o.status):
+                    return  # one resize at a time: re-checked once the broker takes the pair
                 self._replace_pair(symbol, trade, desired)
                 return
             self._cancel_exits(trade)  # emulated pair (paper): the cancels are confirmed at once
@@ -279,6 +296,15 @@ class ExitsMixin:
         self._alert(f"unprotected:{symbol}", "critical", f"{why}: position unprotected, flattening")
         self.flatten(symbol, _MANUAL)
 
+    def _pair_acknowledged(self, order: Order) -> None:
+        """The broker took a native pair's leg (placed, or resized in place): a fill that arrived
+        meanwhile may want it resized (a native pair is resized only once acknowledged)."""
+        symbol = order.request.symbol
+        trade = self.trades.get(symbol)
+        if trade is not None and order.client_order_id in (trade.stop_id, trade.target_id) \
+                and self.portfolio.position_qty(symbol) > 0:
+            self._ensure_exits(symbol, trade)
+
     def _pair_refused(self, order: Order) -> None:
         """A stop or target the broker refused (REJECTED)."""
         req = order.request
@@ -318,6 +344,19 @@ class ExitsMixin:
             else:
                 total += legs[0].request.qty - legs[0].filled_qty
         return total
+
+    def _leg_done(self, order: Order) -> bool:
+        """A native pair's leg whose shares are all gone: its fills and its sibling's cover the
+        pair (the broker shrank it by the sibling's fills, Alpaca's OCO or an IB OCA group of
+        type 2, so it ends filled below its own quantity)."""
+        req = order.request
+        if not req.oco_group or not self.execution.native_oco(req.symbol):
+            return False
+        filled = order.filled_qty
+        for cid, o in self.orders.items():
+            if o is not order and o.request.oco_group == req.oco_group and o.request.symbol == req.symbol:
+                filled += o.filled_qty
+        return filled >= req.qty
 
     @staticmethod
     def _pair_left(a: Order, b: Order, native: bool) -> int:

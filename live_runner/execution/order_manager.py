@@ -268,6 +268,8 @@ class OrderManager(ExitsMixin):
                             Deferred(event_payload, ev))
         if status in TERMINAL_STATUSES:
             self._closed(order)
+        elif status is OrderStatus.ACCEPTED and order.request.role in (_STOP_ROLE, _TARGET_ROLE):
+            self._pair_acknowledged(order)
         if status is _REJECTED:
             req = order.request
             self._alert(f"order_rejected:{req.symbol}", "warning",
@@ -303,7 +305,7 @@ class OrderManager(ExitsMixin):
         total = order.filled_qty + fill.qty
         order.avg_fill_price = (order.avg_fill_price * order.filled_qty + fill.price * fill.qty) / total
         order.filled_qty = total
-        order.status = _FILLED if total >= req.qty else _PARTIAL
+        order.status = _FILLED if total >= req.qty or self._leg_done(order) else _PARTIAL
         self.fills += 1
         self.journal.append(self.session, fill.ts, "fill", fill.client_order_id,
                             Deferred(fill_payload, fill, req))
