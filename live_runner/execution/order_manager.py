@@ -335,6 +335,13 @@ class OrderManager(ExitsMixin):
         if wanted is not None:  # filled while its cancel was pending: out again at once
             self.flatten(req.symbol, wanted)
             return
+        if avg <= trade.stop:
+            # Filled at or through its own stop (the market fell between signal and fill): the
+            # target would sit below the stop, both legs marketable at once. The stop is hit: out.
+            self._alert(f"entry_through_stop:{req.symbol}", "warning",
+                        f"{req.symbol} entry filled at {avg:.4f}, at or below its stop {trade.stop}: selling at market")
+            self.flatten(req.symbol, _STOP_ROLE)
+            return
         self._ensure_exits(req.symbol, trade)
 
     def _on_exit_fill(self, req: OrderRequest, fill: Fill, closed: object) -> None:
