@@ -111,11 +111,20 @@ class ExitsMixin:
         orders = self.orders
         live = [cid for cid in dict.fromkeys(ids) if cid and orders[cid].is_open]
         trade.awaiting = set(live)
+        stopped = any(orders[cid].request.role is _STOP_ROLE for cid in live)
         trade.stop_id = trade.target_id = ""
         for cid in live:
             self.execution.cancel(cid)  # the paper broker confirms within this call
         if trade.awaiting:
             self._arm_cancel_timer(symbol)
+            held = self.portfolio.position_qty(symbol)
+            if held > 0 and not stopped and trade.awaiting:
+                # e.g. the entry filled while its cancel was pending: nothing may be sold until
+                # the broker confirms (Alpaca refuses a sell against our own open buy), and no
+                # stop is working meanwhile.
+                self._alert(f"unprotected:{symbol}", "critical",
+                            f"{symbol}: {held} shares held without a stop while the {trade.pending_exit} waits "
+                            f"for the cancel of {', '.join(sorted(trade.awaiting))}")
         self._release(symbol, trade)
 
     def _release(self, symbol: str, trade: "OpenTrade") -> None:
