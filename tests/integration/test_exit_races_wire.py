@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Any, AsyncIterator, Iterator
 
 import pytest
 
@@ -159,7 +160,9 @@ class AlpacaRig:
         await self.client.aclose()
 
 
-async def alpaca_session(plan: Plan) -> Counter[str]:
+@asynccontextmanager
+async def alpaca_rig(plan: Plan) -> AsyncIterator[AlpacaRig]:
+    """A TradingNode on the real alpaca-py client against a fresh fake, set up as the plan says."""
     fake = FakeAlpaca().start()
     fake.book.cancel_delay_ns = int(plan.cancel_delay_s * NS)
     fake.book.replace_delay_ns = int(plan.replace_delay_s * NS)
@@ -172,14 +175,20 @@ async def alpaca_session(plan: Plan) -> Counter[str]:
     try:
         await client.start()
         node.start()
-        await Session(plan, rig).run()
+        yield rig
     finally:
         await client.aclose()
         fake.stop()
+
+
+async def alpaca_session(plan: Plan) -> Counter[str]:
+    async with alpaca_rig(plan) as rig:
+        await Session(plan, rig).run()
+    fake = rig.fake
     rig.stats["fills"] += sum(1 for e, _ in fake.events if e in ("fill", "partial_fill"))
     rig.stats["replaces"] += len(fake.book.replaces)
     rig.stats["cancels"] += len(fake.book.cancels)
-    rig.stats["duplicate_fills_ignored"] += node.orders.duplicate_fills
+    rig.stats["duplicate_reports_sent"] += fake.updates_sent // 2 if plan.duplicate else 0
     return rig.stats
 
 
@@ -296,7 +305,9 @@ class IbRig:
         await self.client.stop()
 
 
-async def ib_session(plan: Plan, tmp_path: Any) -> Counter[str]:
+@asynccontextmanager
+async def ib_rig(plan: Plan, tmp_path: Any) -> AsyncIterator[IbRig]:
+    """A TradingNode on the real ib_async client against a fresh fake TWS on the node's clock."""
     clock = SimClock(0)
     fake = await FakeTws(market_fill=plan.entry_parts == 1, cancel_delay_s=plan.cancel_delay_s,
                          clock=lambda: datetime.fromtimestamp(clock.now_ns() / NS, timezone.utc)).start()
@@ -309,14 +320,20 @@ async def ib_session(plan: Plan, tmp_path: Any) -> Counter[str]:
     try:
         assert await client.start(), "the IB client did not connect to the fake"
         node.start()
-        await Session(plan, rig).run()
+        yield rig
     finally:
         await client.stop()
         await fake.stop()
+
+
+async def ib_session(plan: Plan, tmp_path: Any) -> Counter[str]:
+    async with ib_rig(plan, tmp_path) as rig:
+        await Session(plan, rig).run()
+    fake, client = rig.fake, rig.client
     rig.stats["fills"] += len(fake.executions)
     rig.stats["modifies"] += sum(o.modifications for o in fake.orders)
     rig.stats["cancels"] += len(fake.book.cancels_requested)
-    rig.stats["duplicate_fills_ignored"] += client.stats["duplicate_execs"]
+    rig.stats["duplicate_reports_sent"] += client.stats["duplicate_execs"]
     return rig.stats
 
 
@@ -354,3 +371,133 @@ def test_the_races_were_hit(capsys: Any) -> None:
         if totals["sessions"] >= 24:
             assert totals["fills_during_pending_cancel"] + totals["fills_during_pending_replace"] > 0, broker
             assert totals["partial_entries"] > 0 and totals["fills"] > totals["sessions"], broker
+
+
+# --- what the races found, replayed one by one ---------------------------------------------------------
+def scripted(broker: str, **kw: Any) -> Plan:
+    """A plan with nothing random left that matters: the test drives every step itself."""
+    base = dict(cancel_delay_s=0.0, replace_delay_s=0.0, entry_parts=1, duplicate=False, fault="none",
+                operator="none", end="run")
+    base.update(kw)
+    return replace(make_plan(0, broker, ()), **base)
+
+
+def test_alpaca_an_entry_lost_before_its_ack_is_rejected_with_one_broker() -> None:
+    """Seed 5: the entry's POST answered 504 and never reached Alpaca. The client proves it was not
+    accepted; with a single broker the engine dropped that verdict as "stale" and the runner kept a
+    buy it believed working forever. Now it is REJECTED and journaled."""
+    plan = scripted("alpaca")
+
+    async def scenario() -> None:
+        async with alpaca_rig(plan) as rig:
+            rig.fake.post_faults.append("504_drop")
+            s = Session(plan, rig)
+            await s.breakout()   # settles only once the runner agrees with the broker
+            [entry] = rig.node.orders.orders.values()
+            assert entry.status.value == "rejected" and rig.fake.book.orders == {}
+            s.check_journal()
+
+    _run(scenario())
+
+
+def test_alpaca_a_resize_overtaken_by_the_old_stop_alerts_at_once_and_sells_the_rest() -> None:
+    """Seed 2: 892 of 1,785 fill, an OCO for 892; the other 893 fill and the OCO is PATCHed to 1,785
+    (Alpaca confirms a second later). Meanwhile the price falls through the stop: the OLD stop sells
+    892 and Alpaca will reject the replacement. The runner said nothing until then (and tried a
+    second resize it refused itself, `oversell_refused`): now CRITICAL `unprotected` at once, then
+    the 893 are sold once the doomed pair is gone. Never short."""
+    plan = scripted("alpaca", replace_delay_s=1.0, entry_parts=2)
+
+    async def scenario() -> None:
+        async with alpaca_rig(plan) as rig:
+            s = Session(plan, rig)
+            await s.breakout()
+            assert rig.fill_entry(2, 11.2)
+            await s.settle("first part")
+            assert rig.fill_entry(1, 11.2)
+            await s.settle("second part")
+            assert rig.book().resizing
+            s.trade(10.85)
+            await s.settle("the old stop fills during the replace")
+            keys = s.critical_keys()
+            assert "unprotected:GAPR" in keys and not [k for k in keys if k.startswith("oversell_refused")]
+            assert rig.book().position == 893
+            s.step_time(1.0)   # Alpaca rejects the replacement; the flatten sells what is held
+            await s.settle("the replace rejected")
+            s.trade(10.85)
+            await s.settle("the flatten fills")
+            assert rig.book().position == 0 == rig.node.portfolio.position_qty(SYM)
+            assert rig.violations() == []
+            s.check_journal()
+
+    _run(scenario())
+
+
+def test_alpaca_an_entry_filled_while_its_cancel_is_pending_is_alerted_while_bare() -> None:
+    """Seed 0: flatten while only the entry works; Alpaca confirms the cancel 5 s later, and 595
+    shares fill meanwhile. Nothing may be sold before the confirmation (Alpaca refuses a sell
+    against our own open buy), so the shares are bare for those seconds: CRITICAL `unprotected`
+    says so, then they are sold."""
+    plan = scripted("alpaca", cancel_delay_s=5.0, entry_parts=3)
+
+    async def scenario() -> None:
+        async with alpaca_rig(plan) as rig:
+            s = Session(plan, rig)
+            await s.breakout()
+            rig.node.command("flatten", source="test", symbol=SYM)
+            await s.settle("flatten asked")
+            assert rig.fill_entry(3, 11.2)
+            await s.settle("an entry part during its pending cancel")
+            assert "unprotected:GAPR" in s.critical_keys() and rig.book().position == 595
+            s.step_time(5.0)
+            await s.settle("the cancel confirmed")
+            s.trade(11.2)
+            await s.settle("the flatten fills")
+            assert rig.book().position == 0 == rig.node.portfolio.position_qty(SYM)
+
+    _run(scenario())
+
+
+@pytest.mark.legacy_sdk
+def test_ibkr_a_stop_shrunk_by_the_targets_fills_ends_filled(tmp_path: Any) -> None:
+    """Seed 4: the target sells 300 of 1,785, IB's OCA group (type 2) shrinks the stop to 1,485,
+    and the stop then fills those: IB says Filled, the runner kept its stop PARTIALLY_FILLED (1,485
+    of 1,785) and open forever. A native leg whose shares are all gone is FILLED."""
+    plan = scripted("ibkr")
+
+    async def scenario() -> None:
+        async with ib_rig(plan, tmp_path) as rig:
+            s = Session(plan, rig)
+            await s.breakout()
+            assert rig.fill_target(300)
+            await s.settle("part of the target")
+            stop, _ = rig.exit_prices() or (0.0, 0.0)
+            s.trade(stop - 0.02)
+            await s.settle("the stop sells the rest")
+            assert rig.book().position == 0 and rig.node.orders.open_orders == {}
+            assert {o.request.role.value: o.status.value for o in rig.node.orders.orders.values()} == {
+                "entry": "filled", "stop": "filled", "target": "canceled"}   # by the OCA group
+
+    _run(scenario())
+
+
+@pytest.mark.legacy_sdk
+def test_ibkr_an_entry_filled_through_its_stop_is_sold_not_given_a_target_below_it(tmp_path: Any) -> None:
+    """Seed 18: the market buy (stop 10.90) filled at 10.88. The runner computed a target of 10.84
+    (2R below the entry) and sent both exits: the stop triggered at once and so did the target
+    limit, placed after the stop had filled: IB short 1,785. Now: sold at market, no pair."""
+    plan = scripted("ibkr", entry_parts=2)   # the market buy waits for the next trade
+
+    async def scenario() -> None:
+        async with ib_rig(plan, tmp_path) as rig:
+            s = Session(plan, rig)
+            await s.breakout()
+            s.trade(10.88)
+            await s.settle("the entry fills below its stop")
+            s.trade(10.88)
+            await s.settle("the sell fills")
+            assert rig.book().position == 0 == rig.node.portfolio.position_qty(SYM)
+            assert [o.request.role.value for o in rig.node.orders.orders.values()] == ["entry", "stop"]
+            assert "entry_through_stop:GAPR" in [a.key for a in rig.node.alerts.recent]
+
+    _run(scenario())

@@ -233,17 +233,21 @@ class Session:
         await self.settle(f"bar {px[0]}..{px[-1]}")
 
     # --- the session --------------------------------------------------------------------------------
-    async def run(self) -> None:
-        plan, rig = self.plan, self.rig
-        rng = plan.rng
-        if plan.fault_step == -1:
-            await self.arm(plan.fault)   # it hits the entry's submit
+    async def breakout(self) -> None:
+        """GAPR's premarket and its 09:31 breakout: the runner sends its market buy (1,785)."""
         for b in gapper_breakout(DAY).sorted_bars():
             if b.ts >= et_ns(DAY, "09:30"):
                 for px in (b.open, b.low, b.high, b.close):
                     self.trade(px)
             self.node.data.on_bar(b)
             await self.settle(f"bar {b.symbol} {b.close}")
+
+    async def run(self) -> None:
+        plan, rig = self.plan, self.rig
+        rng = plan.rng
+        if plan.fault_step == -1:
+            await self.arm(plan.fault)   # it hits the entry's submit
+        await self.breakout()
         self.parts_left = plan.entry_parts
         step = 0
         for _minute in range(plan.minutes):
