@@ -107,25 +107,32 @@ class ExitsMixin:
     def _cancel_and_wait(self, symbol: str, trade: "OpenTrade", entry_id: str) -> None:
         """Ask the broker to cancel every working order of the symbol that holds or adds shares,
         and run the pending exit once each is confirmed (at once when none is working)."""
-        ids = [entry_id, trade.trim_id, trade.stop_id, trade.target_id, *trade.replacing]
+        # The stop last: it protects for as long as possible (at IB the cancels are confirmed
+        # in the order asked).
+        ids = [entry_id, trade.trim_id, trade.target_id, *trade.replacing[::-1], trade.stop_id]
         orders = self.orders
         live = [cid for cid in dict.fromkeys(ids) if cid and orders[cid].is_open]
         trade.awaiting = set(live)
-        stopped = any(orders[cid].request.role is _STOP_ROLE for cid in live)
         trade.stop_id = trade.target_id = ""
         for cid in live:
             self.execution.cancel(cid)  # the paper broker confirms within this call
         if trade.awaiting:
             self._arm_cancel_timer(symbol)
-            held = self.portfolio.position_qty(symbol)
-            if held > 0 and not stopped and trade.awaiting:
-                # e.g. the entry filled while its cancel was pending: nothing may be sold until
-                # the broker confirms (Alpaca refuses a sell against our own open buy), and no
-                # stop is working meanwhile.
-                self._alert(f"unprotected:{symbol}", "critical",
-                            f"{symbol}: {held} shares held without a stop while the {trade.pending_exit} waits "
-                            f"for the cancel of {', '.join(sorted(trade.awaiting))}")
+            self._bare_while_waiting(symbol, trade)
         self._release(symbol, trade)
+
+    def _bare_while_waiting(self, symbol: str, trade: "OpenTrade") -> None:
+        """Shares held, no stop among the orders a pending exit waits for (the entry filled
+        while its cancel was pending, or the stop filled first): nothing may be sold until the
+        broker confirms (Alpaca refuses a sell against our own open buy; a sell beside a working
+        target could oversell), so they are bare meanwhile. CRITICAL says so."""
+        held = self.portfolio.position_qty(symbol)
+        if held <= 0 or not trade.awaiting or any(
+                self.orders[cid].request.role is _STOP_ROLE for cid in trade.awaiting):
+            return
+        self._alert(f"unprotected:{symbol}", "critical",
+                    f"{symbol}: {held} shares held without a stop while the {trade.pending_exit} waits "
+                    f"for the cancel of {', '.join(sorted(trade.awaiting))}")
 
     def _release(self, symbol: str, trade: "OpenTrade") -> None:
         """The cancels a pending exit waited for are all confirmed: act on what is held now."""
@@ -164,6 +171,7 @@ class ExitsMixin:
             return
         if cid in trade.awaiting:
             trade.awaiting.discard(cid)
+            self._bare_while_waiting(symbol, trade)
             self._release(symbol, trade)
         if cid in trade.replacing:
             old = trade.replacing
@@ -332,6 +340,27 @@ class ExitsMixin:
                 return
         if cid == trade.stop_id or cid == trade.target_id:
             self._unprotected(req.symbol, f"{req.role.value} {cid} for {req.symbol} refused by the broker")
+
+    def _sell_refused(self, order: Order, reason: str) -> None:
+        """A flatten's (or trim's) market sell refused or lost before the broker took it: its
+        pair was canceled for it, so the shares are bare. CRITICAL, then sell again (twice at
+        most); after that the protective pair goes back and the operator has been told."""
+        req = order.request
+        symbol = req.symbol
+        trade = self.trades.get(symbol)
+        held = self.portfolio.position_qty(symbol)
+        if trade is None or held <= 0 or req.client_order_id not in (trade.flatten_id, trade.trim_id):
+            return
+        trade.flatten_id = trade.trim_id = ""
+        trade.sell_refusals += 1
+        again = trade.sell_refusals <= 2
+        self._alert(f"unprotected:{symbol}", "critical",
+                    f"sell {req.client_order_id} of {symbol} refused ({reason}): {held} shares without a "
+                    f"stop; {'selling again' if again else 'placing the stop again'}")
+        if again:
+            self.flatten(symbol, req.role)
+        else:
+            self._ensure_exits(symbol, trade)
 
     # --- share accounting ------------------------------------------------------------------------
     def _reserved(self, symbol: str, exclude: tuple[str, ...]) -> int:

@@ -276,6 +276,8 @@ class OrderManager(ExitsMixin):
                         f"order {req.client_order_id} rejected: {ev.reason}")
             if req.role is _STOP_ROLE or req.role is _TARGET_ROLE:
                 self._pair_refused(order)
+            elif req.side is _SELL:
+                self._sell_refused(order, ev.reason)
 
     def _closed(self, order: Order) -> None:
         self.open_orders.pop(order.client_order_id, None)
@@ -335,11 +337,13 @@ class OrderManager(ExitsMixin):
         if wanted is not None:  # filled while its cancel was pending: out again at once
             self.flatten(req.symbol, wanted)
             return
-        if avg <= trade.stop:
-            # Filled at or through its own stop (the market fell between signal and fill): the
-            # target would sit below the stop, both legs marketable at once. The stop is hit: out.
+        if fill.price <= trade.stop or avg <= trade.stop:
+            # Filled at or through its own stop (the market fell between signal and fill): a stop
+            # placed now triggers at once, and its target, reaching the broker after it, would be
+            # left selling shares already sold (at IB, below the stop even). The stop is hit: out.
             self._alert(f"entry_through_stop:{req.symbol}", "warning",
-                        f"{req.symbol} entry filled at {avg:.4f}, at or below its stop {trade.stop}: selling at market")
+                        f"{req.symbol} entry filled at {fill.price} (average {avg:.4f}), at or below its "
+                        f"stop {trade.stop}: selling at market")
             self.flatten(req.symbol, _STOP_ROLE)
             return
         self._ensure_exits(req.symbol, trade)

@@ -54,21 +54,27 @@ class AlpacaRig:
     def book(self) -> Book:
         with self.fake.lock:
             b = self.fake.book
-            stops = mkts = ours = 0
+            stops = mkts = ours = sells = 0
             resizing = False
             for o in self._mine():
                 ours += 1
                 resizing |= o["status"] == "pending_replace"
                 if o["side"] != "sell" or b.replacing(o):
-                    continue
+                    continue   # a replacement is not at the venue until Alpaca says `replaced`
                 left = int(o["qty"]) - int(o["filled_qty"])
+                parent = b.parent_of.get(o["id"])
+                sells += 0 if parent and b.orders[parent]["status"] in WORKING else left  # an OCO once
                 stops += left if o["type"] == "stop" else 0
                 mkts += left if o["type"] == "market" else 0
-            return Book(b.position(SYM), b.reserved(SYM), stops, mkts, resizing, ours)
+            return Book(b.position(SYM), sells, stops, mkts, resizing, ours)
 
     def violations(self) -> list[str]:
         with self.fake.lock:
-            return list(self.fake.book.violations) + [f"403 for {c}: {m}" for c, m in self.fake.book.refused]
+            return list(self.fake.book.violations)
+
+    def refused(self) -> list[str]:
+        with self.fake.lock:
+            return [f"403 for {c}: {m}" for c, m in self.fake.book.refused]
 
     def _fake_order(self, cid: str, stop_of: str) -> dict[str, Any] | None:
         b = self.fake.book
@@ -224,6 +230,9 @@ class IbRig:
 
     def violations(self) -> list[str]:
         return []   # IB lets the account go short: the position check is the violation
+
+    def refused(self) -> list[str]:
+        return []
 
     def _view(self) -> tuple[dict[str, Any], set[str], Counter[str]]:
         def read() -> tuple[dict[str, Any], set[str], Counter[str]]:

@@ -105,6 +105,7 @@ class Rig(Protocol):
 
     def book(self) -> Book: ...
     def violations(self) -> list[str]: ...
+    def refused(self) -> list[str]: ...
     def agreed(self) -> str: ...
     def reached(self, cid: str, req: dict[str, Any]) -> bool: ...
     def price(self, px: float, volume: int | None = None) -> None: ...
@@ -173,6 +174,11 @@ class Session:
         """DESIGN.md's invariants, at the broker."""
         b = self.rig.book()
         bad = self.rig.violations()
+        refused = self.rig.refused()   # the runner asked on stale news; the broker said no
+        if refused:
+            self.rig.stats["refused_by_broker"] = len(refused)
+            if not self.explained():
+                bad.append(f"refused by the broker with no CRITICAL alert: {refused}")
         if b.position < 0:
             bad.append(f"short {b.position}")
         if b.sells > max(b.position, 0):
