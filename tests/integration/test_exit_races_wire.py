@@ -510,3 +510,26 @@ def test_ibkr_an_entry_filled_through_its_stop_is_sold_not_given_a_target_below_
             assert "entry_through_stop:GAPR" in [a.key for a in rig.node.alerts.recent]
 
     _run(scenario())
+
+
+def test_alpaca_a_flatten_sell_lost_before_its_ack_is_critical_and_sold_again() -> None:
+    """Seed 67: the flatten cancels the OCO, then its market sell's POST answers 504 and never
+    reached Alpaca. The runner heard REJECTED (a warning) and left the position bare with no stop.
+    Now: CRITICAL `unprotected`, and the shares are sold again under a new id."""
+    plan = scripted("alpaca")
+
+    async def scenario() -> None:
+        async with alpaca_rig(plan) as rig:
+            s = Session(plan, rig)
+            await s.breakout()
+            assert rig.book().stops == 1785
+            rig.fake.post_faults.append("504_drop")
+            rig.node.command("flatten", source="test", symbol=SYM)
+            await s.settle("the flatten, its sell lost, sold again")
+            assert rig.book().position == 0 == rig.node.portfolio.position_qty(SYM)
+            assert "unprotected:GAPR" in s.critical_keys()
+            sells = [b["client_order_id"] for b in rig.fake.bodies if b["side"] == "sell" and b["type"] == "market"]
+            assert len(sells) == 2 and rig.fake.book.by_cid.keys() >= {sells[1]} and sells[0] not in rig.fake.book.by_cid
+            s.check_journal()
+
+    _run(scenario())
