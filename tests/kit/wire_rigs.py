@@ -25,7 +25,8 @@ from tests.kit.fake_alpaca import KEY, SECRET, FakeAlpaca
 from tests.kit.fake_tws import FakeTws
 from tests.kit.wire_races import NS, SYM, Book, Plan, Session, node_config
 
-ALPACA_FAULTS = ("post_drop_accept", "post_504_lost", "patch_504", "stream_drop", "lost_update")
+ALPACA_FAULTS = ("post_drop_accept", "post_504_lost", "patch_504", "stream_drop", "lost_update",
+                 "out_of_order")
 IB_FAULTS = ("place_drop_accept", "place_drop_lost", "place_drop_after_ack", "gateway_restart")
 
 # --- Alpaca --------------------------------------------------------------------------------------
@@ -144,6 +145,10 @@ class AlpacaRig:
             f.patch_faults.append("504_accept")      # the replace taken, its answer lost
         elif kind == "lost_update":
             f.ws_corrupt_next = 1                    # the next report arrives unreadable
+        elif kind == "out_of_order":
+            f.ws_swap_next = 2                       # two reports each overtaken by the next
+        elif kind == "out_of_order":
+            f.ws_swap_next = 2                       # two reports each overtaken by the next
         elif kind == "stream_drop":
             for ws in list(f._listeners):
                 f._loop.call_soon_threadsafe(lambda w=ws: asyncio.ensure_future(w.close()))
