@@ -30,7 +30,7 @@ DAY = "2024-03-15"
 NS = 1_000_000_000
 EXPLAINS = ("unprotected:", "cancel_unconfirmed:", "exits_not_resized:")
 OPERATOR = ("none", "flatten", "flatten_all", "emergency", "eod")
-ENDS = ("stop", "stop", "run", "sigterm", "kill")
+ENDS = ("stop", "stop", "run", "sigterm", "kill", "kill_in_flight")
 
 
 def seeds() -> list[int]:
@@ -109,7 +109,7 @@ class Rig(Protocol):
     def agreed(self) -> str: ...
     def reached(self, cid: str, req: dict[str, Any]) -> bool: ...
     def price(self, px: float, volume: int | None = None) -> None: ...
-    def fill_entry(self, qty: int, px: float) -> bool: ...
+    def fill_entry(self, parts: int, px: float) -> bool: ...
     def fill_target(self, qty: int) -> bool: ...
     def exit_prices(self) -> tuple[float, float] | None: ...
     def confirm_due(self) -> None: ...
@@ -258,6 +258,10 @@ class Session:
         step = 0
         for _minute in range(plan.minutes):
             for _ in range(rng.randint(2, 4)):
+                if step == plan.end_step and plan.end == "kill_in_flight":
+                    await self.one_step(step, settle=False)
+                    await self.killed_in_flight()
+                    return
                 if step == plan.end_step and plan.end != "run":
                     await self.settle("before the end")
                     await (self.finish() if plan.end == "stop" else self.end(plan.end))
@@ -273,7 +277,7 @@ class Session:
             await self.rig.fault(fault)
             self.note(f"fault {fault} armed")
 
-    async def one_step(self, step: int) -> None:
+    async def one_step(self, step: int, settle: bool = True) -> None:
         plan, rig, rng = self.plan, self.rig, self.plan.rng
         self.step_time(rng.choice([0.1, 0.3, 0.5, 1.0, 2.0]))
         if step == plan.fault_step:
@@ -306,7 +310,8 @@ class Session:
             rig.stats["jumps_to_" + ("target" if up else "stop")] += 1
         else:
             self.step_time(rng.choice([0.5, 1.0, 2.0, 3.0, 6.0]))
-        await self.settle(f"step {step}")
+        if settle:
+            await self.settle(f"step {step}")
 
     async def end(self, how: str) -> None:
         """SIGTERM without flatten_on_shutdown (the session stays open, exits stay at the broker)
@@ -322,6 +327,26 @@ class Session:
             raise self.fail(f"{how}: the broker holds {b.position}, the runner's portfolio says "
                             f"{self.node.portfolio.position_qty(SYM)}")
         self.check_journal()
+
+    async def killed_in_flight(self) -> None:
+        """The client dies mid-step (requests and reports in flight). The broker keeps what it
+        holds; whatever the market does next, it must never sell more than the position."""
+        stops = self.rig.exit_prices()
+        for _ in range(self.plan.rng.choice([0, 1, 3, 10])):   # a few turns of the loop: some
+            await asyncio.sleep(0)                               # requests out, some not
+        await self.rig.kill()
+        self.rig.stats["end:kill_in_flight"] += 1
+        self.note("killed in flight")
+        stop, target = stops or (self.last - 0.3, self.last + 0.3)
+        for px in (target + 0.05, stop - 0.05, self.last, target + 0.1):
+            self.step_time(3.0, within_minute=False)
+            self.trade(px)
+            b = self.rig.book()
+            self.note(f"after the kill, the market at {px:.2f}")
+            bad = self.rig.violations() + ([f"short {b.position}"] if b.position < 0 else []) + (
+                [f"working sells {b.sells} > position {b.position}"] if b.sells > max(b.position, 0) else [])
+            if bad:
+                raise self.fail("after a kill in flight: " + "; ".join(bad))
 
     async def finish(self) -> None:
         """Shutdown at the data's end (node.stop: EOD flatten), then time passes until flat."""
