@@ -101,7 +101,9 @@ class ExitsMixin:
                 self._ensure_exits(symbol, trade)
 
     def cancel_all(self) -> None:
-        for cid in sorted(self.open_orders):
+        # Stops last: at a broker that confirms cancels in the order asked, they protect longest.
+        roles = {cid: o.request.role is _STOP_ROLE for cid, o in self.open_orders.items()}
+        for cid in sorted(roles, key=lambda c: (roles[c], c)):
             self.execution.cancel(cid)
 
     def _cancel_and_wait(self, symbol: str, trade: "OpenTrade", entry_id: str) -> None:
