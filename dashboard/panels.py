@@ -10,6 +10,7 @@ import streamlit as st
 from dashboard import journal_view as jv
 from dashboard.runner import RunnerView
 from dashboard.settings import Settings
+from live_runner.redact import redact_url, scrub
 
 POSITION_COLS = ["symbol", "strategy", "qty", "avg_price", "last", "unrealized_pnl", "stop", "target", "opened"]
 HEALTH_COLS = ["component", "healthy", "running", "heartbeat_age_s", "detail"]
@@ -41,18 +42,19 @@ def journal_view(template: str, session: str | None) -> tuple[jv.SessionView | N
     if not template:
         return None, "No journal configured (set TRADING_JOURNAL_URL): the journal panels are empty."
     url = jv.url_for(template, session)
+    shown = redact_url(url)  # the URL may hold the journal's password: never on the page
     probe = jv.probe(url)
     if probe.error:
-        return None, f"Journal unreadable at {url}: {probe.error}"
+        return None, f"Journal unreadable at {shown}: {scrub(probe.error)}"
     if not probe.exists or not probe.sessions:
-        return None, f"The journal at {url} is empty or missing (a fresh install): nothing recorded yet."
+        return None, f"The journal at {shown} is empty or missing (a fresh install): nothing recorded yet."
     session = session or probe.sessions[-1]
     if session not in probe.sessions:
-        return None, f"The journal at {url} holds nothing for session {session} yet."
+        return None, f"The journal at {shown} holds nothing for session {session} yet."
     try:
         return jv.session_view(url, session, probe.last_seq), ""
     except Exception as exc:  # a journal the dashboard cannot read is shown, not raised
-        return None, f"Journal at {url} could not be read: {type(exc).__name__}: {exc}"
+        return None, f"Journal at {shown} could not be read: {type(exc).__name__}: {scrub(str(exc))}"
 
 
 # --- the live day ---------------------------------------------------------------------------------
@@ -74,7 +76,7 @@ def live(settings: Settings, runner: RunnerView) -> None:
     if why:
         st.info(why)
     else:
-        st.caption(f"Journal {jv.url_for(template, session)}, session {view.session}")
+        st.caption(f"Journal {redact_url(jv.url_for(template, session))}, session {view.session}")
     _state(status, runner, view)
     _account(status, view)
     _positions(status, view)
@@ -184,7 +186,7 @@ def _alerts(status: dict, view: jv.SessionView | None) -> None:
 def past(settings: Settings, template: str) -> None:
     sessions, err = jv.list_sessions(template) if template else ([], "")
     if err:
-        st.error(f"Journal unreadable: {err}")
+        st.error(f"Journal unreadable: {scrub(err)}")
     if not sessions:
         st.info("No past sessions: the journal is empty or missing (a fresh install)." if template
                 else "No journal configured (set TRADING_JOURNAL_URL).")

@@ -16,7 +16,9 @@ DEMO_DATE = "2024-11-26"
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="YAML config file (defaults when omitted)")
-    p.add_argument("--journal", help="journal SQLAlchemy URL (default: the config's journal.url)")
+    p.add_argument("--journal", help="journal SQLAlchemy URL (default: $TRADING_JOURNAL_URL, else the "
+                                     "config's journal.url); a password here is visible in /proc: "
+                                     "put such a URL in TRADING_JOURNAL_URL instead")
     p.add_argument("--universe", help="comma-separated session universe (overrides the gap scan)")
 
 
@@ -82,7 +84,10 @@ def _run(args: argparse.Namespace, bars: Path, speed: float | None) -> int:
         print(f"error: invalid configuration\n{exc}", file=sys.stderr)
         return 2
     universe = [s.strip() for s in args.universe.split(",")] if getattr(args, "universe", None) else None
-    opts = RunOptions(bars=bars, journal_url=args.journal or config.journal.url, universe=universe,
+    journal_url = _journal_url(args.journal, config.journal.url)
+    if journal_url is None:
+        return 2
+    opts = RunOptions(bars=bars, journal_url=journal_url, universe=universe,
                       progress=not args.json, speed=speed)
     from live_runner import logs
 
@@ -95,9 +100,10 @@ def _run(args: argparse.Namespace, bars: Path, speed: float | None) -> int:
     from live_runner import pipes_bridge
 
     bridge = pipes_bridge.attach()  # a no-op unless started by Dagster Pipes
+    from live_runner.adapters.base import AccountModeError
     from live_runner.adapters.replay import BarFileError
     from live_runner.journal import JournalDivergence
-    from live_runner.service import RunnerError
+    from live_runner.service import RunnerError, ShutdownIncomplete
 
     try:
         if speed is None:
@@ -116,6 +122,16 @@ def _run(args: argparse.Namespace, bars: Path, speed: float | None) -> int:
     except JournalDivergence as exc:
         print(f"error: refusing to resume: {exc}", file=sys.stderr)
         return 3
+    except AccountModeError as exc:  # the broker's login does not match --mode: nothing was sent
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ShutdownIncomplete as exc:
+        # The day's work was done, but the exit could not be made flat/settled: CRITICAL alerted.
+        bridge.report(exc.summary)
+        if args.json:
+            print(json.dumps(exc.summary, sort_keys=True))
+        print(f"error: shutdown incomplete: {exc}", file=sys.stderr)
+        return 5
     except RunnerError as exc:
         # The service has alerted, journaled the error and flushed; the summary is what was done.
         bridge.report(exc.summary)
@@ -187,14 +203,34 @@ def _client(args: argparse.Namespace) -> int:
                               sys.stderr, as_json=args.json, timeout_s=args.timeout)
 
 
+def _journal_url(arg: str | None, configured: str) -> str | None:
+    """--journal, else $TRADING_JOURNAL_URL, else the config's. A password on the command line
+    works but is warned about (every local user reads argv in /proc); a `{session}` template is
+    the pipeline's, not a journal, and is refused (None)."""
+    import os
+
+    from live_runner.redact import JOURNAL_URL_ENV, has_password
+
+    url = arg or os.environ.get(JOURNAL_URL_ENV, "").strip() or configured
+    if arg and has_password(arg):
+        print(f"warning: --journal carries a password, readable by every local user in "
+              f"/proc/<pid>/cmdline; set {JOURNAL_URL_ENV} in the environment instead",
+              file=sys.stderr)
+    if "{session}" in url:
+        print(f"error: the journal URL is a template with {{session}} ({JOURNAL_URL_ENV} of the "
+              f"pipeline?): give the runner one session's journal", file=sys.stderr)
+        return None
+    return url
+
+
 def _mode_refusal(args: argparse.Namespace, config: object) -> str | None:
     """Real money needs an explicit flag; paper mode refuses live-money endpoints."""
-    from live_runner.brokers import refuse_live_endpoints
+    from live_runner.brokers import refuse_live_endpoints, refuse_paper_accounts
 
     if args.mode == "live":
         if not args.confirm_live:
             return "--mode live trades real money: add --confirm-live to proceed"
-        return None
+        return refuse_paper_accounts(config)  # type: ignore[arg-type]
     return refuse_live_endpoints(config)  # type: ignore[arg-type]
 
 

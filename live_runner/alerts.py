@@ -109,21 +109,47 @@ class WebhookSink:
                 raise RuntimeError(f"webhook {self.url} returned HTTP {resp.status}")
 
 
+SMTP_TLS_MODES = ("starttls", "ssl", "none")
+_SMTP_DEFAULT_PORT = {"starttls": 587, "ssl": 465, "none": 25}
+
+
+class SmtpPlaintextLogin(RuntimeError):
+    """Credentials would cross the network in clear text: refused before connecting."""
+
+
 class EmailSink:
-    """SMTP email; credentials come from the caller (env vars), never from config files."""
+    """SMTP email; credentials come from the caller (env vars), never from config files.
+
+    `tls`: "starttls" (upgrade, usually port 587), "ssl" (SMTPS, implicit TLS, port 465) or "none"
+    (a local relay without login). A login is only ever sent inside TLS: with "none" and a username
+    every delivery fails with SmtpPlaintextLogin (the other sinks still deliver), and a server that
+    does not offer STARTTLS is refused by smtplib before the login. `cafile` trusts a private CA."""
 
     def __init__(
         self, host: str, port: int, sender: str, recipients: Sequence[str],
         username: str | None = None, password: str | None = None, starttls: bool = False,
-        timeout_s: float = 10, name: str = "email",
+        timeout_s: float = 10, name: str = "email", tls: str | None = None,
+        cafile: str | None = None,
     ) -> None:
         if not recipients:
             raise ValueError("EmailSink needs at least one recipient")
+        tls = tls or ("starttls" if starttls else "ssl" if port == 465 else "none")
+        if tls not in SMTP_TLS_MODES:
+            raise ValueError(f"SMTP tls must be one of {', '.join(SMTP_TLS_MODES)}, got {tls!r}")
         self.name = name
         self.host, self.port = host, port
         self.sender, self.recipients = sender, list(recipients)
         self.username, self.password = username, password
-        self.starttls, self.timeout_s = starttls, timeout_s
+        self.tls, self.cafile = tls, cafile
+        self.starttls, self.timeout_s = tls == "starttls", timeout_s
+
+    @property
+    def refusal(self) -> str | None:
+        """Why this sink will not deliver (a login without TLS), or None."""
+        if self.username and self.tls == "none":
+            return (f"refusing to send SMTP credentials to {self.host}:{self.port} in clear text: "
+                    f"set TRADING_ALERT_SMTP_TLS=starttls (port 587) or ssl (port 465)")
+        return None
 
     def build_message(self, alert: Alert) -> EmailMessage:
         msg = EmailMessage()
@@ -138,13 +164,34 @@ class EmailSink:
         return msg
 
     def deliver(self, alert: Alert) -> None:
+        if (refusal := self.refusal) is not None:
+            raise SmtpPlaintextLogin(refusal)
         msg = self.build_message(alert)
-        with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
-            if self.starttls:
-                smtp.starttls(context=ssl.create_default_context())
+        context = ssl.create_default_context(cafile=self.cafile)
+        if self.tls == "ssl":
+            smtp: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout_s,
+                                                  context=context)
+        else:
+            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout_s)
+        with smtp:
+            if self.tls == "starttls":
+                smtp.starttls(context=context)  # SMTPNotSupportedError when not offered: no login
             if self.username:
                 smtp.login(self.username, self.password or "")
             smtp.send_message(msg, from_addr=self.sender, to_addrs=self.recipients)
+
+
+def smtp_tls_mode(environ: Mapping[str, str], has_login: bool, port: int | None) -> str:
+    """TRADING_ALERT_SMTP_TLS, else the older TRADING_ALERT_SMTP_STARTTLS=true, else SMTPS on
+    port 465, STARTTLS when there is a login, plain only for a relay without one."""
+    mode = environ.get("TRADING_ALERT_SMTP_TLS", "").strip().lower()
+    if mode:
+        return mode
+    if _truthy(environ.get("TRADING_ALERT_SMTP_STARTTLS", "")):
+        return "starttls"
+    if port == 465:
+        return "ssl"
+    return "starttls" if has_login else "none"
 
 
 def _truthy(value: str) -> bool:
@@ -162,12 +209,16 @@ def sinks_from_env(environ: Mapping[str, str]) -> list[AlertSink]:
     to = environ.get("TRADING_ALERT_EMAIL_TO", "").split(",")
     recipients = [r.strip() for r in to if r.strip()]
     if host and sender and recipients:
-        starttls = _truthy(environ.get("TRADING_ALERT_SMTP_STARTTLS", ""))
         port_s = environ.get("TRADING_ALERT_SMTP_PORT", "").strip()
-        port = int(port_s) if port_s else (587 if starttls else 25)
         user = environ.get("TRADING_ALERT_SMTP_USER") or None
         password = environ.get("TRADING_ALERT_SMTP_PASSWORD") or None
-        sinks.append(EmailSink(host, port, sender, recipients, user, password, starttls))
+        tls = smtp_tls_mode(environ, bool(user), int(port_s) if port_s else None)
+        port = int(port_s) if port_s else _SMTP_DEFAULT_PORT.get(tls, 25)
+        email = EmailSink(host, port, sender, recipients, user, password, tls=tls,
+                          cafile=environ.get("TRADING_ALERT_SMTP_CAFILE") or None)
+        if email.refusal:
+            logger.error("email alerts will fail: %s", email.refusal)
+        sinks.append(email)
     elif host or sender or recipients:
         logger.warning("email alerts disabled: TRADING_ALERT_SMTP_HOST, TRADING_ALERT_EMAIL_FROM"
                        " and TRADING_ALERT_EMAIL_TO are all required")
@@ -180,10 +231,13 @@ _STOP = object()
 class AlertSystem:
     """Rate-limits, records and routes alerts; one daemon thread delivers them to the sinks.
 
-    Rate limiting is per key, measured on the injected clock from the last accepted alert with that
-    key: an alert inside `min_interval_s` is suppressed (counted in `suppressed`). CRITICAL alerts
-    use `min_interval_s / 6` (the interval of the incoming alert's severity applies, so an
-    escalation to CRITICAL gets through sooner). Accepted alerts go to `recent`, to `journal`, then
+    Rate limiting is per key, measured from the last accepted alert with that key: an alert inside
+    `min_interval_s` is suppressed (counted in `suppressed`). CRITICAL alerts use
+    `min_interval_s / 6` (the interval of the incoming alert's severity applies, so an escalation
+    to CRITICAL gets through sooner); a caller that re-raises a lasting condition passes its own
+    `min_interval_s`. The limit is measured on `rate_clock` (monotonic seconds) when set, else on
+    the injected clock: a live run sets it, because its market clock moves only with bars (so
+    alerts a minute apart looked far apart, and with a dead feed time stood still). Accepted alerts go to `recent`, to `journal`, then
     to a bounded queue; on a full queue the alert is dropped (`dropped`) rather than blocking.
 
     Default routing: INFO -> "log", WARNING -> "log" + "webhook", CRITICAL -> every sink. A
@@ -219,6 +273,7 @@ class AlertSystem:
         self.dropped = self.suppressed = 0
         self.suppressed_by_key: dict[str, int] = {}
         self._last_ns: dict[str, int] = {}
+        self.rate_clock: Callable[[], float] | None = None
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -244,23 +299,29 @@ class AlertSystem:
         return default
 
     def raise_alert(
-        self, key: str, severity: Severity | str, message: str, component: str = "", **data: object
+        self, key: str, severity: Severity | str, message: str, component: str = "",
+        min_interval_s: float | None = None, **data: object
     ) -> bool:
         """Never blocks (safe on the trading path); True if the alert was queued for delivery."""
         severity = Severity(severity)
         now = self.clock.now_ns()
-        interval = self.critical_interval_ns if severity is Severity.CRITICAL else self.interval_ns
+        if min_interval_s is not None:
+            interval = int(min_interval_s * NANOS_PER_SECOND)
+        else:
+            interval = self.critical_interval_ns if severity is Severity.CRITICAL else self.interval_ns
+        rate_clock = self.rate_clock
+        rate_now = int(rate_clock() * NANOS_PER_SECOND) if rate_clock is not None else now
         with self._lock:
             last = self._last_ns.get(key)
-            if last is not None and 0 <= now - last < interval:
+            if last is not None and 0 <= rate_now - last < interval:
                 self.suppressed += 1
                 self.suppressed_by_key[key] = self.suppressed_by_key.get(key, 0) + 1
                 suppressed = True
             else:
                 suppressed = False
-                self._last_ns[key] = now
+                self._last_ns[key] = rate_now
                 if len(self._last_ns) > _PRUNE_THRESHOLD:
-                    self._prune(now)
+                    self._prune(rate_now)
         if suppressed:
             self._metric("suppressed", "")
             return False

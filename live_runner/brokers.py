@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import os
 from typing import Any, Callable
 
 from live_runner.adapters.paper import PaperExecutionClient
 from live_runner.config import SystemConfig
 from live_runner.journal import Journal
+
+log = logging.getLogger("live_runner.brokers")
 
 
 def build_client(name: str, config: SystemConfig, environ: dict[str, str] | None = None,
@@ -49,14 +52,26 @@ async def start_clients(*clients: Any) -> None:
             await start()
 
 
-async def stop_clients(*clients: Any) -> None:
+async def stop_clients(*clients: Any, timeout_s: float = 10.0) -> None:
+    """Await each client's close path: `aclose()` (Alpaca), `stop()` (IB), or a plain `close()`;
+    bounded, and a failure is logged, never raised (shutting down: the journal holds what
+    happened)."""
     for client in clients:
-        stop = getattr(client, "stop", None)
-        if stop is not None and inspect.iscoroutinefunction(stop):
-            try:
-                await asyncio.wait_for(stop(), 10)
-            except Exception:  # shutting down: the journal already holds what happened
-                pass
+        for name in ("aclose", "stop"):
+            fn = getattr(client, name, None)
+            if fn is not None and inspect.iscoroutinefunction(fn):
+                try:
+                    await asyncio.wait_for(fn(), timeout_s)
+                except Exception:
+                    log.exception("closing %s failed", getattr(client, "name", type(client).__name__))
+                break
+        else:
+            close = getattr(client, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    log.exception("closing %s failed", getattr(client, "name", type(client).__name__))
 
 
 def refuse_live_endpoints(config: SystemConfig) -> str | None:
@@ -64,9 +79,22 @@ def refuse_live_endpoints(config: SystemConfig) -> str | None:
     for name in filter(None, (config.primary_broker, config.backup_broker)):
         if name == "alpaca" and not config.alpaca.paper:
             return "alpaca.paper is false: that is a live-money account; use --mode live --confirm-live"
+        if name == "ibkr" and not config.ibkr.paper:
+            return "ibkr.paper is false: that is a live-money account; use --mode live --confirm-live"
         if name == "ibkr" and config.ibkr.port in (7496, 4001):
             return (f"ibkr.port {config.ibkr.port} is a live-trading Gateway/TWS port; "
                     "use --mode live --confirm-live")
+    return None
+
+
+def refuse_paper_accounts(config: SystemConfig) -> str | None:
+    """In live mode, an IB section that expects a paper login is refused (the reason): the client
+    would refuse the live account at connect anyway, so say so before anything starts. (The IB
+    client also checks the Gateway's accounts at every connect: the port proves nothing.)"""
+    for name in filter(None, (config.primary_broker, config.backup_broker)):
+        if name == "ibkr" and config.ibkr.paper:
+            return ("--mode live but ibkr.paper is true (a paper account expected): set ibkr.paper: "
+                    "false to trade the live IB account")
     return None
 
 

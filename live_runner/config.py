@@ -90,6 +90,11 @@ class IbkrConfig(_Strict):
 
     host: str = "127.0.0.1"
     port: int = Field(4002, ge=1, le=65535)  # Gateway paper 4002, live 4001; TWS 7497 / 7496
+    # What the Gateway must be logged in to: true = a paper account (ids starting with "D": DU...,
+    # DF... for a paper advisor), false = a live one. Checked against the accounts the Gateway
+    # reports at every connect (the port alone proves nothing: ports are remappable); `run --mode
+    # paper` refuses paper: false, `run --mode live` refuses paper: true.
+    paper: bool = True
     client_id: int = Field(1, ge=0, le=2**31 - 1)
     account: str | None = None
     account_env: str = "IBKR_ACCOUNT"
@@ -144,9 +149,13 @@ class OpsConfig(_Strict):
     token_env: str = "TRADING_CONTROL_TOKEN"
     feed_stale_after_s: float = Field(120.0, gt=0)
     heartbeat_allowance_s: float = Field(30.0, gt=0)
+    alert_repeat_s: float = Field(600.0, gt=0)  # an unhealthy component pages again at most this often
     max_body_bytes: int = Field(4096, ge=64)
     request_timeout_s: float = Field(5.0, gt=0)
     max_connections: int = Field(128, ge=1)
+    # An accepted control command is answered only once its journal event is committed durably;
+    # past this bound it is answered 503 (applied, not yet durable) with a CRITICAL alert.
+    command_commit_timeout_s: float = Field(5.0, gt=0)
 
 
 class PolygonConfig(_Strict):
@@ -162,6 +171,7 @@ class PolygonConfig(_Strict):
     rest_max_attempts: int = Field(6, ge=1)      # per call, 429/5xx/timeouts included
     rest_backoff_s: float = Field(0.5, ge=0)     # first wait after a 429/5xx, doubled each time
     rest_backoff_max_s: float = Field(8.0, ge=0)
+    rest_retry_after_max_s: float = Field(60.0, ge=0)  # a 429's Retry-After is waited, up to this
     reconnect_backoff_s: float = Field(1.0, ge=0)
     reconnect_backoff_max_s: float = Field(30.0, ge=0)
     stale_after_s: float = Field(90.0, gt=0)     # no aggregate this long in regular hours: stale
@@ -238,6 +248,9 @@ class AlpacaConfig(_Strict):
 class JournalConfig(_Strict):
     url: str = "sqlite:///var/journal.db"
     batch_size: int = Field(1000, ge=1)
+    connect_timeout_s: float = Field(5.0, gt=0)     # PostgreSQL connect (and pool checkout) timeout
+    statement_timeout_s: float = Field(10.0, gt=0)  # PostgreSQL statement_timeout; SQLite busy timeout
+    max_queued_batches: int = Field(64, ge=1)       # more batches waiting: unhealthy (REDUCING)
 
 
 class SystemConfig(_Strict):
@@ -265,6 +278,9 @@ class SystemConfig(_Strict):
     flatten_time: str = "15:55"
     # On SIGTERM: flatten and close the session (True) or keep positions for a restart (False).
     flatten_on_shutdown: bool = False
+    # Shutdown (data end, SIGTERM, after an emergency stop): how long `run` waits for the flatten
+    # fills, cancel confirmations and orders in flight before it gives up (CRITICAL, exit 5).
+    shutdown_flatten_timeout_s: float = Field(30.0, gt=0)
     primary_broker: Literal["paper", "ibkr", "alpaca"] = "paper"
     backup_broker: Literal["paper", "ibkr", "alpaca"] | None = None
     primary_data_provider: Literal["replay", "polygon", "yahoo"] = "replay"

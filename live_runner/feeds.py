@@ -15,6 +15,11 @@ is polygon or yahoo. It
 4. backfills a reconnect's gap over REST when the primary comes back by itself;
 5. ends after the session's after-hours close (the day is over), or when the service stops.
 
+`liveness` is what health and /ready see: alive while the active client's connection is up (or
+reconnecting within `data_failover.disconnect_grace_s`) and, in regular hours, no bar is overdue
+(none for one bar interval plus `ops.heartbeat_allowance_s`). Quiet between minute bars, and
+outside regular hours, is normal and never unhealthy.
+
 Bars are never dropped here: the active client's bars all reach the DataManager; the standby
 primary's bars (while on backup) are counted, and its REST backfill at failback re-delivers
 their minutes. Waiting is event driven: a client's put wakes the loop; the health check is a
@@ -32,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from live_runner.adapters.base import DailyBar, FeedMarker, FeedState, LiveDataClient
 from live_runner.calendar import CLOSED, REGULAR, MarketCalendar, SessionTimes
+from live_runner.health import feed_liveness
 from live_runner.models import NANOS_PER_MINUTE, Bar, Severity
 from live_runner.risk.rules import BackupDataGate
 
@@ -122,6 +128,7 @@ class DataFeed:
         self._healthy_since: float | None = None
         self._last_forced = 0.0
         self._down_since: float | None = None
+        self._unlive_since: float | None = None  # the active client left LIVE (for liveness)
 
     # --- views ---------------------------------------------------------------------------------
     @property
@@ -138,6 +145,29 @@ class DataFeed:
                 "primary": self.primary.stats(),
                 "backup": self.backup.stats() if self.backup is not None else None,
                 **dict(self.counts), "events": self.events[-20:]}
+
+    def liveness(self) -> tuple[bool, str]:
+        """(alive, why) for health: a quiet feed is not a dead one (see the module docstring)."""
+        now_m = self._now()
+        phase = self._phase(self._market_now())
+        self._track_regular(now_m, phase)
+        client = self.active
+        if client.state is FeedState.LIVE:
+            self._unlive_since = None
+        elif self._unlive_since is None:
+            self._unlive_since = min(now_m, client.state_since)
+        overdue = max(NANOS_PER_MINUTE / 1e9 + self.config.ops.heartbeat_allowance_s,
+                      self._stale_after(client) if client.name == "yahoo" else 0.0)
+        return feed_liveness(client, now_m, phase, unlive_since=self._unlive_since,
+                             regular_since=self._regular_since,
+                             grace_s=self.config.data_failover.disconnect_grace_s, overdue_s=overdue)
+
+    def _track_regular(self, now_m: float, phase: str) -> None:
+        if phase == REGULAR:
+            if self._regular_since is None:
+                self._regular_since = now_m
+        else:
+            self._regular_since = None
 
     # --- the loop ------------------------------------------------------------------------------
     async def run(self, node: "TradingNode", stop: asyncio.Event) -> None:
@@ -315,11 +345,7 @@ class DataFeed:
     async def _check(self) -> None:
         now_m = self._now()
         phase = self._phase(self._market_now())
-        if phase == REGULAR:
-            if self._regular_since is None:
-                self._regular_since = now_m
-        else:
-            self._regular_since = None
+        self._track_regular(now_m, phase)
         primary = self.primary
         if not self.on_backup:
             reason = self._down_reason(primary, now_m, phase)

@@ -3,8 +3,19 @@
 Every order, order event, fill, trade, denial, alert, command and equity mark is appended as one
 row `(seq, session, ts, kind, key, payload)`. Positions, open orders and P&L are derived from it
 (`live_runner.journal_state`). Writes are batched off the hot path: `append` only buffers; a full
-batch is handed to a writer thread (bounded queue: a slow database slows the producer, nothing is
-dropped) which writes it in one transaction; `flush` waits until everything appended is written.
+batch is handed to a writer thread which writes it in one transaction; `flush` waits until
+everything appended is written.
+
+A database that hangs or fails never blocks the event loop: connections and statements time out
+(`journal.connect_timeout_s`, `journal.statement_timeout_s`), a failed batch is kept and retried
+with backoff (nothing is dropped while the process lives), hand-offs never wait for room, and
+`flush` returns early once the writer is failing. `health()` says why the journal is unhealthy
+(a failing writer, or more than `max_queued_batches` waiting); the service then moves the runner
+to REDUCING with a CRITICAL alert.
+Durability points: `commit()` returns a future the writer resolves once every event appended so
+far is committed durably (on SQLite the WAL is then checkpointed, which fsyncs it; Postgres
+commits durably by default). An accepted operator command awaits it before it is answered,
+without blocking the event loop.
 Payloads are encoded by the writer thread, off the hot path (a payload belongs to the journal once
 appended and must not be mutated); a `Deferred` payload is even built there, from immutable values.
 On SQLite the rows go to the driver's `executemany` directly.
@@ -19,8 +30,11 @@ regenerated inside the prefix are known to have been sent already and are recove
 from __future__ import annotations
 
 import json
-import queue
+import logging
 import threading
+import time
+from collections import deque
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -28,6 +42,8 @@ import msgspec
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+
+log = logging.getLogger("live_runner.journal")
 
 metadata = sa.MetaData()
 
@@ -68,8 +84,21 @@ def _encode(payload: "dict[str, Any] | Deferred") -> str:
     return orjson.dumps(payload, option=_SORT, default=str).decode()
 
 
-def make_engine(url: str) -> Engine:
-    """SQLite in WAL mode by default (durable and fast), any SQLAlchemy URL otherwise."""
+def make_engine(url: str, connect_timeout_s: float = 5.0, statement_timeout_s: float | None = None) -> Engine:
+    """SQLite in WAL mode by default (durable and fast), any SQLAlchemy URL otherwise. A hung
+    database must not hang the journal's writer for ever: PostgreSQL gets a connect timeout and
+    (the Journal asks for one) a server-side statement timeout, SQLite a busy timeout (how long a
+    lock is waited for). Readers (the pipeline's snapshots) get no statement timeout."""
+    if url.startswith("postgresql"):
+        connect_args: dict[str, Any] = {"connect_timeout": max(1, round(connect_timeout_s))}
+        if statement_timeout_s is not None:
+            options = sa.engine.make_url(url).query.get("options", "")
+            if isinstance(options, tuple):
+                options = " ".join(options)
+            ms = max(1, round(statement_timeout_s * 1000))
+            connect_args["options"] = f"{options} -c statement_timeout={ms}".strip()
+        return sa.create_engine(url, pool_pre_ping=True, pool_timeout=connect_timeout_s,
+                                connect_args=connect_args)
     if url in ("sqlite://", "sqlite:///:memory:"):
         # One shared connection, so the writer thread sees the same in-memory database.
         return sa.create_engine(url, poolclass=sa.pool.StaticPool,
@@ -78,7 +107,7 @@ def make_engine(url: str) -> Engine:
         path = url[len("sqlite:///"):]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url)
+        engine = sa.create_engine(url, connect_args={"timeout": statement_timeout_s or 5.0})
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -110,18 +139,32 @@ class Journal:
     is regenerated or verified; the node rebuilds its state from `stored_events()` instead."""
 
     def __init__(self, url: str, batch_size: int = 1000, engine: Engine | None = None,
-                 continue_log: bool = False) -> None:
+                 continue_log: bool = False, *, connect_timeout_s: float = 5.0,
+                 statement_timeout_s: float = 10.0, max_queued_batches: int = 64,
+                 retry_backoff_s: float = 0.5, retry_backoff_max_s: float = 5.0) -> None:
         self.url = url
-        self.engine = engine or make_engine(url)
+        self.engine = engine or make_engine(url, connect_timeout_s, statement_timeout_s)
         metadata.create_all(self.engine)
         self.batch_size = batch_size
         # Flat, so that buffering an event allocates nothing the garbage collector tracks.
         self._buffer: list[Any] = []
-        self._batches: queue.Queue[list[Any] | None] = queue.Queue(maxsize=64)
-        self._error: BaseException | None = None
+        # Unbounded on purpose: a hand-off never waits for room (the event loop must not block);
+        # more than `max_queued_batches` waiting makes the journal unhealthy instead.
+        self._batches: deque[list[Any]] = deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._in_writer = 0  # events handed to the writer and not yet written
+        self.max_queued_batches = max_queued_batches
+        self._backoff = (retry_backoff_s, retry_backoff_max_s)
+        self._wake = threading.Event()  # cuts a retry backoff short on close
+        self.failure: str | None = None  # the writer's latest error while it is retrying
+        self.write_failures = 0
+        self._error: BaseException | None = None  # given up (on close): events were lost
         self._writer: threading.Thread | None = None
         self._sqlite = self.engine.dialect.name == "sqlite"
-        with self.engine.connect() as conn:
+        with self.engine.begin() as conn:
+            if self.engine.dialect.name == "postgresql":  # reading a long journal may take longer
+                conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
             rows = conn.execute(
                 sa.select(events.c.seq, events.c.session, events.c.ts, events.c.kind, events.c.key,
                           events.c.payload).order_by(events.c.seq)
@@ -195,27 +238,123 @@ class Journal:
         self.verified += 1
 
     def _hand_off(self) -> None:
+        """Queue the buffer for the writer; never waits (see `health`)."""
         batch, self._buffer = self._buffer, []
         if self._error is not None:
             raise RuntimeError(f"journal writer failed: {self._error}") from self._error
+        with self._cond:
+            self._batches.append(batch)
+            self._in_writer += len(batch) // FIELDS
+            self._cond.notify_all()
+        self._start_writer()
+
+    def _start_writer(self) -> None:
         if self._writer is None:
             self._writer = threading.Thread(target=self._write_loop, name="journal-writer", daemon=True)
             self._writer.start()
-        self._batches.put(batch)
+
+    def commit(self) -> "Future[int]":
+        """Hand off what is buffered and return a future the writer thread resolves (with the last
+        seq appended) once every event appended so far is committed durably; it fails with the
+        writer's error. Never waits itself: the caller bounds the wait (an operator command is
+        answered only once its event is durable)."""
+        fut: Future[int] = Future()
+        last = self.next_seq - 1
+        if self._error is not None:
+            fut.set_exception(RuntimeError(f"journal writer failed: {self._error}"))
+            return fut
+        if self.closed:
+            fut.set_exception(RuntimeError("journal closed"))
+            return fut
+        if self._buffer:
+            self._hand_off()
+        fut.last_seq = last  # type: ignore[attr-defined]
+        with self._cond:
+            self._batches.append(fut)
+            self._cond.notify_all()
+        self._start_writer()
+        return fut
+
+    def _resolve(self, fut: "Future[int]") -> None:
+        if fut.done():
+            return
+        if self._error is not None:
+            fut.set_exception(RuntimeError(f"journal writer failed: {self._error}"))
+            return
+        try:
+            if self._sqlite:
+                self._sync_sqlite()
+            fut.set_result(getattr(fut, "last_seq", 0))
+        except BaseException as exc:
+            fut.set_exception(exc)
+
+    def _sync_sqlite(self) -> None:
+        """Make what the batches committed under synchronous=NORMAL (which survives a killed
+        process, not a power cut) durable on disk: a checkpoint fsyncs the WAL before it copies
+        it into the database file. Cheap at operator-command frequency."""
+        if self.url in ("sqlite://", "sqlite:///:memory:"):
+            return
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def health(self) -> str | None:
+        """None when the journal keeps up; else why not (the service alerts and reduces)."""
+        if self._error is not None:
+            return f"writer gave up: {self._error}"
+        if self.failure is not None:
+            return f"writes failing ({self.write_failures} failed attempts): {self.failure}"
+        queued = sum(1 for b in self._batches if not isinstance(b, Future))
+        if queued > self.max_queued_batches:
+            return f"writer behind: {queued} batches waiting"
+        return None
 
     def _write_loop(self) -> None:
         while True:
-            batch = self._batches.get()
-            try:
-                if batch is None:
+            with self._cond:
+                while not self._batches and not self._stopping:
+                    self._cond.wait()
+                if not self._batches:
                     return
-                if self._error is None:
-                    self._write(batch)
-                    self.written += len(batch) // FIELDS
-            except BaseException as exc:  # surfaced to the producer on its next flush/hand-off
-                self._error = exc
-            finally:
-                self._batches.task_done()
+                batch = self._batches[0]
+            if isinstance(batch, Future):  # a durability point: everything before it is written
+                self._resolve(batch)
+                with self._cond:
+                    self._batches.popleft()
+                    self._cond.notify_all()
+                continue
+            written = self._write_retrying(batch)
+            with self._cond:
+                self._batches.popleft()
+                n = len(batch) // FIELDS
+                self._in_writer -= n
+                self.written += n if written else 0
+                self._cond.notify_all()
+
+    def _write_retrying(self, batch: list[Any]) -> bool:
+        """Write one batch, retrying with backoff while the database fails; False only once the
+        journal is closing and the retry after the close request failed too."""
+        delay, delay_max = self._backoff
+        while True:
+            if self._error is not None:
+                return False
+            try:
+                self._write(batch)
+            except Exception as exc:  # noqa: BLE001 - timeouts, lost connections: retried
+                with self._cond:
+                    self.write_failures += 1
+                    self.failure = f"{type(exc).__name__}: {str(exc).strip()[:300]}"
+                    self._cond.notify_all()  # a waiting flush returns: the loop must not hang
+                log.error("journal write failed (retrying in %.1f s): %s", delay, self.failure)
+                if self._stopping:
+                    self._error = exc
+                    return False
+                self._wake.wait(delay)
+                delay = min(delay * 2, delay_max)
+                continue
+            if self.failure is not None:
+                log.warning("journal writes succeed again after %d failed attempts", self.write_failures)
+                self.failure = None
+            return True
 
     def _write(self, batch: list[Any]) -> None:
         """One transaction per batch. SQLite gets the rows through its driver's executemany, which
@@ -232,31 +371,49 @@ class Journal:
                 names = ("seq", "session", "ts", "kind", "key", "payload")
                 conn.execute(events.insert(), [dict(zip(names, row)) for row in rows])
 
-    def flush(self) -> None:
-        """Hand off what is buffered and wait until every appended event is written."""
+    def flush(self, timeout_s: float | None = None) -> bool:
+        """Hand off what is buffered and wait until every appended event is written. Returns
+        False without waiting further when the writer is failing (the events stay queued and are
+        retried) or after `timeout_s`: a journal that cannot write must not block the loop."""
         if self._buffer:
             self._hand_off()
-        if self._writer is not None:
-            self._batches.join()
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        with self._cond:
+            while self._in_writer and self._error is None and self.failure is None:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+            done = self._in_writer == 0
         if self._error is not None:
             raise RuntimeError(f"journal writer failed: {self._error}") from self._error
+        return done
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Write what is left, then stop. A writer in backoff retries at once; if that attempt
+        fails too, it gives up (the error is raised: those events were not written)."""
         if self.closed:
             return
         try:
-            self.flush()
-        finally:
+            if self._buffer:
+                self._hand_off()
             if self._writer is not None:
-                self._batches.put(None)
-                self._writer.join(timeout=10)
+                with self._cond:
+                    self._stopping = True  # the writer's next failure is its last
+                    self._cond.notify_all()
+                self._wake.set()
+                self._writer.join(timeout=timeout_s)
+            if self._error is not None or self._in_writer:
+                raise RuntimeError(f"journal writer failed: {self._error or self.failure}; "
+                                   f"{self._in_writer} events not written") from self._error
+        finally:
             self.engine.dispose()
             self.closed = True
 
     @property
     def pending(self) -> int:
         """Events appended but not yet written (buffered or queued)."""
-        return len(self._buffer) // FIELDS + self._batches.qsize() * self.batch_size
+        return len(self._buffer) // FIELDS + self._in_writer
 
     # --- reading -----------------------------------------------------------------------------
     def read(self, session: str | None = None, kinds: tuple[str, ...] | None = None) -> list[dict[str, Any]]:

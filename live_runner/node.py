@@ -180,9 +180,14 @@ class TradingNode:
         """Resuming: re-apply the operator commands the journal holds at this point of the stream
         (a pause, a flatten...), so the regenerated run is the one that happened."""
         journal = self.journal
-        while (stored := journal.peek()) is not None and stored[2] == "command":
-            payload = stored[4]
-            self.command(stored[3], source=payload.get("source", "journal"), symbol=payload.get("symbol", ""))
+        while (stored := journal.peek()) is not None:
+            session, ts, kind, key, payload = stored
+            if kind == "command":
+                self.command(key, source=payload.get("source", "journal"), symbol=payload.get("symbol", ""))
+            elif kind == "alert" and key == "command_not_durable":
+                journal.append(session, ts, kind, key, payload)  # the wall clock raised it: as stored
+            else:
+                return
 
     def feed(self, bars: Iterable[Bar]) -> None:
         on_bar = self.data.on_bar
@@ -192,9 +197,28 @@ class TradingNode:
     def stop(self, close_session: bool = True) -> None:
         """Stop and flush the journal. At the end of the data the session is closed (EOD flatten);
         on a shutdown signal it is left open unless `flatten_on_shutdown`, so a restart resumes it."""
+        self.begin_stop(close_session)
+        self.finish_stop()
+
+    def begin_stop(self, close_session: bool = True) -> bool:
+        """The first half of `stop`: send the session's flatten (cancels, then market sells).
+        True when the session is being closed, i.e. the caller should wait for it to be flat
+        (a real broker confirms and fills over several loop turns) before `finish_stop`."""
         self.state = SystemState.STOPPING
+        self._closing = None
         if self.session is not None and (close_session or self.config.flatten_on_shutdown):
-            self._end_session(self.session)
+            self._closing = self.session
+            self.orders.flatten_all(OrderRole.EOD)
+            self.execution.end_session(self.clock.now_ns())  # paper: fills them at the last close
+            return True
+        return False
+
+    def finish_stop(self) -> None:
+        """The second half: close the session in the journal (with what the flatten left) and
+        flush."""
+        closing, self._closing = getattr(self, "_closing", None), None
+        if closing is not None:
+            self._end_session(closing, flattened=True)
             self.session = None
         self.journal.flush()
         self.state = SystemState.STOPPED
@@ -314,10 +338,11 @@ class TradingNode:
             "realized_pnl": money_str(plan.realized), "commissions": money_str(plan.commissions),
             "positions": sorted(self.portfolio.positions), "universe": [], "closed_by": "restart"})
 
-    def _end_session(self, session: SessionTimes) -> None:
+    def _end_session(self, session: SessionTimes, flattened: bool = False) -> None:
         now = self.clock.now_ns()
-        self.orders.flatten_all(OrderRole.EOD)
-        self.execution.end_session(now)
+        if not flattened:
+            self.orders.flatten_all(OrderRole.EOD)
+            self.execution.end_session(now)
         self.strategies.on_session_end(session)
         equity = self.portfolio.equity_decimal()
         summary = {
@@ -378,9 +403,17 @@ class TradingNode:
             self.risk.paused = False
             self.state = SystemState.RUNNING
         elif name == "emergency_stop":
+            was_halted = self.risk.state is TradingState.HALTED
+            open_orders, positions = len(self.orders.open_orders), len(self.portfolio.positions)
             self.risk.set_state(TradingState.HALTED, f"emergency stop by {source}")
             self.orders.cancel_all()
             self.orders.flatten_all(OrderRole.MANUAL)
+            if was_halted:
+                # Already HALTED, so no state-change alert went out: the stop itself must still
+                # page. Raised here, not by the ops server, so a resumed run regenerates it.
+                self.alerts.raise_alert("emergency_stop", Severity.CRITICAL,
+                                        f"emergency stop by {source}: {open_orders} open orders canceled, "
+                                        f"{positions} positions flattened", component="ops_server")
         elif name == "flatten":
             if symbol:
                 self.orders.flatten(symbol, OrderRole.MANUAL)

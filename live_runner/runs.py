@@ -22,6 +22,7 @@ from live_runner.journal import Journal
 from live_runner.models import Bar
 from live_runner.money import money_str
 from live_runner.node import TradingNode
+from live_runner.redact import redact_url
 
 
 @dataclass
@@ -104,7 +105,7 @@ def summarize(node: TradingNode, elapsed: float, resumed_from: int = 0) -> dict[
         "bars_rejected_by_reason": dict(sorted(node.data.rejected.items())),
         "sessions": node.session_summaries,
         "stats": {name: s.to_dict() for name, s in perf.stats_by_strategy().items()},
-        "journal": node.journal.url,
+        "journal": redact_url(node.journal.url),
         "journal_events_resumed": resumed_from,
         "elapsed_s": round(elapsed, 3),
     }

@@ -22,7 +22,7 @@ from live_runner.alerts import sinks_from_env
 from live_runner.config import SystemConfig
 from live_runner.health import HealthMonitor
 from live_runner.journal import Journal, JournalDivergence
-from live_runner.models import Bar, Severity, SystemState, TradingState
+from live_runner.models import Bar, OrderRole, OrderType, Severity, SystemState, TradingState
 from live_runner.node import TradingNode
 from live_runner.runs import RunOptions, summarize
 
@@ -35,6 +35,7 @@ CONTROL_COMMANDS = {"pause": "pause_trading", "resume": "resume_trading",
                     "emergency_stop": "emergency_stop", "rebalance": "rebalance_portfolio",
                     "flatten": "flatten"}
 _GAP_SKIP_NS = 30 * 60_000_000_000
+_FLATTEN_ROLES = frozenset({OrderRole.MANUAL, OrderRole.EOD})
 
 
 class RunnerError(RuntimeError):
@@ -46,6 +47,11 @@ class RunnerError(RuntimeError):
     def __init__(self, message: str, summary: dict[str, Any]) -> None:
         super().__init__(message)
         self.summary = summary
+
+
+class ShutdownIncomplete(RunnerError):
+    """The runner gave up waiting (shutdown_flatten_timeout_s) for its flatten or for orders
+    still in flight at a broker: alerted CRITICAL and journaled; the CLI exits 5."""
 
 
 class LiveService:
@@ -74,13 +80,19 @@ class LiveService:
         # A live feed's session cannot be regenerated after a crash (its bars and fills do not
         # repeat), so its journal is continued and the state read back from it (live_runner.restore);
         # a bars file is replayed deterministically, its journal verified event by event.
-        self.journal = Journal(opts.journal_url, batch_size=config.journal.batch_size,
-                               continue_log=data_feed is not None)
+        jc = config.journal
+        self.journal = Journal(opts.journal_url, batch_size=jc.batch_size, continue_log=data_feed is not None,
+                               connect_timeout_s=jc.connect_timeout_s,
+                               statement_timeout_s=jc.statement_timeout_s,
+                               max_queued_batches=jc.max_queued_batches)
         self.node = TradingNode(config, self.journal, universe=opts.universe,
                                 alert_sinks=sinks_from_env(env))
         self.node.restore_from_journal()
         logs.set_session_source(lambda: self.node.session_name)
         self.health = health or HealthMonitor(default_allowance_s=config.ops.heartbeat_allowance_s)
+        # Repeats of one alert key are limited on the health monitor's monotonic clock: the market
+        # clock stands still between bars and stops with a dead feed (see AlertSystem.rate_clock).
+        self.node.alerts.rate_clock = self.health.now
         self.serving = threading.Event()  # set once the ops server listens (bound_port is known)
         self.error: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -92,9 +104,8 @@ class LiveService:
         self.metrics: Any = None
         self.bound_port = 0
         self._last_bars = -1
-        self._last_written = -1
         self._feed_alerted = False
-        self._unhealthy_alerted: set[str] = set()
+        self._bar_due: float | None = None  # paced file: monotonic time the next bar is released
 
     # --- OpsApp --------------------------------------------------------------------------------
     def health_check(self) -> tuple[bool, dict[str, Any]]:
@@ -151,9 +162,6 @@ class LiveService:
         if symbol and name != "flatten":
             raise KeyError(command)
         node = self.node
-        was_halted = node.risk.state is TradingState.HALTED
-        open_orders = len(node.orders.open_orders)
-        positions = len(node.portfolio.positions)
         log.info("command %s%s from %s", command, f" {symbol}" if symbol else "", source,
                  extra={"component": "ops_server"})
         try:
@@ -163,12 +171,25 @@ class LiveService:
                                     f"{command} from {source} failed: {type(exc).__name__}: {exc}",
                                     component="ops_server")
             raise
-        if name == "emergency_stop" and was_halted:
-            # Already HALTED, so no state-change alert went out: the stop itself must still page.
-            node.alerts.raise_alert("emergency_stop", Severity.CRITICAL,
-                                    f"emergency stop by {source}: {open_orders} open orders canceled, "
-                                    f"{positions} positions flattened", component="ops_server")
         return result
+
+    async def commit_command(self, result: dict[str, Any]) -> str | None:
+        """Wait (bounded by ops.command_commit_timeout_s, the loop keeps turning) until the
+        command's journal event is committed durably: None when it is, else why not. The command
+        is already applied: it is never undone, but the operator is told, and paged, that a crash
+        now would lose it."""
+        timeout = self.config.ops.command_commit_timeout_s
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(self.journal.commit()), timeout)
+            return None
+        except asyncio.TimeoutError:
+            problem = f"journal did not commit the command within {timeout:g} s"
+        except Exception as exc:
+            problem = f"journal could not commit the command: {exc}"
+        self.node.alerts.raise_alert("command_not_durable", Severity.CRITICAL,
+                                     f"{result.get('command')} applied but not durable: {problem}",
+                                     component="ops_server")
+        return problem
 
     def request_stop(self) -> None:
         """Thread-safe: end the run as SIGTERM would (tests, embedding)."""
@@ -207,8 +228,11 @@ class LiveService:
                 self.node.state = SystemState.ERROR
         finally:
             watchdog.cancel()
+            left: dict[str, Any] = {}
             if self._failure is None:
-                self.node.stop(close_session=not stop.is_set())
+                closing = self.node.begin_stop(close_session=not stop.is_set())
+                left = await self._drain(closing)
+                self.node.finish_stop()
             else:
                 self._flush_after_error()
             self.health.mark_stopped("data_manager", "stopped")
@@ -223,7 +247,58 @@ class LiveService:
             summary["error"] = self.error
             summary["system_state"] = self.node.state.value
             raise RunnerError(self.error or "runner error", summary) from self._failure
+        if left:
+            summary["shutdown_incomplete"] = left
+            raise ShutdownIncomplete(f"gave up waiting for the flatten: positions {left['positions']}, "
+                                     f"orders {left['open_orders']}", summary)
         return summary
+
+    async def _drain(self, flatten: bool) -> dict[str, Any]:
+        """Shutdown: give the loop turns (bounded by shutdown_flatten_timeout_s) until every order
+        the journal holds has reached its broker and every cancel is confirmed, a flatten under
+        way at a real broker has filled and, when the session is being flattened (data end,
+        flatten_on_shutdown), the portfolio is flat with no order left. Without a flatten
+        the resting stop/target (and working entries) stay at the broker on purpose. Returns the
+        positions and orders given up on (empty when done); journaled and alerted CRITICAL."""
+        node = self.node
+        timeout = self.config.shutdown_flatten_timeout_s
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self._drained(flatten):
+            if loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.02)
+        if self._drained(flatten):
+            return {}
+        left = {s: p.qty for s, p in sorted(node.portfolio.positions.items())}
+        working = sorted(node.orders.open_orders)
+        detail = {"positions": left, "open_orders": working, "timeout_s": timeout,
+                  "brokers_busy": [getattr(c, "name", "broker") for c in self._clients() if getattr(c, "busy", False)]}
+        node.journal.append(node.session_name, node.clock.now_ns(), "shutdown", "incomplete", detail)
+        node.alerts.raise_alert("shutdown_incomplete", Severity.CRITICAL,
+                                f"shutdown gave up after {timeout:g} s: positions {left or 'none'}, "
+                                f"{len(working)} orders still working", component="service")
+        return detail
+
+    def _clients(self) -> list[Any]:
+        ex = self.node.execution
+        return [c for c in (ex.primary, ex.backup) if c is not None]
+
+    def _busy(self) -> bool:
+        return any(bool(getattr(c, "busy", False)) for c in self._clients())
+
+    def _drained(self, flatten: bool) -> bool:
+        node = self.node
+        if self._busy():
+            return False
+        if flatten:
+            return not node.orders.open_orders and not node.portfolio.positions
+        # A flatten already under way (emergency stop, flatten command) is waited for at a broker
+        # that fills by itself; the paper broker fills only on bars, so its resting sell is left
+        # to the restart, as are resting stops, targets and entries.
+        real = any(hasattr(c, "busy") for c in self._clients())
+        return not (real and any(o.request.role in _FLATTEN_ROLES and o.request.order_type is OrderType.MARKET
+                                 for o in node.orders.open_orders.values()))
 
     def _watchdog_done(self, task: "asyncio.Task[None]") -> None:
         """A crashed watchdog means no more health checks: a runner error like any other."""
@@ -267,8 +342,13 @@ class LiveService:
         log.info("ops server on http://%s:%d", ops.host, self.bound_port)
 
     async def _feed(self, stop: asyncio.Event) -> None:
-        """Release each bar at its close time, `speed` x faster than real time; long gaps skipped."""
+        """Release each bar at its close time, `speed` x faster than real time; long gaps skipped.
+
+        Paced and sourced runs hand the journal to its writer after every burst of same-minute
+        bars (before waiting for the next), so the journal stays current (health, dashboard) and a
+        crash loses at most the burst in flight. An unpaced replay keeps batching by size."""
         on_bar = self.node.data.on_bar
+        hand_off = self.journal.hand_off
         if self.data_feed is not None:
             await self.data_feed.run(self.node, stop)
             await self._finished(stop)
@@ -289,6 +369,7 @@ class LiveService:
                     except StopAsyncIteration:
                         break
                     on_bar(bar)
+                    hand_off()  # a bar at a time: a crash loses at most the bar in flight
             finally:
                 stopped.cancel()
             await self._finished(stop)
@@ -304,10 +385,13 @@ class LiveService:
                 return
             if speed:
                 close = bar.ts + 60_000_000_000
+                if close != last:
+                    hand_off()  # the previous minute's burst is complete
                 if t0_market is None or close - last > _GAP_SKIP_NS:
                     t0_market, t0_wall = close, time.monotonic()
                 last = close
                 delay = t0_wall + (close - t0_market) / 1e9 / speed - time.monotonic()
+                self._bar_due = self.health.now() + max(delay, 0.0)  # on the health clock
                 if delay > 0:
                     try:
                         await asyncio.wait_for(stop.wait(), timeout=delay)
@@ -324,51 +408,80 @@ class LiveService:
             await asyncio.sleep(0.05)
 
     async def _watchdog(self, stop: asyncio.Event) -> None:
-        """Once a second: beat on the components' behalf from their progress, alert on silence."""
-        h = self.health
-        node = self.node
+        """Once a second: `check_health`."""
         while not stop.is_set():
-            h.beat("event_loop")
-            for name in ("strategy_engine", "risk_manager", "order_manager", "performance_tracker"):
-                h.beat(name)  # synchronous parts of the chain: alive whenever the loop turns
-            execution = node.execution
-            h.beat("execution_engine", f"{getattr(execution.active, 'name', 'broker')} "
-                                       f"{'connected' if execution.connected else 'DISCONNECTED'}")
-            if node.data.bars_processed != self._last_bars:
-                self._last_bars = node.data.bars_processed
-                h.beat("data_manager", f"{self._last_bars} bars")
-                self._feed_alerted = False
-            elif self.feed_done:
-                h.beat("data_manager", "feed finished")
-            elif h.age("data_manager") > self.config.ops.feed_stale_after_s and not self._feed_alerted:
-                self._feed_alerted = True
-                node.alerts.raise_alert("feed_stale", Severity.WARNING,
-                                        f"no bar for {h.age('data_manager'):.0f} s", component="data_manager")
-            if self.journal.written != self._last_written or self.journal.pending == 0:
-                self._last_written = self.journal.written
-                h.beat("journal", f"{self.journal.written} written, {self.journal.pending} pending")
-            h.beat("alert_system", f"queue {node.alerts.queue_depth}")
-            system = h.system_health()
-            for name in system["unhealthy"]:  # type: ignore[union-attr]
-                if name not in self._unhealthy_alerted:
-                    self._unhealthy_alerted.add(name)
-                    node.alerts.raise_alert(f"unhealthy:{name}", Severity.CRITICAL,
-                                            f"component {name} silent for {h.age(name):.0f} s",
-                                            component=name)
-            self._unhealthy_alerted &= set(system["unhealthy"])  # type: ignore[arg-type]
+            self.check_health()
             try:
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
             except asyncio.TimeoutError:
                 pass
 
+    def check_health(self) -> None:
+        """Beat on the components' behalf from their progress; alert on what is unhealthy (every
+        call while it lasts: the alert system's per-key limit decides how often that pages)."""
+        h = self.health
+        node = self.node
+        h.beat("event_loop")
+        for name in ("strategy_engine", "risk_manager", "order_manager", "performance_tracker"):
+            h.beat(name)  # synchronous parts of the chain: alive whenever the loop turns
+        execution = node.execution
+        h.beat("execution_engine", f"{getattr(execution.active, 'name', 'broker')} "
+                                   f"{'connected' if execution.connected else 'DISCONNECTED'}")
+        self._check_data()
+        self._check_journal()
+        h.beat("alert_system", f"queue {node.alerts.queue_depth}")
+        system = h.system_health()
+        for name in system["unhealthy"]:  # type: ignore[union-attr]
+            detail = system["components"][name]["detail"]  # type: ignore[index]
+            node.alerts.raise_alert(f"unhealthy:{name}", Severity.CRITICAL,
+                                    f"component {name} unhealthy for {h.age(name):.0f} s"
+                                    + (f": {detail}" if detail else ""), component=name,
+                                    min_interval_s=self.config.ops.alert_repeat_s)
+
+    def _check_data(self) -> None:
+        """A quiet feed is not a dead one: a live feed is judged by its connection and whether a
+        bar is overdue (DataFeed.liveness); a paced file is alive while it waits for a bar's time."""
+        h, node = self.health, self.node
+        progressed = node.data.bars_processed != self._last_bars
+        self._last_bars = node.data.bars_processed
+        if self.feed_done:
+            h.beat("data_manager", "feed finished")
+            return
+        if self.data_feed is not None:
+            alive, detail = self.data_feed.liveness()
+            h.report("data_manager", alive, f"{detail}; {self._last_bars} bars")
+            return
+        due = self._bar_due
+        waiting = due is not None and h.now() <= due + self.config.ops.heartbeat_allowance_s
+        if progressed or waiting:
+            h.beat("data_manager", f"{self._last_bars} bars")
+            self._feed_alerted = False
+        elif h.age("data_manager") > self.config.ops.feed_stale_after_s and not self._feed_alerted:
+            self._feed_alerted = True
+            node.alerts.raise_alert("feed_stale", Severity.WARNING,
+                                    f"no bar for {h.age('data_manager'):.0f} s", component="data_manager")
+
+    def _check_journal(self) -> None:
+        """A journal that cannot write stops new risk: REDUCING (exits only) and a CRITICAL alert.
+        The loop never waits for it (journal hand-offs and flushes do not block on the database)."""
+        journal, node = self.journal, self.node
+        if not journal.closed:
+            journal.hand_off()  # events appended between bars (alerts, commands) wait at most a second
+        problem = journal.health()
+        if problem is None:
+            self.health.beat("journal", f"{journal.written} written, {journal.pending} pending")
+            return
+        # CRITICAL `unhealthy:journal` follows from check_health's loop, with this detail.
+        self.health.report("journal", False, f"cannot write ({journal.pending} events pending): {problem}")
+        if node.risk.state is TradingState.ACTIVE:
+            node.risk.set_state(TradingState.REDUCING, f"journal unhealthy: {problem}")
+
 
 def _redact(url: str) -> str:
     """Never show a password from a journal URL."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}" if ":" in creds else url
-    return url
+    from live_runner.redact import redact_url
+
+    return redact_url(url)
 
 
 def run_live(config: SystemConfig, opts: RunOptions) -> dict[str, Any]:

@@ -31,8 +31,8 @@ from trading_pipeline.schedules import ALL_SCHEDULES
 from trading_pipeline.sensors import ALL_SENSORS
 from trading_pipeline.session_assets import daily_report, replay_report, session_journal
 
-ALERT_FIELDS = ("webhook_url", "smtp_host", "smtp_port", "smtp_user", "smtp_password",
-                "email_from", "email_to")
+ALERT_FIELDS = ("webhook_url", "smtp_host", "smtp_port", "smtp_user", "smtp_password", "smtp_tls",
+                "smtp_starttls", "smtp_cafile", "email_from", "email_to")
 
 
 def _secret(name: str) -> dg.EnvVar | None:

@@ -4,6 +4,9 @@ Everything that can be wrong with a launch (a date that is no session, an unknow
 universe for the day, no bars to feed) is checked before the runner starts, and the run fails
 with a message naming the problem. The runner then runs as `python -m live_runner run --mode
 paper`; its logs and end-of-session summary come back through Pipes (live_runner/pipes_bridge.py).
+The session's journal URL (a credential when it holds a password) goes to the runner in its
+environment (`TRADING_JOURNAL_URL`), never on its command line, which /proc shows to every user;
+what is logged or stored shows it with the password masked (live_runner/redact.py).
 Terminating the run makes PipesSubprocessClient send SIGINT to the runner, which stops taking
 bars, flushes its journal and exits; no retries (a second runner on the same journal would
 resume mid-session, an operator's decision, not a policy's).
@@ -20,6 +23,7 @@ import dagster as dg
 import yaml
 from dagster._core.errors import DagsterPipesExecutionError  # a non-zero exit (not exported)
 
+from live_runner.redact import JOURNAL_URL_ENV, redact_url
 from trading_pipeline.bars import write_bars
 from trading_pipeline.k8s_config import LIVE_SESSION_K8S_CONFIG
 from trading_pipeline.partitions import NotASession, parse_session, trading_days
@@ -54,8 +58,12 @@ class LaunchPlan:
     universe: list[str]
     config_file: Path
     feed: Path
-    journal_url: str
+    journal_url: str  # with its password: only in memory and in the runner's environment
     command: list[str]
+
+    def env(self) -> dict[str, str]:
+        """The runner's environment additions: the journal URL (not argv, see the module doc)."""
+        return {JOURNAL_URL_ENV: self.journal_url}
 
 
 def plan_launch(context: dg.OpExecutionContext, cfg: LiveSessionConfig, runner: RunnerResource,
@@ -99,7 +107,7 @@ def plan_launch(context: dg.OpExecutionContext, cfg: LiveSessionConfig, runner: 
     speed = cfg.speed or (runner.replay_speed if cfg.mode == "replay" else runner.speed)
     command = [runner.interpreter(), "-m", "live_runner", "run", "--mode", "paper",
                "--config", str(config_file), "--bars", str(feed), "--speed", repr(float(speed)),
-               "--journal", journal_url, "--universe", ",".join(universe), "--json"]
+               "--universe", ",".join(universe), "--json"]
     return LaunchPlan(day, universe, config_file, feed, journal_url, command)
 
 
@@ -115,17 +123,19 @@ def run_live_session(context: dg.OpExecutionContext, config: LiveSessionConfig,
         return dg.Output({"session": plan.day.isoformat(), "skipped": "empty universe"},
                          metadata={"skipped": "empty universe"})
     context.log.info(f"{plan.day}: starting the runner on {len(plan.universe)} symbols "
-                     f"({config.mode}); journal {_masked(plan.journal_url)}")
+                     f"({config.mode}); journal {redact_url(plan.journal_url)}")
     try:
         invocation = pipes_subprocess_client.run(
-            context=context, command=plan.command, extras={"session": plan.day.isoformat()})
+            context=context, command=plan.command, env=plan.env(),
+            extras={"session": plan.day.isoformat()})
     except DagsterPipesExecutionError as exc:
         raise dg.Failure(f"{plan.day}: the runner failed: {exc}; its journal keeps what it did "
-                         f"({_masked(plan.journal_url)})") from exc
+                         f"({redact_url(plan.journal_url)})") from exc
     messages = [m for m in invocation.get_custom_messages() if isinstance(m, dict)]
     summary = next((m["summary"] for m in reversed(messages) if "summary" in m), None)
     if summary is None:
         raise dg.Failure(f"{plan.day}: the runner exited without reporting a session summary")
+    summary["journal"] = redact_url(str(summary.get("journal", "")))  # the runner's already is
     (store.session_dir(plan.day) / "summary.json").write_text(json.dumps(summary, indent=1))
     return dg.Output({"session": plan.day.isoformat(), "realized_pnl": summary["realized_pnl"]},
                      metadata=summary_metadata(summary))
@@ -141,15 +151,6 @@ def summary_metadata(summary: dict) -> dict[str, object]:
         "open_positions": json.dumps(summary["final_positions"]),
         "risk_denials": json.dumps(summary["risk_denials"]), "elapsed_s": summary["elapsed_s"],
     }
-
-
-def _masked(url: str) -> str:
-    import sqlalchemy as sa
-
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "<unparseable URL>"
 
 
 @dg.job(partitions_def=trading_days(), tags=LIVE_SESSION_TAGS,

@@ -319,8 +319,7 @@ class TradingStoreResource(dg.ConfigurableResource):
                         conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
                 finally:
                     engine.dispose()
-            return str(sa.engine.make_url(url).update_query_dict(
-                {"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False))
+            return _with_search_path(url, schema)
         raise ValueError("journal_url must contain {session} (one journal per session)")
 
     def journal_exists(self, day: date) -> bool:
@@ -397,6 +396,16 @@ class TradingStoreResource(dg.ConfigurableResource):
         return removed
 
 
+def _with_search_path(url: str, schema: str) -> str:
+    """The operator's URL with `options=-csearch_path=<schema>` added to its query. Built on the
+    string as given (never re-rendered with its password): the result lives in memory and in the
+    runner's environment only; anything shown goes through live_runner.redact.redact_url."""
+    if "options" in sa.engine.make_url(url).query:
+        raise ValueError("journal_url: a PostgreSQL URL without {session} gets one schema per "
+                         "session through its `options`; remove the `options` it already has")
+    return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+
+
 class _WallClock:
     def now_ns(self) -> int:
         return time.time_ns()
@@ -411,14 +420,18 @@ class AlertsResource(dg.ConfigurableResource):
     smtp_port: str | None = None
     smtp_user: str | None = None
     smtp_password: str | None = None
+    smtp_tls: str | None = None  # starttls | ssl | none (live_runner.alerts.EmailSink)
+    smtp_starttls: str | None = None  # the older switch, kept for existing .env files
+    smtp_cafile: str | None = None
     email_from: str | None = None
     email_to: str | None = None
 
     def _env(self) -> dict[str, str]:
         pairs = {"WEBHOOK_URL": self.webhook_url, "SMTP_HOST": self.smtp_host,
                  "SMTP_PORT": self.smtp_port, "SMTP_USER": self.smtp_user,
-                 "SMTP_PASSWORD": self.smtp_password, "EMAIL_FROM": self.email_from,
-                 "EMAIL_TO": self.email_to}
+                 "SMTP_PASSWORD": self.smtp_password, "SMTP_TLS": self.smtp_tls,
+                 "SMTP_STARTTLS": self.smtp_starttls, "SMTP_CAFILE": self.smtp_cafile,
+                 "EMAIL_FROM": self.email_from, "EMAIL_TO": self.email_to}
         return {f"TRADING_ALERT_{k}": v for k, v in pairs.items() if v}
 
     def send(self, key: str, severity: str, message: str, timeout_s: float = 10.0,

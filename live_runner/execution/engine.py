@@ -234,7 +234,7 @@ class ExecutionEngine:
                       recovering: bool) -> None:
         """`client` provably does not hold `req`: the other broker may take it, once."""
         cid = req.client_order_id
-        if self.backup is None:  # one broker: nothing was routed; the order is simply not there
+        if self.backup is None:  # one broker: no route is kept, and there is nowhere else to go
             self._refuse(req, f"{'not found at the broker' if recovering else 'not accepted'}: {reason}")
             return
         if self.routes.get(cid) is not client:

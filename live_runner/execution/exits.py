@@ -19,7 +19,7 @@ The rules (DESIGN.md, "How the real brokers behave"):
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import msgspec
 
@@ -35,6 +35,7 @@ _STOP_ROLE, _TARGET_ROLE, _MANUAL = OrderRole.STOP, OrderRole.TARGET, OrderRole.
 _MARKET, _STOP, _LIMIT = OrderType.MARKET, OrderType.STOP, OrderType.LIMIT
 _SUBMITTED = OrderStatus.SUBMITTED
 NANOS_PER_SECOND = 1_000_000_000
+MAX_FLATTEN_RETRIES = 3
 
 
 class ExitsMixin:
@@ -104,6 +105,7 @@ class ExitsMixin:
         # Stops last: at a broker that confirms cancels in the order asked, they protect longest.
         roles = {cid: o.request.role is _STOP_ROLE for cid, o in self.open_orders.items()}
         for cid in sorted(roles, key=lambda c: (roles[c], c)):
+            self._cancel_asked.add(cid)
             self.execution.cancel(cid)
 
     def _cancel_and_wait(self, symbol: str, trade: "OpenTrade", entry_id: str) -> None:
@@ -114,7 +116,9 @@ class ExitsMixin:
         ids = [entry_id, trade.trim_id, trade.target_id, *trade.replacing[::-1], trade.stop_id]
         orders = self.orders
         live = [cid for cid in dict.fromkeys(ids) if cid and orders[cid].is_open]
-        trade.awaiting = set(live)
+        # Added to what an earlier pending exit already waits for (a flatten during a trim's wait):
+        # those cancels are still unconfirmed, and their shares are still held by the broker.
+        trade.awaiting.update(live)
         trade.stop_id = trade.target_id = ""
         for cid in live:
             self.execution.cancel(cid)  # the paper broker confirms within this call
@@ -180,6 +184,13 @@ class ExitsMixin:
             if all(not c or not self.orders[c].is_open for c in old):
                 trade.replacing = ("", "")
                 self._resize_overtaken(symbol, trade, old)
+                self._ensure_exits(symbol, trade)  # fills that came during the replace: cover them
+        elif (order.status is OrderStatus.CANCELED and cid in (trade.stop_id, trade.target_id)
+              and cid not in self._cancel_asked):
+            # The broker cancelled a leg of the working pair unasked (an IB OCA group of type 1
+            # cancels the other orders on any fill, a partial one included): the shares still held
+            # need their pair again.
+            self._ensure_exits(symbol, trade)
 
     def _resize_overtaken(self, symbol: str, trade: "OpenTrade", old: tuple[str, str]) -> None:
         """The old pair of a pending resize filled before the broker took the resize: the broker
@@ -217,6 +228,8 @@ class ExitsMixin:
         """Make the working pair cover exactly the shares held and not being sold otherwise."""
         if trade.pending_exit or (trade.flatten_id and self.orders[trade.flatten_id].is_open):
             return
+        if trade.replacing != ("", ""):
+            return  # a resize is in flight: resized again once the broker has answered it
         orders = self.orders
         stop_o = orders.get(trade.stop_id) if trade.stop_id else None
         target_o = orders.get(trade.target_id) if trade.target_id else None
@@ -274,13 +287,7 @@ class ExitsMixin:
             return
         trade.replacing = old
         trade.stop_id, trade.target_id = stop.client_order_id, target.client_order_id
-        self._register(stop)
-        self._register(target)
-        if self.journal.resuming:
-            self.execution.recover(stop)
-            self.execution.recover(target)
-        else:
-            self.execution.replace_exits(old[0], old[1], stop, target)
+        self._dispatch_pair(stop, target, lambda: self.execution.replace_exits(old[0], old[1], stop, target))
 
     def _pair_requests(self, symbol: str, trade: "OpenTrade", qty: int) -> tuple[OrderRequest, OrderRequest]:
         now = self.clock.now_ns()
@@ -295,20 +302,25 @@ class ExitsMixin:
     def _send_pair(self, stop: OrderRequest, target: OrderRequest) -> bool:
         if not self._fits(stop, ()):
             return False
+        self._dispatch_pair(stop, target, lambda: self.execution.submit_oco(stop, target))
+        return True
+
+    def _dispatch_pair(self, stop: OrderRequest, target: OrderRequest, send: Callable[[], None]) -> None:
+        """Journal both legs, then send them (recovered, not re-sent, while resuming)."""
         self._register(stop)
         self._register(target)
         if self.journal.resuming:
             self.execution.recover(stop)
             self.execution.recover(target)
         else:
-            self.execution.submit_oco(stop, target)
-        return True
+            send()
 
     def _cancel_exits(self, trade: "OpenTrade") -> None:
-        for cid in (trade.stop_id, trade.target_id):
+        ids = (trade.stop_id, trade.target_id)
+        trade.stop_id = trade.target_id = ""  # first: the paper broker confirms inside cancel()
+        for cid in ids:
             if cid and self.orders[cid].is_open:
                 self.execution.cancel(cid)
-        trade.stop_id = trade.target_id = ""
 
     def _unprotected(self, symbol: str, why: str) -> None:
         """The policy for a refused protective order: CRITICAL alert, then flatten."""
@@ -343,22 +355,24 @@ class ExitsMixin:
         if cid == trade.stop_id or cid == trade.target_id:
             self._unprotected(req.symbol, f"{req.role.value} {cid} for {req.symbol} refused by the broker")
 
-    def _sell_refused(self, order: Order, reason: str) -> None:
-        """A flatten's (or trim's) market sell refused or lost before the broker took it: its
-        pair was canceled for it, so the shares are bare. CRITICAL, then sell again (twice at
-        most); after that the protective pair goes back and the operator has been told."""
+    def _exit_refused(self, order: Order, reason: str) -> None:
+        """A flatten or trim sell the broker refused, or never got (lost in a disconnect): the
+        pair was cancelled for it, so the shares have no stop. A flatten is sent again (at most
+        MAX_FLATTEN_RETRIES times, then the pair protects the shares); a trim's shares get the pair."""
         req = order.request
         symbol = req.symbol
         trade = self.trades.get(symbol)
         held = self.portfolio.position_qty(symbol)
-        if trade is None or held <= 0 or req.client_order_id not in (trade.flatten_id, trade.trim_id):
+        if trade is None or held <= 0:
             return
-        trade.flatten_id = trade.trim_id = ""
-        trade.sell_refusals += 1
-        again = trade.sell_refusals <= 2
+        if req.client_order_id != trade.flatten_id:
+            self._ensure_exits(symbol, trade)
+            return
+        trade.flatten_refusals += 1
+        again = trade.flatten_refusals <= MAX_FLATTEN_RETRIES
         self._alert(f"unprotected:{symbol}", "critical",
-                    f"sell {req.client_order_id} of {symbol} refused ({reason}): {held} shares without a "
-                    f"stop; {'selling again' if again else 'placing the stop again'}")
+                    f"flatten {req.client_order_id} of {symbol} refused ({reason}): {held} shares without a "
+                    f"stop; {'sending it again' if again else 'placing the protective pair instead'}")
         if again:
             self.flatten(symbol, req.role)
         else:
@@ -385,18 +399,17 @@ class ExitsMixin:
                 total += legs[0].request.qty - legs[0].filled_qty
         return total
 
-    def _leg_done(self, order: Order) -> bool:
-        """A native pair's leg whose shares are all gone: its fills and its sibling's cover the
-        pair (the broker shrank it by the sibling's fills, Alpaca's OCO or an IB OCA group of
-        type 2, so it ends filled below its own quantity)."""
+    def _pair_exhausted(self, order: Order) -> bool:
+        """A native pair's legs share their shares: a leg is done when both legs' fills together
+        reach its quantity (the broker then cancels the other), though its own fills do not."""
         req = order.request
-        if not req.oco_group or not self.execution.native_oco(req.symbol):
+        if not req.oco_group or req.side is not _SELL:
             return False
-        filled = order.filled_qty
-        for cid, o in self.orders.items():
-            if o is not order and o.request.oco_group == req.oco_group and o.request.symbol == req.symbol:
-                filled += o.filled_qty
-        return filled >= req.qty
+        for other in self.open_orders.values():
+            if other is not order and other.request.oco_group == req.oco_group:
+                return (order.filled_qty + other.filled_qty >= req.qty
+                        and self.execution.native_oco(req.symbol))
+        return False
 
     @staticmethod
     def _pair_left(a: Order, b: Order, native: bool) -> int:

@@ -77,6 +77,7 @@ class OrderManager(ExitsMixin):
         self._on_reconcile = on_reconcile or (lambda: None)
         self.cancel_timeout_s = cancel_timeout_s
         self._flatten_wanted: dict[str, OrderRole] = {}
+        self._cancel_asked: set[str] = set()  # cancel_all's orders (not cancelled "unasked")
         self.orders: dict[str, Order] = {}
         self.open_orders: dict[str, Order] = {}
         self.trades: dict[str, OpenTrade] = {}
@@ -97,6 +98,7 @@ class OrderManager(ExitsMixin):
     # --- session -----------------------------------------------------------------------------
     def start_session(self, session: str, open_ns: int, flatten_ns: int, close_ns: int) -> None:
         self.session = session
+        self._cancel_asked &= self.open_orders.keys()  # bounded: only orders still working
         self._id_head = f"{self.prefix}-{session.replace('-', '')}"
         self._seq = 0
         self._session_open = open_ns
@@ -277,7 +279,7 @@ class OrderManager(ExitsMixin):
             if req.role is _STOP_ROLE or req.role is _TARGET_ROLE:
                 self._pair_refused(order)
             elif req.side is _SELL:
-                self._sell_refused(order, ev.reason)
+                self._exit_refused(order, ev.reason)
 
     def _closed(self, order: Order) -> None:
         self.open_orders.pop(order.client_order_id, None)
@@ -307,7 +309,7 @@ class OrderManager(ExitsMixin):
         total = order.filled_qty + fill.qty
         order.avg_fill_price = (order.avg_fill_price * order.filled_qty + fill.price * fill.qty) / total
         order.filled_qty = total
-        order.status = _FILLED if total >= req.qty or self._leg_done(order) else _PARTIAL
+        order.status = _FILLED if total >= req.qty or self._pair_exhausted(order) else _PARTIAL
         self.fills += 1
         self.journal.append(self.session, fill.ts, "fill", fill.client_order_id,
                             Deferred(fill_payload, fill, req))

@@ -55,4 +55,4 @@ class OpenTrade:
     awaiting: set[str] = field(default_factory=set)
     # The pair being resized in place at a native-OCO broker: (old stop id, old target id).
     replacing: tuple[str, str] = ("", "")
-    sell_refusals: int = 0  # flatten/trim sells refused by the broker (bounded retries)
+    flatten_refusals: int = 0  # flatten sells the broker refused (or never got): re-sent, bounded

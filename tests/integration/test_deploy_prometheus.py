@@ -83,7 +83,19 @@ def test_alert_rules_cover_the_issue() -> None:
     names = {r["alert"] for f in RULES for g in yaml.safe_load(f.read_text())["groups"]
              for r in g["rules"] if "alert" in r}
     assert {"TradingRunnerDown", "TradingRunnerNotReady", "TradingFeedStale", "TradingDailyLossLimitReached",
-            "TradingErrorRateHigh", "TradingReconciliationMismatch", "TradingLiveSessionNotRunning"} <= names
+            "TradingErrorRateHigh", "TradingReconciliationMismatch", "TradingLiveSessionNotRunning",
+            "TradingHalted"} <= names
+
+
+def test_halted_is_an_alert_and_a_grafana_annotation() -> None:
+    """HALTED (emergency stop or reconciliation halt) pages, and marks the dashboard's graphs."""
+    [rule] = [r for f in RULES for g in yaml.safe_load(f.read_text())["groups"] for r in g["rules"]
+              if r.get("alert") == "TradingHalted"]
+    assert rule["labels"]["severity"] == "critical" and "market_open" not in rule["expr"]
+    annotations = [a for p in DASHBOARDS for a in json.loads(p.read_text())["annotations"]["list"]]
+    [halted] = [a for a in annotations if "halted" in a.get("expr", "")]
+    assert halted["enable"] and halted["expr"] == rule["expr"].strip()
+    assert halted["datasource"] == {"type": "prometheus", "uid": "prometheus"}
 
 
 # ---- a real runner ----------------------------------------------------------------------------------
@@ -144,9 +156,12 @@ SUFFIXES = ("_bucket", "_count", "_sum")
 def _named_metrics() -> dict[str, set[str]]:
     named: dict[str, set[str]] = {}
     for path in DASHBOARDS:
-        for panel in json.loads(path.read_text())["panels"]:
+        dash = json.loads(path.read_text())
+        for panel in dash["panels"]:
             for t in panel["targets"]:
                 named.setdefault(path.name, set()).update(METRIC.findall(t["expr"]))
+        for a in dash.get("annotations", {}).get("list", []):
+            named.setdefault(path.name, set()).update(METRIC.findall(a.get("expr", "")))
     for path in RULES:
         for g in yaml.safe_load(path.read_text())["groups"]:
             for r in g["rules"]:

@@ -58,7 +58,8 @@ def test_compose_file_matches_the_compose_specification_schema() -> None:
     assert svc["code-location"]["command"] == ["dagster", "code-server", "start", "-m",
                                                "trading_pipeline.definitions", "-h", "0.0.0.0", "-p", "4000"]
     assert svc["dashboard"]["command"] == ["streamlit", "run", "dashboard/app.py", "--server.port=8501",
-                                           "--server.address=0.0.0.0"]
+                                           "--server.address=0.0.0.0", "--browser.gatherUsageStats=false"]
+    assert svc["dashboard"]["environment"]["STREAMLIT_BROWSER_GATHER_USAGE_STATS"] == "false"
     for name in ("code-location", "dagster-webserver", "dagster-daemon", "dashboard"):
         s = svc[name]
         assert s["user"] == "10001:10001" and s["read_only"] is True and "ALL" in s["cap_drop"]
@@ -181,7 +182,7 @@ def _kubernetes_validate(*paths: Path) -> None:
 def test_k8s_manifests_validate_strictly() -> None:
     manifests = sorted((K8S / "manifests").glob("*.yaml"))
     assert {p.name for p in manifests} >= {"pvc.yaml", "networkpolicy.yaml", "prometheus-config.yaml",
-                                           "grafana-dashboards.yaml", "dashboard.yaml"}
+                                           "grafana-dashboards.yaml", "dashboard.yaml", "prometheus.yaml"}
     _kubernetes_validate(*manifests)
 
 
@@ -199,28 +200,9 @@ def test_dashboard_deployment_is_locked_down() -> None:
 
 
 def _live_session_job() -> dict:
-    from dagster_k8s.job import DagsterK8sJobConfig, UserDefinedDagsterK8sConfig, construct_dagster_k8s_job
-    from kubernetes.client import ApiClient
+    from tests.kit.k8s import live_session_job
 
-    from trading_pipeline.live_session import live_session
-
-    values = yaml.safe_load(VALUES.read_text())
-    run_cfg = values["runLauncher"]["config"]["k8sRunLauncher"]["runK8sConfig"]
-    tag = live_session.tags["dagster-k8s/config"]
-    user = UserDefinedDagsterK8sConfig.from_dict(json.loads(tag) if isinstance(tag, str) else tag)
-    base = UserDefinedDagsterK8sConfig(container_config=run_cfg["containerConfig"],
-                                       pod_spec_config=run_cfg["podSpecConfig"],
-                                       job_spec_config=run_cfg["jobSpecConfig"])
-    merged = UserDefinedDagsterK8sConfig.from_dict(
-        {k: {**(getattr(base, k) or {}), **(getattr(user, k) or {})}
-         for k in ("container_config", "pod_spec_config", "pod_template_spec_metadata", "job_spec_config")})
-    cfg = DagsterK8sJobConfig(job_image="ghcr.io/example/intraday-trader:0.1.0", dagster_home="/opt/dagster/home",
-                              image_pull_policy="IfNotPresent", instance_config_map="dagster-instance",
-                              env_secrets=["trading-secrets"])
-    job = construct_dagster_k8s_job(cfg, ["dagster", "api", "execute_run", "{}"], "dagster-run-0123456789",
-                                    merged, pod_name="dagster-run-0123456789", component="run_worker",
-                                    labels={"dagster/job": "live_session"})
-    return ApiClient().sanitize_for_serialization(job)
+    return live_session_job()
 
 
 def test_live_session_run_job_renders_and_validates(tmp_path: Path) -> None:

@@ -139,8 +139,8 @@ def test_flush_is_one_transaction(url: str) -> None:
         engine.dispose()
         for i in range(25, 30):
             ev(j, i)
-        with pytest.raises(Exception):
-            j.flush()
+        assert j.flush() is False  # the writer fails and retries; flush does not hang on it
+        assert "IntegrityError" in (j.health() or "") and j.pending == 5
         assert count_rows(url) == 26
         assert [r[0] for r in dump(j.engine)][-2:] == [25, 28]
     finally:

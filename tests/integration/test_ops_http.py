@@ -77,7 +77,7 @@ def test_pause_blocks_entries_but_exits_are_still_managed_then_resume(tmp_path: 
         assert symbols(svc.status()) == ["AAA"]
 
         out = svc.control("pause", operator="alice")
-        assert out == {"ok": True, "command": "pause_trading", "state": "paused", "trading_state": "active"}
+        assert out == {"ok": True, "durable": True, "command": "pause_trading", "state": "paused", "trading_state": "active"}
         assert svc.status()["paused"] is True
 
         svc.feed.push(m.until("09:34", after="09:32"))  # BBB breaks out; AAA is stopped out

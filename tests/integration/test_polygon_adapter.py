@@ -114,6 +114,51 @@ def test_a_429_storm_is_retried_with_backoff_counted_and_nothing_lost(fake: Fake
     assert sleeps == [0.5, 1.0, 2.0, 2.0]  # exponential, capped
 
 
+def sim_sleep(fake: FakePolygon, sleeps: list[float]) -> Callable[[float], None]:
+    """An injected sleep that moves the fake's clock instead of waiting."""
+    def sleep(s: float) -> None:
+        sleeps.append(s)
+        fake.clock.set(fake.clock.now_ns() + round(s * 1e9))
+    return sleep
+
+
+def test_a_429_retry_after_is_waited_before_the_request_is_sent_again(fake: FakePolygon) -> None:
+    bars = premarket()
+    fake.add_bars(bars)
+    sleeps: list[float] = []
+    cfg = parse_config({"polygon": fake.config(rest_backoff_s=0.25, rest_backoff_max_s=0.5)})
+    client = PolygonDataClient(cfg.polygon, fake.api_key, sleep=sim_sleep(fake, sleeps))
+    fake.rest_faults.extend([("status", 429, {"Retry-After": "3"}), ("status", 429, {"Retry-After": "3"})])
+    got = client.rest.minute_bars("AAA", et_ns(DAY, "04:00"), et_ns(DAY, "09:30"))
+    assert keys(got) == keys(bars)
+    assert sleeps == [3.0, 3.0]  # not the 0.25 s and 0.5 s of our own backoff
+    first, second, third = (r["at_ns"] for r in fake.requests[:3])
+    assert second - first == 3_000_000_000 and third - second == 3_000_000_000
+    assert client.rest.stats["retry_after_honoured"] == 2 and client.rest.stats["error_rate_limited"] == 2
+
+
+def test_a_retry_after_longer_than_the_configured_max_is_capped(fake: FakePolygon) -> None:
+    sleeps: list[float] = []
+    cfg = parse_config({"polygon": fake.config(rest_retry_after_max_s=5.0, rest_max_attempts=2)})
+    client = PolygonDataClient(cfg.polygon, fake.api_key, sleep=sim_sleep(fake, sleeps))
+    fake.rest_faults.extend([("status", 429, {"Retry-After": "600"})] * 2)
+    with pytest.raises(PolygonError) as err:
+        client.rest.grouped_daily(PREV)
+    assert sleeps == [5.0]
+    assert err.value.kind == "rate_limited" and err.value.retry_after_s == 600.0
+    assert "Retry-After 600 s" in str(err.value)
+
+
+def test_a_503_with_retry_after_is_honoured_too(fake: FakePolygon) -> None:
+    fake.add_daily(PREV, "AAA", 4.0, 5.0, 3.5, 4.5, 1e6)
+    sleeps: list[float] = []
+    client = PolygonDataClient(parse_config({"polygon": fake.config()}).polygon, fake.api_key,
+                               sleep=sim_sleep(fake, sleeps))
+    fake.rest_faults.append(("status", 503, {"Retry-After": "2"}))
+    assert [b.symbol for b in client.rest.grouped_daily(PREV)] == ["AAA"]
+    assert sleeps == [2.0] and client.rest.stats["error_server_error"] == 1
+
+
 def test_a_429_storm_longer_than_the_budget_is_a_clear_error(fake: FakePolygon) -> None:
     client = client_for(fake, [], rest_max_attempts=3)
     fake.rest_faults.extend([("status", 429)] * 10)

@@ -9,8 +9,8 @@ fake market clock (`ts + 60 s <= clock.now_ns()`), like a live server.
 Websocket (the `websockets` package, its own thread and loop): greeting, auth (`auth_failed` on a
 wrong key), subscribe, then `AM` events as JSON arrays.
 
-Faults: `rest_faults` (a queue consumed one per request: an HTTP status such as 429 or 500, a
-malformed body, a hang), and on the websocket `mute`, `drop_connections` (no close frame),
+Faults: `rest_faults` (a queue consumed one per request: an HTTP status such as 429 or 500, with
+optional headers such as `Retry-After`, a malformed body, a hang), and on the websocket `mute`, `drop_connections` (no close frame),
 `send_raw` (a malformed message), `send_bars(duplicate=True)`, and bursts for a slow reader.
 Everything the websocket sent is recorded in `sent` for the tests' accounting.
 """
@@ -171,13 +171,15 @@ class FakePolygon:
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         auth_ok = h.headers.get("Authorization") == f"Bearer {self.api_key}"
         with self._lock:
-            self.requests.append({"path": parts.path, "query": query, "auth_ok": auth_ok})
+            self.requests.append({"path": parts.path, "query": query, "auth_ok": auth_ok,
+                                  "at_ns": self.clock.now_ns()})
             fault = self.rest_faults.popleft() if self.rest_faults else None
         if fault is not None:
             kind = fault[0]
             if kind == "status":
                 return self._reply(h, fault[1], {"status": "ERROR", "request_id": "fake",
-                                                 "error": f"fake fault {fault[1]}"})
+                                                 "error": f"fake fault {fault[1]}"},
+                                   fault[2] if len(fault) > 2 else None)
             if kind == "malformed":
                 return self._reply_raw(h, 200, b"<html>upstream hiccup</html>", "text/html")
             if kind == "hang":
@@ -196,12 +198,16 @@ class FakePolygon:
         self._reply(h, 404, {"status": "NOT_FOUND", "message": "Not found"})
 
     @staticmethod
-    def _reply(h: BaseHTTPRequestHandler, status: int, body: dict[str, Any]) -> None:
-        FakePolygon._reply_raw(h, status, json.dumps(body).encode(), "application/json")
+    def _reply(h: BaseHTTPRequestHandler, status: int, body: dict[str, Any],
+               headers: dict[str, str] | None = None) -> None:
+        FakePolygon._reply_raw(h, status, json.dumps(body).encode(), "application/json", headers)
 
     @staticmethod
-    def _reply_raw(h: BaseHTTPRequestHandler, status: int, data: bytes, ctype: str) -> None:
+    def _reply_raw(h: BaseHTTPRequestHandler, status: int, data: bytes, ctype: str,
+                   headers: dict[str, str] | None = None) -> None:
         h.send_response(status)
+        for name, value in (headers or {}).items():
+            h.send_header(name, value)
         h.send_header("Content-Type", ctype)
         h.send_header("Content-Length", str(len(data)))
         h.end_headers()

@@ -226,6 +226,30 @@ def test_rate_limit_per_key_with_fake_clock() -> None:
     system.close(1)
 
 
+def test_repeats_are_limited_on_the_rate_clock_while_the_market_clock_stands_still() -> None:
+    """A live run's market clock moves only with bars: with a dead feed it stands still (repeats
+    were suppressed for ever) and between bars alerts a minute apart looked 60 s apart (a
+    condition flapping once a minute paged every minute). The rate clock is monotonic time."""
+    market = FakeClock()
+    seconds = [0.0]
+    sink = RecordingSink("log")
+    system = make_system([sink], market, min_interval_s=60)
+    system.rate_clock = lambda: seconds[0]
+    sent = []
+    for second in range(0, 1801):  # 30 minutes of a condition re-raised every second
+        seconds[0] = float(second)
+        if second % 60 == 0:
+            market.advance(60)  # a bar now and then: the market clock jumps a minute
+        sent.append(system.raise_alert("unhealthy:data_manager", Severity.CRITICAL, f"t={second}",
+                                       min_interval_s=600))
+    assert [i for i, ok in enumerate(sent) if ok] == [0, 600, 1200, 1800]
+    assert system.suppressed_by_key["unhealthy:data_manager"] == 1797
+    assert system.flush(5) and [a.message for a in sink.alerts] == ["t=0", "t=600", "t=1200", "t=1800"]
+    # the alerts keep their market-time stamps (the journal's time); only the limit is monotonic
+    assert [a.ts for a in sink.alerts] == [T0 + s * NANOS_PER_SECOND for s in (60, 660, 1260, 1860)]
+    system.close(1)
+
+
 def test_critical_is_rate_limited_with_a_sixth_of_the_interval() -> None:
     clock = FakeClock()
     system = make_system([RecordingSink("log")], clock, min_interval_s=60)

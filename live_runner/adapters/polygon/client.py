@@ -44,6 +44,7 @@ class PolygonDataClient:
                                 connect_timeout_s=cfg.connect_timeout_s,
                                 read_timeout_s=cfg.read_timeout_s, max_attempts=cfg.rest_max_attempts,
                                 backoff_s=cfg.rest_backoff_s, backoff_max_s=cfg.rest_backoff_max_s,
+                                retry_after_max_s=cfg.rest_retry_after_max_s,
                                 sleep=sleep)
         self.stream = PolygonStream(api_key, feed=cfg.ws_feed, secure=cfg.secure,
                                     connect_timeout_s=cfg.connect_timeout_s, queue_size=cfg.queue_size,

@@ -5,6 +5,10 @@ The SDK's HTTP behaviour, as read from its source (massive 2.9.1 and polygon-api
   `urllib3.exceptions.MaxRetryError` (even with `retries=0`); any other non-200 raises the SDK's
   `BadResponse`. We build the client with `retries=0` and apply our own policy: 429, 5xx,
   timeouts and connection errors are retried with exponential backoff, each one counted.
+- the `MaxRetryError` carries no response, so a 429's `Retry-After` would be lost: the pool's
+  `Retry` is replaced by `_KeepStatus`, which attaches the status and `Retry-After` to the error.
+  A 429 (or 503) that says how long to wait is retried after that long (at most
+  `retry_after_max_s`), not after our shorter backoff.
 - polygon-api-client builds a `urllib3.Timeout` but never hands it to its pool: the timeout is
   set on the pool here, so a hung server cannot block a worker thread forever with either SDK.
 - a body that is not JSON is only logged by the SDK (and the page, or the whole paginated list,
@@ -27,6 +31,7 @@ from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 import urllib3
 from urllib3.exceptions import MaxRetryError, ResponseError
+from urllib3.util.retry import Retry
 
 from live_runner.adapters.base import DailyBar
 from live_runner.adapters.polygon import sdk
@@ -43,12 +48,42 @@ T = TypeVar("T")
 
 class PolygonError(RuntimeError):
     """A Polygon request that failed after our retries. `kind`: rate_limited, server_error,
-    timeout, connection, bad_response (4xx: key, plan, path), malformed, config."""
+    timeout, connection, bad_response (4xx: key, plan, path), malformed, config.
+    `retry_after_s`: what the server's Retry-After asked for, if it sent one."""
 
-    def __init__(self, kind: str, message: str, status: int | None = None) -> None:
+    def __init__(self, kind: str, message: str, status: int | None = None,
+                 retry_after_s: float | None = None) -> None:
         super().__init__(f"polygon {kind}: {message}")
         self.kind = kind
         self.status = status
+        self.retry_after_s = retry_after_s
+
+
+# The statuses both SDKs hand to urllib3's Retry (massive 2.9.1, polygon-api-client 1.16.3).
+_SDK_STATUS_FORCELIST = (413, 429, 499, 500, 502, 503, 504)
+
+
+class _KeepStatus(Retry):
+    """urllib3's Retry with no retries of its own that keeps what the response said.
+
+    With `total=0` urllib3 raises `MaxRetryError` for a status in the forcelist and drops the
+    response; this attaches `status` and `retry_after_s` (seconds or an HTTP date, as urllib3
+    parses it) to that error so that our policy can honour the server's Retry-After."""
+
+    def increment(self, method: str | None = None, url: str | None = None, response: Any = None,
+                  error: Exception | None = None, _pool: Any = None,
+                  _stacktrace: Any = None) -> Retry:
+        try:
+            return super().increment(method, url, response, error, _pool, _stacktrace)
+        except MaxRetryError as exc:
+            if response is not None:
+                exc.status = response.status  # type: ignore[attr-defined]
+                exc.retry_after_s = self.get_retry_after(response)  # type: ignore[attr-defined]
+            raise
+
+
+def _keep_status_retry() -> Retry:
+    return _KeepStatus(total=0, status_forcelist=_SDK_STATUS_FORCELIST, respect_retry_after_header=False)
 
 
 RETRYABLE = frozenset({"rate_limited", "server_error", "timeout", "connection", "malformed"})
@@ -62,10 +97,12 @@ def classify(exc: BaseException) -> PolygonError:
         reason = exc.reason
         if isinstance(reason, ResponseError):
             m = _STATUS_RE.search(str(reason))
-            status = int(m.group(1)) if m else None
+            status = getattr(exc, "status", None) or (int(m.group(1)) if m else None)
+            after = getattr(exc, "retry_after_s", None)
+            said = f", Retry-After {after:g} s" if after is not None else ""
             if status == 429:
-                return PolygonError("rate_limited", "HTTP 429 (too many requests)", 429)
-            return PolygonError("server_error", f"HTTP {status or '5xx'}", status)
+                return PolygonError("rate_limited", f"HTTP 429 (too many requests{said})", 429, after)
+            return PolygonError("server_error", f"HTTP {status or '5xx'}{said}", status, after)
         if isinstance(reason, (urllib3.exceptions.TimeoutError, TimeoutError)):
             return PolygonError("timeout", f"{type(reason).__name__}: {reason}")
         return PolygonError("connection", f"{type(reason).__name__}: {reason}")
@@ -104,7 +141,8 @@ class PolygonRest:
 
     def __init__(self, api_key: str, *, base_url: str | None = None, connect_timeout_s: float = 10.0,
                  read_timeout_s: float = 10.0, max_attempts: int = 6, backoff_s: float = 0.5,
-                 backoff_max_s: float = 8.0, sleep: Callable[[float], None] = time.sleep) -> None:
+                 backoff_max_s: float = 8.0, retry_after_max_s: float = 60.0,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         kwargs: dict[str, Any] = {"api_key": api_key, "connect_timeout": connect_timeout_s,
                                   "read_timeout": read_timeout_s, "retries": 0}
         if base_url:
@@ -114,10 +152,12 @@ class PolygonRest:
         if isinstance(pool, urllib3.PoolManager):  # polygon-api-client never applies its timeout
             pool.connection_pool_kw["timeout"] = urllib3.Timeout(connect=connect_timeout_s,
                                                                  read=read_timeout_s)
+            pool.connection_pool_kw["retries"] = _keep_status_retry()
             pool.clear()
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
         self.backoff_max_s = backoff_max_s
+        self.retry_after_max_s = retry_after_max_s
         self._sleep = sleep
         self._lock = threading.Lock()
         self.stats: Counter[str] = Counter()
@@ -147,10 +187,14 @@ class PolygonRest:
                 self._count("failed_calls")
                 log.error("polygon %s failed after %d attempt(s): %s", what, attempt, err)
                 raise err
+            wait = delay
+            if err.retry_after_s is not None:  # the server said when: never sooner, never unbounded
+                wait = min(max(err.retry_after_s, 0.0), self.retry_after_max_s)
+                self._count("retry_after_honoured")
             log.warning("polygon %s: %s; retry %d/%d in %.2f s", what, err, attempt,
-                        self.max_attempts - 1, delay)
+                        self.max_attempts - 1, wait)
             self._count("retries")
-            self._sleep(delay)
+            self._sleep(wait)
             delay = min(delay * 2, self.backoff_max_s) if delay else 0.0
         raise AssertionError("unreachable")
 
