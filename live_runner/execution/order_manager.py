@@ -276,9 +276,9 @@ class OrderManager(ExitsMixin):
             req = order.request
             self._alert(f"order_rejected:{req.symbol}", "warning",
                         f"order {req.client_order_id} rejected: {ev.reason}")
-            if req.role is _STOP_ROLE or req.role is _TARGET_ROLE:
+            if (req.role is _STOP_ROLE or req.role is _TARGET_ROLE) and req.order_type is not _MARKET:
                 self._pair_refused(order)
-            elif req.side is _SELL:
+            elif req.side is _SELL:  # a flatten's sell (a stop hit at the entry's fill included)
                 self._exit_refused(order, ev.reason)
 
     def _closed(self, order: Order) -> None:
