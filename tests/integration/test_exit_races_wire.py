@@ -215,3 +215,26 @@ def test_alpaca_a_flatten_sell_lost_before_its_ack_is_critical_and_sold_again() 
             s.check_journal()
 
     _run(scenario())
+
+
+@pytest.mark.legacy_sdk
+def test_ibkr_a_sell_through_the_stop_lost_in_a_disconnect_is_sold_again(tmp_path: Any) -> None:
+    """The sell of an entry filled through its stop carries the stop's role; lost with the link
+    before IB took it, it was read as a refused pair leg and ignored: the shares stayed bare.
+    Now it is a refused flatten: CRITICAL `unprotected`, sold again."""
+    plan = scripted("ibkr", entry_parts=2)
+
+    async def scenario() -> None:
+        async with ib_rig(plan, tmp_path) as rig:
+            s = Session(plan, rig)
+            await s.breakout()
+            rig.fake.drop_on_place = {"ack": False, "accept": False}
+            s.trade(10.88)
+            await s.settle("the entry fills below its stop; its sell is lost")
+            assert "unprotected:GAPR" in s.critical_keys()
+            s.trade(10.88)
+            await s.settle("the second sell fills")
+            assert rig.book().position == 0 == rig.node.portfolio.position_qty(SYM)
+            s.check_journal()
+
+    _run(scenario())
