@@ -97,8 +97,14 @@ class ExitsMixin:
     def protect_all(self) -> None:
         """After a restart: every position held gets its working pair (a flatten whose cancels
         were confirmed but whose sell was lost with the crash would otherwise leave it bare)."""
+        orders = self.orders
         for symbol, trade in sorted(self.trades.items()):
-            if self.portfolio.position_qty(symbol) > 0 and not trade.pending_exit:
+            if self.portfolio.position_qty(symbol) <= 0 or trade.pending_exit:
+                continue
+            ids = (trade.stop_id, trade.target_id, trade.flatten_id, trade.trim_id)
+            if not any(cid and cid in orders and orders[cid].is_open for cid in ids):
+                # Bare: nothing works for it at the broker. Orders that do (recovered or adopted)
+                # are left to their own reports, which may still be on their way.
                 self._ensure_exits(symbol, trade)
 
     def cancel_all(self) -> None:
@@ -189,7 +195,20 @@ class ExitsMixin:
               and cid not in self._cancel_asked):
             # The broker cancelled a leg of the working pair unasked (an IB OCA group of type 1
             # cancels the other orders on any fill, a partial one included): the shares still held
-            # need their pair again.
+            # need their pair again, at once when the other leg's partial fill explains the cancel.
+            # Otherwise the fill that made the broker cancel this one (or, after a restart, the
+            # other leg's adoption) may still be on its way: look again a moment later.
+            other = self.orders.get(trade.target_id if cid == trade.stop_id else trade.stop_id)
+            if other is not None and other.is_open and other.filled_qty:
+                self._ensure_exits(symbol, trade)
+            else:
+                timeout = int(self.cancel_timeout_s * NANOS_PER_SECOND)
+                self.clock.set_timer(f"protect:{symbol}", self.clock.now_ns() + timeout,
+                                     lambda ts, s=symbol: self._protect_later(s))
+
+    def _protect_later(self, symbol: str) -> None:
+        trade = self.trades.get(symbol)
+        if trade is not None and self.portfolio.position_qty(symbol) > 0:
             self._ensure_exits(symbol, trade)
 
     def _resize_overtaken(self, symbol: str, trade: "OpenTrade", old: tuple[str, str]) -> None:
