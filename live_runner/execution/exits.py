@@ -33,6 +33,7 @@ log = logging.getLogger("live_runner.orders")
 _BUY, _SELL = Side.BUY, Side.SELL
 _STOP_ROLE, _TARGET_ROLE, _MANUAL = OrderRole.STOP, OrderRole.TARGET, OrderRole.MANUAL
 _MARKET, _STOP, _LIMIT = OrderType.MARKET, OrderType.STOP, OrderType.LIMIT
+_SUBMITTED = OrderStatus.SUBMITTED
 NANOS_PER_SECOND = 1_000_000_000
 MAX_FLATTEN_RETRIES = 3
 
@@ -107,14 +108,18 @@ class ExitsMixin:
                 self._ensure_exits(symbol, trade)
 
     def cancel_all(self) -> None:
-        for cid in sorted(self.open_orders):
+        # Stops last: at a broker that confirms cancels in the order asked, they protect longest.
+        roles = {cid: o.request.role is _STOP_ROLE for cid, o in self.open_orders.items()}
+        for cid in sorted(roles, key=lambda c: (roles[c], c)):
             self._cancel_asked.add(cid)
             self.execution.cancel(cid)
 
     def _cancel_and_wait(self, symbol: str, trade: "OpenTrade", entry_id: str) -> None:
         """Ask the broker to cancel every working order of the symbol that holds or adds shares,
         and run the pending exit once each is confirmed (at once when none is working)."""
-        ids = [entry_id, trade.trim_id, trade.stop_id, trade.target_id, *trade.replacing]
+        # The stop last: it protects for as long as possible (at IB the cancels are confirmed
+        # in the order asked).
+        ids = [entry_id, trade.trim_id, trade.target_id, *trade.replacing[::-1], trade.stop_id]
         orders = self.orders
         live = [cid for cid in dict.fromkeys(ids) if cid and orders[cid].is_open]
         # Added to what an earlier pending exit already waits for (a flatten during a trim's wait):
@@ -125,7 +130,21 @@ class ExitsMixin:
             self.execution.cancel(cid)  # the paper broker confirms within this call
         if trade.awaiting:
             self._arm_cancel_timer(symbol)
+            self._bare_while_waiting(symbol, trade)
         self._release(symbol, trade)
+
+    def _bare_while_waiting(self, symbol: str, trade: "OpenTrade") -> None:
+        """Shares held, no stop among the orders a pending exit waits for (the entry filled
+        while its cancel was pending, or the stop filled first): nothing may be sold until the
+        broker confirms (Alpaca refuses a sell against our own open buy; a sell beside a working
+        target could oversell), so they are bare meanwhile. CRITICAL says so."""
+        held = self.portfolio.position_qty(symbol)
+        if held <= 0 or not trade.awaiting or any(
+                self.orders[cid].request.role is _STOP_ROLE for cid in trade.awaiting):
+            return
+        self._alert(f"unprotected:{symbol}", "critical",
+                    f"{symbol}: {held} shares held without a stop while the {trade.pending_exit} waits "
+                    f"for the cancel of {', '.join(sorted(trade.awaiting))}")
 
     def _release(self, symbol: str, trade: "OpenTrade") -> None:
         """The cancels a pending exit waited for are all confirmed: act on what is held now."""
@@ -164,11 +183,13 @@ class ExitsMixin:
             return
         if cid in trade.awaiting:
             trade.awaiting.discard(cid)
+            self._bare_while_waiting(symbol, trade)
             self._release(symbol, trade)
         if cid in trade.replacing:
             old = trade.replacing
             if all(not c or not self.orders[c].is_open for c in old):
                 trade.replacing = ("", "")
+                self._resize_overtaken(symbol, trade, old)
                 self._ensure_exits(symbol, trade)  # fills that came during the replace: cover them
         elif (order.status is OrderStatus.CANCELED and cid in (trade.stop_id, trade.target_id)
               and cid not in self._cancel_asked):
@@ -189,6 +210,19 @@ class ExitsMixin:
         trade = self.trades.get(symbol)
         if trade is not None and self.portfolio.position_qty(symbol) > 0:
             self._ensure_exits(symbol, trade)
+
+    def _resize_overtaken(self, symbol: str, trade: "OpenTrade", old: tuple[str, str]) -> None:
+        """The old pair of a pending resize filled before the broker took the resize: the broker
+        will refuse the new pair (Alpaca rejects a replace of a filled order, IB a modify), so the
+        shares still held have no working stop from now on. Say so now and flatten them (the
+        policy for a refused stop); the flatten waits for the doomed pair's verdict."""
+        new = self.orders.get(trade.stop_id) if trade.stop_id else None
+        filled = any(c and self.orders[c].filled_qty > 0 for c in old)
+        if new is None or new.status is not OrderStatus.SUBMITTED or not filled:
+            return
+        if self.portfolio.position_qty(symbol) > 0:
+            self._unprotected(symbol, f"{symbol}'s exits ({', '.join(c for c in old if c)}) filled while "
+                                      "their resize was pending: the broker will refuse the resize")
 
     def _arm_cancel_timer(self, symbol: str) -> None:
         timeout = int(self.cancel_timeout_s * NANOS_PER_SECOND)
@@ -236,6 +270,8 @@ class ExitsMixin:
             if self._pair_left(stop_o, target_o, native) == desired:
                 return
             if native:
+                if trade.replacing != ("", "") or _SUBMITTED in (stop_o.status, target_o.status):
+                    return  # one resize at a time: re-checked once the broker takes the pair
                 self._replace_pair(symbol, trade, desired)
                 return
             self._cancel_exits(trade)  # emulated pair (paper): the cancels are confirmed at once
@@ -309,6 +345,15 @@ class ExitsMixin:
         """The policy for a refused protective order: CRITICAL alert, then flatten."""
         self._alert(f"unprotected:{symbol}", "critical", f"{why}: position unprotected, flattening")
         self.flatten(symbol, _MANUAL)
+
+    def _pair_acknowledged(self, order: Order) -> None:
+        """The broker took a native pair's leg (placed, or resized in place): a fill that arrived
+        meanwhile may want it resized (a native pair is resized only once acknowledged)."""
+        symbol = order.request.symbol
+        trade = self.trades.get(symbol)
+        if trade is not None and order.client_order_id in (trade.stop_id, trade.target_id) \
+                and self.portfolio.position_qty(symbol) > 0:
+            self._ensure_exits(symbol, trade)
 
     def _pair_refused(self, order: Order) -> None:
         """A stop or target the broker refused (REJECTED)."""

@@ -270,13 +270,15 @@ class OrderManager(ExitsMixin):
                             Deferred(event_payload, ev))
         if status in TERMINAL_STATUSES:
             self._closed(order)
+        elif status is OrderStatus.ACCEPTED and order.request.role in (_STOP_ROLE, _TARGET_ROLE):
+            self._pair_acknowledged(order)
         if status is _REJECTED:
             req = order.request
             self._alert(f"order_rejected:{req.symbol}", "warning",
                         f"order {req.client_order_id} rejected: {ev.reason}")
-            if req.role is _STOP_ROLE or req.role is _TARGET_ROLE:
+            if (req.role is _STOP_ROLE or req.role is _TARGET_ROLE) and req.order_type is not _MARKET:
                 self._pair_refused(order)
-            elif req.side is _SELL:
+            elif req.side is _SELL:  # a flatten's sell (a stop hit at the entry's fill included)
                 self._exit_refused(order, ev.reason)
 
     def _closed(self, order: Order) -> None:
@@ -336,6 +338,15 @@ class OrderManager(ExitsMixin):
         wanted = self._flatten_wanted.pop(req.symbol, None)
         if wanted is not None:  # filled while its cancel was pending: out again at once
             self.flatten(req.symbol, wanted)
+            return
+        if fill.price <= trade.stop or avg <= trade.stop:
+            # Filled at or through its own stop (the market fell between signal and fill): a stop
+            # placed now triggers at once, and its target, reaching the broker after it, would be
+            # left selling shares already sold (at IB, below the stop even). The stop is hit: out.
+            self._alert(f"entry_through_stop:{req.symbol}", "warning",
+                        f"{req.symbol} entry filled at {fill.price} (average {avg:.4f}), at or below its "
+                        f"stop {trade.stop}: selling at market")
+            self.flatten(req.symbol, _STOP_ROLE)
             return
         self._ensure_exits(req.symbol, trade)
 

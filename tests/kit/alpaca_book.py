@@ -119,6 +119,10 @@ class AlpacaBook:
             held += rem
         return held
 
+    def replacing(self, o: Order) -> bool:
+        """The new order of a pending replace, or its OCO leg: not at the venue until `replaced`."""
+        return o["id"] in self._replacing or self.parent_of.get(o["id"]) in self._replacing
+
     def available(self, sym: str, excluding: str = "") -> int:
         return max(self.position(sym) - self.reserved(sym, excluding), 0)
 
@@ -332,7 +336,7 @@ class AlpacaBook:
         self.tick()
         self.prices[symbol] = price
         for o in list(self.orders.values()):
-            if o["symbol"] != symbol or o["status"] not in WORKING or o["id"] in self._replacing:
+            if o["symbol"] != symbol or o["status"] not in WORKING or self.replacing(o):
                 continue
             px = self._crossing(o, price)
             if px is not None:

@@ -25,7 +25,8 @@ Faults, each consumed by the next request of its kind:
 - `down()` / `up()`: the REST port refuses connections, then listens again (same port);
 - websocket: `ws_mute_connections = n` (the first n connections get nothing), `ws_duplicate`
   (every update twice), `ws_corrupt_next = n` (the next n updates arrive malformed instead, i.e.
-  lost), `send_garbage(frame)`.
+  lost), `ws_swap_next = n` (each of the next n updates arrives after the one that follows it: out
+  of order), `send_garbage(frame)`.
 Counters: `posts[cid]` (POSTs per client order id), `lookups[cid]`, `accepted[cid]`, `requests`,
 `patches`, `events`; the book's `refused`, `replaces`, `cancels`, `violations`.
 """
@@ -81,6 +82,7 @@ class FakeAlpaca:
         self.ws_mute_connections = 0
         self.ws_duplicate = False
         self.ws_corrupt_next = 0
+        self.ws_swap_next = 0
         self.ws_connections = 0
         self.updates_sent = 0
         self.updates_lost = 0
@@ -254,30 +256,41 @@ class FakeAlpaca:
 
     async def _sender(self) -> None:
         assert self._outbox is not None
+        held: Any = None
         while True:
             msg = await self._outbox.get()
-            for ws in list(self._listeners):
-                try:
-                    if isinstance(msg, tuple):
-                        self.garbage_sent += 1
-                        await ws.send(msg[1])
-                        continue
-                    if ws in self._mute:
-                        self.updates_lost += 1
-                        continue
-                    if self.ws_corrupt_next > 0:
-                        self.ws_corrupt_next -= 1
-                        self.updates_lost += 1
-                        bad = json.loads(json.dumps(msg))
-                        bad["data"]["order"]["status"] = "exploded"
-                        await ws.send(json.dumps(bad).encode())
-                        continue
-                    frame = json.dumps(msg).encode()
-                    for _ in range(2 if self.ws_duplicate else 1):
-                        await ws.send(frame)
-                        self.updates_sent += 1
-                except websockets.ConnectionClosed:
-                    self._listeners.discard(ws)
+            if not isinstance(msg, tuple) and self.ws_swap_next > 0 and held is None:
+                held, self.ws_swap_next = msg, self.ws_swap_next - 1  # overtaken by the next one
+                continue
+            if held is not None and not isinstance(msg, tuple):
+                await self._send_all(msg)
+                msg, held = held, None
+            await self._send_all(msg)
+
+    async def _send_all(self, msg: Any) -> None:
+        """One outbox item to every listener (with the duplicate / corrupt / mute faults)."""
+        for ws in list(self._listeners):
+            try:
+                if isinstance(msg, tuple):
+                    self.garbage_sent += 1
+                    await ws.send(msg[1])
+                    continue
+                if ws in self._mute:
+                    self.updates_lost += 1
+                    continue
+                if self.ws_corrupt_next > 0:
+                    self.ws_corrupt_next -= 1
+                    self.updates_lost += 1
+                    bad = json.loads(json.dumps(msg))
+                    bad["data"]["order"]["status"] = "exploded"
+                    await ws.send(json.dumps(bad).encode())
+                    continue
+                frame = json.dumps(msg).encode()
+                for _ in range(2 if self.ws_duplicate else 1):
+                    await ws.send(frame)
+                    self.updates_sent += 1
+            except websockets.ConnectionClosed:
+                self._listeners.discard(ws)
 
     async def _ws_handler(self, ws: Any) -> None:
         if ws.request.path != "/stream":
