@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Callable
 
 import msgspec
 
+from live_runner.execution.shares import SharesMixin
 from live_runner.models import Order, OrderRequest, OrderRole, OrderStatus, OrderType, Side
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ NANOS_PER_SECOND = 1_000_000_000
 MAX_FLATTEN_RETRIES = 3
 
 
-class ExitsMixin:
+class ExitsMixin(SharesMixin):
     """The exit half of the OrderManager (see the module docstring); state lives on the manager."""
 
     # --- flatten and trim ------------------------------------------------------------------------
@@ -396,55 +397,3 @@ class ExitsMixin:
             self.flatten(symbol, req.role)
         else:
             self._ensure_exits(symbol, trade)
-
-    # --- share accounting ------------------------------------------------------------------------
-    def _reserved(self, symbol: str, exclude: tuple[str, ...]) -> int:
-        """Shares held by working sells of `symbol` (an OCO pair counts once), except `exclude`."""
-        pairs: dict[str, list[Order]] = {}
-        total = 0
-        for cid, o in self.open_orders.items():
-            req = o.request
-            if req.symbol != symbol or req.side is not _SELL or cid in exclude:
-                continue
-            if req.oco_group:
-                pairs.setdefault(req.oco_group, []).append(o)
-            else:
-                total += req.qty - o.filled_qty
-        native = self.execution.native_oco(symbol) if pairs else False
-        for legs in pairs.values():
-            if len(legs) == 2:
-                total += self._pair_left(legs[0], legs[1], native)
-            else:
-                total += legs[0].request.qty - legs[0].filled_qty
-        return total
-
-    def _pair_exhausted(self, order: Order) -> bool:
-        """A native pair's legs share their shares: a leg is done when both legs' fills together
-        reach its quantity (the broker then cancels the other), though its own fills do not."""
-        req = order.request
-        if not req.oco_group or req.side is not _SELL:
-            return False
-        for other in self.open_orders.values():
-            if other is not order and other.request.oco_group == req.oco_group:
-                return (order.filled_qty + other.filled_qty >= req.qty
-                        and self.execution.native_oco(req.symbol))
-        return False
-
-    @staticmethod
-    def _pair_left(a: Order, b: Order, native: bool) -> int:
-        """Shares a pair still covers: native legs share them; emulated legs each hold their own."""
-        if native:
-            return a.request.qty - a.filled_qty - b.filled_qty
-        return max(a.request.qty - a.filled_qty, b.request.qty - b.filled_qty)
-
-    def _fits(self, req: OrderRequest, exclude: tuple[str, ...]) -> bool:
-        """Never short: a sell must fit in the shares not held by other working sells."""
-        if req.side is not _SELL:
-            return True
-        free = self.portfolio.position_qty(req.symbol) - self._reserved(req.symbol, exclude)
-        if req.qty <= free:
-            return True
-        self._alert(f"oversell_refused:{req.symbol}", "critical",
-                    f"{req.client_order_id}: sell of {req.qty} {req.symbol} refused, only {free} "
-                    "shares are not held by working sells")
-        return False
