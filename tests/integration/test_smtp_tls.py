@@ -185,7 +185,7 @@ def test_compose_env_example_and_dagster_list_every_alert_variable() -> None:
     from trading_pipeline.definitions import ALERT_FIELDS
 
     root = Path(__file__).resolve().parents[2]
-    read = set(re.findall(r"TRADING_ALERT_[A-Z_]+", (root / "live_runner" / "alerts.py").read_text()))
+    read = set(re.findall(r"TRADING_ALERT_[A-Z_]+", (root / "live_runner" / "alert_sinks.py").read_text()))
     assert {"TRADING_ALERT_SMTP_TLS", "TRADING_ALERT_SMTP_STARTTLS", "TRADING_ALERT_SMTP_HOST"} <= read
     example = set(re.findall(r"^(TRADING_ALERT_[A-Z_]+)=", (root / ".env.example").read_text(), re.M))
     compose = yaml.safe_load((root / "docker-compose.yml").read_text())
