@@ -124,6 +124,10 @@ class TradingNode:
         if self.restored is not None:
             # Orders working when the runner went down: found at the broker, never sent again.
             notional = self.restored.fill_notional
+            if self.restored.emergency_stop:
+                # The emergency stop asked the broker to cancel these before the crash: their
+                # cancels are expected, not a broker cancelling a protective leg on its own.
+                self.orders._cancel_asked.update(self.restored.open_orders)
             for cid, order in sorted(self.restored.open_orders.items()):
                 self.execution.recover(order.request, filled=order.filled_qty, notional=notional.get(cid))
 

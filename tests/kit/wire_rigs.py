@@ -11,19 +11,19 @@ import asyncio
 from collections import Counter
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timezone
-from typing import Any, AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator
 
-from live_runner.adapters.alpaca import AlpacaExecutionClient
-from live_runner.adapters.alpaca.tracking import RESOLVING, SENDING
 from live_runner.clock import SimClock
 from live_runner.journal import Journal
 from live_runner.node import TradingNode
-from tests.integration.test_alpaca_adapter import config as alpaca_config
 from tests.integration.test_ibkr_adapter import calendar, make_client
 from tests.kit.alpaca_book import WORKING
 from tests.kit.fake_alpaca import KEY, SECRET, FakeAlpaca
 from tests.kit.fake_tws import FakeTws
 from tests.kit.wire_races import NS, SYM, Book, Plan, Session, node_config
+
+if TYPE_CHECKING:  # alpaca-py is not in the legacy-SDK venv, which collects this module for IB
+    from live_runner.adapters.alpaca import AlpacaExecutionClient
 
 ALPACA_FAULTS = ("post_drop_accept", "post_504_lost", "patch_504", "stream_drop", "lost_update",
                  "out_of_order")
@@ -72,6 +72,8 @@ class AlpacaRig:
         return b.find(cid)
 
     def agreed(self) -> str:
+        from live_runner.adapters.alpaca.tracking import RESOLVING, SENDING
+
         if any(t.phase in (SENDING, RESOLVING) for t in self.client._orders.values()):
             return "the client is still deciding an outcome"
         with self.fake.lock:
@@ -165,6 +167,9 @@ async def alpaca_rig(plan: Plan) -> AsyncIterator[AlpacaRig]:
     fake.book.replace_delay_ns = int(plan.replace_delay_s * NS)
     fake.auto_fill = plan.entry_parts == 1
     fake.ws_duplicate = plan.duplicate
+    from live_runner.adapters.alpaca import AlpacaExecutionClient
+    from tests.integration.test_alpaca_adapter import config as alpaca_config
+
     client = AlpacaExecutionClient(alpaca_config(fake), KEY, SECRET)
     node = TradingNode(node_config(plan), Journal("sqlite://"), execution_client=client)
     client.now_ns = fake.clock = node.clock.now_ns
