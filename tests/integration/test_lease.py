@@ -195,3 +195,44 @@ def test_sqlite_store_writes_the_holder_into_the_lock_file(tmp_path):
     assert isinstance(held.store, SqliteFileStore)
     assert '"host": "pod-a"' in (tmp_path / "journal.db.paper_LR.lease").read_text()
     held.release()
+
+
+def test_a_runner_past_its_lease_deadline_sends_nothing_and_stops(tmp_path):
+    """The fence: the holder's clock passes its lease deadline (its heartbeat is stuck, e.g. on a
+    hung database); the breakout bar's entry never reaches the broker, `lease_lost` is alerted
+    CRITICAL and the run ends with LeaseLostError (CLI exit 7)."""
+    from live_runner.runs import RunOptions
+    from live_runner.service import LeaseLostError, LiveService
+    from tests.kit.live import TOKEN, TOKEN_ENV, Market, ServiceThread, live_config
+
+    t = FakeTime()
+    url = f"sqlite:///{tmp_path / 'journal.db'}"
+    held = open_lease(url, "paper:LR", ttl_s=1000.0, heartbeat_s=400.0, clock=t.clock, wall=t.wall,
+                      sleep=t.sleep)
+    held.acquire()
+    cfg = live_config(lease={"enabled": False})
+    m = Market()
+    m.gapper("AAA", "09:31")
+    svc = ServiceThread(tmp_path, cfg)
+    svc.service.journal.close()
+    svc.service = LiveService(cfg, RunOptions(bars=tmp_path / "unused.csv", journal_url=url, linger=True),
+                              environ={TOKEN_ENV: TOKEN}, bar_source=svc.feed, lease=held)
+    with svc:
+        svc.feed.push(m.until("09:30"))
+        assert svc.status()["lease"] == {
+            "account": "paper:LR", "generation": 1, "valid": True, "lost": None, "fenced_sends": 0,
+            "started_at": "2024-11-26T15:00:00+00:00", "waited_for_predecessor_s": 0.0}
+        paper = svc.node.execution.primary
+
+        def stale_then_breakout() -> None:
+            t.t += 1001  # no renewal for longer than ttl_s on the runner's own clock
+            for bar in m.until("09:31", after="09:30"):
+                svc.node.data.on_bar(bar)
+        svc.on_loop(stale_then_breakout)
+        svc.wait_done()
+    assert isinstance(svc.error, LeaseLostError)
+    assert svc.service.fenced_sends >= 1 and paper.submitted == 0  # the entry never left
+    assert "not renewed for 1000 s" in str(svc.error)
+    recent = [a for a in svc.node.alerts.stats()["recent"] if a["key"] == "lease_lost"]
+    assert recent and recent[0]["severity"] == "critical"
+    assert svc.error.summary["final_positions"] == {}
