@@ -234,16 +234,22 @@ class Lease:
 
     def start_heartbeat(self, on_lost: Callable[[str], None]) -> None:
         """Renew every heartbeat_s on a daemon thread; `on_lost(reason)` once when it is gone."""
+        def tell(reason: str) -> None:
+            try:
+                on_lost(reason)
+            except Exception:  # e.g. the service's loop already closed: valid() says it anyway
+                log.exception("lease %s: could not report the loss", self.account)
+
         def beat() -> None:
             while not self._stop.wait(self.heartbeat_s):
                 try:
                     self.renew()
                 except LeaseLost as exc:
-                    on_lost(str(exc))
+                    tell(str(exc))
                     return
                 except Exception as exc:  # never let the heartbeat die silently
                     self.lost_reason = f"heartbeat crashed: {exc}"
-                    on_lost(self.lost_reason)
+                    tell(self.lost_reason)
                     return
         self._thread = threading.Thread(target=beat, name="lease-heartbeat", daemon=True)
         self._thread.start()
