@@ -108,3 +108,38 @@ def _replay(tmp_path) -> dict:
     out = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout)
+
+
+def test_a_crash_loop_stops_at_the_bound_with_a_critical_alert(tmp_path):
+    """A session that fails at every start (its journal holds an event the run does not
+    regenerate: a refused resume, exit 3) is relaunched once (the bound, here 1), then given up
+    with one CRITICAL alert, and not relaunched again."""
+    from live_runner.journal import Journal
+
+    day = "2024-11-27"
+    site = Site(tmp_path)
+    site.env.update({"TRADING_MARKET_CLOCK_NOW": f"{day}T10:00:00-05:00", "TRADING_RUNNER_SPEED": "900",
+                     "TRADING_LIVE_RELAUNCH_BACKOFF_S": "0", "TRADING_LIVE_MAX_RELAUNCHES": "1"})
+    site.prepare(day)
+    journal = Journal(f"sqlite:///{tmp_path / 'pipeline' / 'journals' / 'journal_20241127.db'}")
+    journal.append(day, 0, "bogus", "", {"not": "this run's"})
+    journal.close()
+
+    def runs() -> list[dg.DagsterRun]:
+        return list(site.instance.get_runs(dg.RunsFilter(job_name="live_session",
+                                                         tags={"dagster/partition": day})))
+    with DagsterProcess(["run", "-w", "workspace.yaml"], site.env, tmp_path / "daemon.log",
+                        program="dagster-daemon") as daemon:
+        try:
+            out = dagster_cli(["sensor", "start", "market_open_sensor", "-w", "workspace.yaml"], site.env)
+            assert out.returncode == 0, out.stderr[-2000:]
+            wait_for(lambda: "live_session_gave_up" in daemon.output(), 300, "the CRITICAL give-up alert")
+            _sleep(40)  # more sensor ticks (30 s interval) after the bound: none may relaunch
+            final = runs()
+        finally:
+            site.instance.dispose()
+            daemon.stop()
+    assert sorted(r.tags.get("dagster/run_key") for r in final) == [day, f"{day}-retry-1"]
+    assert all(r.status == dg.DagsterRunStatus.FAILURE for r in final)
+    log = daemon.output()
+    assert log.count("live_session_gave_up") == 1 and "the bound of 1 relaunches is reached" in log
