@@ -13,6 +13,7 @@ import warnings
 from datetime import timedelta
 
 import dagster as dg
+from dagster._core.storage.tags import SENSOR_NAME_TAG
 
 from trading_pipeline.live_session import live_session
 from trading_pipeline.market_assets import premarket_universe
@@ -52,8 +53,9 @@ def market_open_sensor(context: dg.SensorEvaluationContext, market_clock: Market
         dg.RunsFilter(job_name=live_session.name, statuses=IN_PROGRESS), limit=1)
     if running:
         return dg.SkipReason(f"live session run {running[0].run_id} is still in progress")
-    runs = context.instance.get_runs(
-        dg.RunsFilter(job_name=live_session.name, tags={"dagster/partition": key}))
+    # Only this sensor's runs of the day: a manual run (a replay, a drill) decides nothing here.
+    runs = context.instance.get_runs(dg.RunsFilter(
+        job_name=live_session.name, tags={"dagster/partition": key, SENSOR_NAME_TAG: "market_open_sensor"}))
     cursor = RelaunchCursor.load(context.cursor, key)
     decision = decide(key, list(runs), now, relaunch_policy, cursor)
     if decision.alert is not None:

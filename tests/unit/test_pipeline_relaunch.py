@@ -36,7 +36,8 @@ class Sensor:
 
     def launched(self, request: dg.RunRequest, status) -> dg.DagsterRun:
         """The daemon's part: the requested run, then its end."""
-        tags = {**request.tags, "dagster/partition": DAY, "dagster/run_key": request.run_key}
+        tags = {**request.tags, "dagster/partition": DAY, "dagster/run_key": request.run_key,
+                "dagster/sensor_name": "market_open_sensor"}
         return create_run_for_test(self.instance, job_name="live_session", status=status, tags=tags)
 
 
@@ -117,3 +118,13 @@ def test_no_relaunch_while_a_run_of_the_day_is_still_in_progress(instance, webho
                                  tags={"dagster/partition": DAY})
     skip = sensor.tick("10:30")
     assert isinstance(skip, dg.SkipReason) and manual.run_id in skip.skip_message
+
+
+def test_a_manual_run_of_the_day_decides_nothing(instance, webhook):
+    """A replay launched by hand for today (finished or failed) neither stands for the day's
+    session nor triggers a relaunch: the sensor launches the session as usual."""
+    url, received = webhook
+    sensor = Sensor(instance, url)
+    create_run_for_test(instance, job_name="live_session", status=FAILURE, tags={"dagster/partition": DAY})
+    request = sensor.tick("09:20")
+    assert isinstance(request, dg.RunRequest) and request.run_key == DAY and received == []
