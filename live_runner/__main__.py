@@ -102,6 +102,7 @@ def _run(args: argparse.Namespace, bars: Path, speed: float | None) -> int:
     from live_runner import pipes_bridge
 
     bridge = pipes_bridge.attach()  # a no-op unless started by Dagster Pipes
+    from live_runner.adapters.base import AccountModeError
     from live_runner.adapters.replay import BarFileError
     from live_runner.journal import JournalDivergence
     from live_runner.lease import LeaseHeld
@@ -135,6 +136,9 @@ def _run(args: argparse.Namespace, bars: Path, speed: float | None) -> int:
             print(json.dumps(exc.summary, sort_keys=True))
         print(f"error: {exc}; stopped sending and exited", file=sys.stderr)
         return EXIT_LEASE_LOST
+    except AccountModeError as exc:  # the broker's login does not match --mode: nothing was sent
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except ShutdownIncomplete as exc:
         # The day's work was done, but the exit could not be made flat/settled: CRITICAL alerted.
         bridge.report(exc.summary)
@@ -235,12 +239,12 @@ def _journal_url(arg: str | None, configured: str) -> str | None:
 
 def _mode_refusal(args: argparse.Namespace, config: object) -> str | None:
     """Real money needs an explicit flag; paper mode refuses live-money endpoints."""
-    from live_runner.brokers import refuse_live_endpoints
+    from live_runner.brokers import refuse_live_endpoints, refuse_paper_accounts
 
     if args.mode == "live":
         if not args.confirm_live:
             return "--mode live trades real money: add --confirm-live to proceed"
-        return None
+        return refuse_paper_accounts(config)  # type: ignore[arg-type]
     return refuse_live_endpoints(config)  # type: ignore[arg-type]
 
 

@@ -79,9 +79,22 @@ def refuse_live_endpoints(config: SystemConfig) -> str | None:
     for name in filter(None, (config.primary_broker, config.backup_broker)):
         if name == "alpaca" and not config.alpaca.paper:
             return "alpaca.paper is false: that is a live-money account; use --mode live --confirm-live"
+        if name == "ibkr" and not config.ibkr.paper:
+            return "ibkr.paper is false: that is a live-money account; use --mode live --confirm-live"
         if name == "ibkr" and config.ibkr.port in (7496, 4001):
             return (f"ibkr.port {config.ibkr.port} is a live-trading Gateway/TWS port; "
                     "use --mode live --confirm-live")
+    return None
+
+
+def refuse_paper_accounts(config: SystemConfig) -> str | None:
+    """In live mode, an IB section that expects a paper login is refused (the reason): the client
+    would refuse the live account at connect anyway, so say so before anything starts. (The IB
+    client also checks the Gateway's accounts at every connect: the port proves nothing.)"""
+    for name in filter(None, (config.primary_broker, config.backup_broker)):
+        if name == "ibkr" and config.ibkr.paper:
+            return ("--mode live but ibkr.paper is true (a paper account expected): set ibkr.paper: "
+                    "false to trade the live IB account")
     return None
 
 

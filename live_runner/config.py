@@ -90,6 +90,11 @@ class IbkrConfig(_Strict):
 
     host: str = "127.0.0.1"
     port: int = Field(4002, ge=1, le=65535)  # Gateway paper 4002, live 4001; TWS 7497 / 7496
+    # What the Gateway must be logged in to: true = a paper account (ids starting with "D": DU...,
+    # DF... for a paper advisor), false = a live one. Checked against the accounts the Gateway
+    # reports at every connect (the port alone proves nothing: ports are remappable); `run --mode
+    # paper` refuses paper: false, `run --mode live` refuses paper: true.
+    paper: bool = True
     client_id: int = Field(1, ge=0, le=2**31 - 1)
     account: str | None = None
     account_env: str = "IBKR_ACCOUNT"

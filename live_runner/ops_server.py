@@ -3,7 +3,10 @@
 GET /health, /ready, /metrics, /status; POST /control/{pause,resume,emergency_stop,rebalance,
 flatten} and /control/flatten/{symbol}, with a bearer token. Built on asyncio streams so it shares
 the loop with the chain (commands never race a bar) and so every request is bounded: header and
-body size, and the time a client may take to send them. Errors are JSON.
+body size, the time a client may take to send them, and the number of clients at once. Requests
+are parsed by h11 (`ops_request`); anything malformed gets a 4xx JSON answer, never a 500 (a 500
+counts in trading_system_errors_total and pages). The token is compared as bytes in constant time.
+One request per connection (`Connection: close`).
 
 A command is applied at once (between two bars, so the journal's order is the order things
 happened) and answered 200 only after its journal event is committed durably (`commit_command`
@@ -20,9 +23,12 @@ import json
 import logging
 from typing import Any, Protocol
 
+from live_runner.ops_request import MAX_HEADER_BYTES, ClientGone, HttpError, Request, read_request
+
 log = logging.getLogger("live_runner.ops")
 
-MAX_HEADER_BYTES = 8192
+__all__ = ["MAX_HEADER_BYTES", "HttpError", "OpsApp", "OpsServer"]
+
 MAX_CONNECTIONS = 128  # concurrent clients; more are answered 503 at once (slow-client floods)
 REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
            405: "Method Not Allowed", 408: "Request Timeout", 413: "Payload Too Large",
@@ -44,13 +50,6 @@ class OpsApp(Protocol):
     async def commit_command(self, result: dict[str, Any]) -> str | None: ...
 
 
-class HttpError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
 class OpsServer:
     def __init__(self, app: OpsApp, host: str, port: int, token: str | None, *,
                  max_body: int = 4096, timeout_s: float = 5.0,
@@ -59,6 +58,7 @@ class OpsServer:
         self.host = host
         self.port = port
         self.token = token
+        self._token = token.encode("utf-8") if token else b""
         self.max_body = max_body
         self.timeout_s = timeout_s
         self.max_connections = max_connections
@@ -108,7 +108,7 @@ class OpsServer:
             status, body, ctype = _json(408, {"error": "request timeout"})
         except HttpError as exc:
             status, body, ctype = _json(exc.status, {"error": exc.message})
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (ConnectionError, ClientGone):
             writer.close()
             return
         except Exception as exc:  # never let one request take the loop down
@@ -128,38 +128,13 @@ class OpsServer:
 
     async def _respond(self, reader: asyncio.StreamReader,
                        writer: asyncio.StreamWriter) -> tuple[int, bytes, str]:
-        request = await asyncio.wait_for(self._read(reader), self.timeout_s)
+        request = await asyncio.wait_for(read_request(reader, self.max_body), self.timeout_s)
         # Routing is outside the client's time limit: a command's commit has its own bound.
-        return await self._route(*request, writer)
+        return await self._route(request, writer)
 
-    async def _read(self, reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str], bytes]:
-        try:
-            raw = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.LimitOverrunError:
-            raise HttpError(431, "request headers too large") from None
-        lines = raw.decode("latin-1").split("\r\n")
-        try:
-            method, target, _version = lines[0].split(" ", 2)
-        except ValueError:
-            raise HttpError(400, "malformed request line") from None
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            if ":" in line:
-                k, v = line.split(":", 1)
-                headers[k.strip().lower()] = v.strip()
-        try:
-            length = int(headers.get("content-length", "0"))
-        except ValueError:
-            raise HttpError(400, "bad Content-Length") from None
-        if length < 0 or length > self.max_body:
-            raise HttpError(413, f"body larger than {self.max_body} bytes")
-        body = await reader.readexactly(length) if length else b""
-        path = target.split("?", 1)[0]
-        return method, path, headers, body
-
-    async def _route(self, method: str, path: str, headers: dict[str, str], body: bytes,
-                     writer: asyncio.StreamWriter) -> tuple[int, bytes, str]:
+    async def _route(self, request: Request, writer: asyncio.StreamWriter) -> tuple[int, bytes, str]:
         app = self.app
+        method, path = request.method, request.path
         if path in ("/health", "/ready", "/metrics", "/status"):
             if method != "GET":
                 raise HttpError(405, f"{path} takes GET")
@@ -175,7 +150,7 @@ class OpsServer:
         if path.startswith("/control/"):
             if method != "POST":
                 raise HttpError(405, "control endpoints take POST")
-            self._authorize(headers)
+            self._authorize(request.header_values(b"authorization"))
             parts = path[len("/control/"):].strip("/").split("/")
             command, symbol = parts[0], ""
             if len(parts) == 2 and command == "flatten":
@@ -184,7 +159,7 @@ class OpsServer:
                     raise HttpError(400, f"bad symbol {parts[1]!r}")
             elif len(parts) != 1:
                 raise HttpError(404, f"unknown command {'/'.join(parts)!r}")
-            source = self._source(headers, body, writer)
+            source = self._source(request.body, writer)
             try:
                 result = app.control(command, symbol=symbol, source=source)
             except KeyError:
@@ -196,30 +171,35 @@ class OpsServer:
             return _json(200, {"ok": True, "durable": True, **result})
         raise HttpError(404, f"no such endpoint {path!r}")
 
-    def _authorize(self, headers: dict[str, str]) -> None:
-        if not self.token:
+    def _authorize(self, values: list[bytes]) -> None:
+        """Exactly one `Authorization: Bearer <token>`; compared as bytes in constant time, so
+        any byte a client sends is a wrong token (401), never an error."""
+        if not self._token:
             raise HttpError(401, "control is disabled: no token configured on the runner")
-        auth = headers.get("authorization", "")
-        scheme, _, given = auth.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), self.token):
+        if len(values) != 1:
+            raise HttpError(401, "missing or wrong bearer token" if not values
+                            else "more than one Authorization header")
+        scheme, _, given = values[0].partition(b" ")
+        if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(b" \t"), self._token):
             raise HttpError(401, "missing or wrong bearer token")
 
     @staticmethod
-    def _source(headers: dict[str, str], body: bytes, writer: asyncio.StreamWriter) -> str:
+    def _source(body: bytes, writer: asyncio.StreamWriter) -> str:
         """Who sent the command (journaled): the body's "operator" field, else the peer."""
         peer = writer.get_extra_info("peername")
         who = f"http:{peer[0]}" if peer else "http"
         if body:
             try:
-                data = json.loads(body)
+                data = json.loads(body.decode("utf-8"))  # strict: no lone surrogates, no BOM
             except ValueError:
-                raise HttpError(400, "body is not JSON") from None
+                raise HttpError(400, "body is not JSON (UTF-8)") from None
             if not isinstance(data, dict):
                 raise HttpError(400, "body must be a JSON object")
             operator = data.get("operator")
             if operator is not None:
-                if not isinstance(operator, str) or not 0 < len(operator) <= 64:
-                    raise HttpError(400, "operator must be a string of 1-64 characters")
+                if not isinstance(operator, str) or not 0 < len(operator) <= 64 \
+                        or not operator.isprintable():
+                    raise HttpError(400, "operator must be a string of 1-64 printable characters")
                 who = f"{who}:{operator}"
         return who
 

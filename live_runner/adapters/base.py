@@ -21,6 +21,11 @@ OrderEventHandler = Callable[[OrderEvent], None]
 FillHandler = Callable[[Fill], None]
 
 
+class AccountModeError(RuntimeError):
+    """The broker is logged in to a live account in paper mode, or to a paper account in live mode.
+    Raised by an execution client's `start()` before any order can be sent; the CLI exits 2."""
+
+
 class ExecutionClient(Protocol):
     name: str
 

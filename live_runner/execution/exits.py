@@ -19,7 +19,7 @@ The rules (DESIGN.md, "How the real brokers behave"):
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import msgspec
 
@@ -96,8 +96,14 @@ class ExitsMixin:
     def protect_all(self) -> None:
         """After a restart: every position held gets its working pair (a flatten whose cancels
         were confirmed but whose sell was lost with the crash would otherwise leave it bare)."""
+        orders = self.orders
         for symbol, trade in sorted(self.trades.items()):
-            if self.portfolio.position_qty(symbol) > 0 and not trade.pending_exit:
+            if self.portfolio.position_qty(symbol) <= 0 or trade.pending_exit:
+                continue
+            ids = (trade.stop_id, trade.target_id, trade.flatten_id, trade.trim_id)
+            if not any(cid and cid in orders and orders[cid].is_open for cid in ids):
+                # Bare: nothing works for it at the broker. Orders that do (recovered or adopted)
+                # are left to their own reports, which may still be on their way.
                 self._ensure_exits(symbol, trade)
 
     def cancel_all(self) -> None:
@@ -168,7 +174,20 @@ class ExitsMixin:
               and cid not in self._cancel_asked):
             # The broker cancelled a leg of the working pair unasked (an IB OCA group of type 1
             # cancels the other orders on any fill, a partial one included): the shares still held
-            # need their pair again.
+            # need their pair again, at once when the other leg's partial fill explains the cancel.
+            # Otherwise the fill that made the broker cancel this one (or, after a restart, the
+            # other leg's adoption) may still be on its way: look again a moment later.
+            other = self.orders.get(trade.target_id if cid == trade.stop_id else trade.stop_id)
+            if other is not None and other.is_open and other.filled_qty:
+                self._ensure_exits(symbol, trade)
+            else:
+                timeout = int(self.cancel_timeout_s * NANOS_PER_SECOND)
+                self.clock.set_timer(f"protect:{symbol}", self.clock.now_ns() + timeout,
+                                     lambda ts, s=symbol: self._protect_later(s))
+
+    def _protect_later(self, symbol: str) -> None:
+        trade = self.trades.get(symbol)
+        if trade is not None and self.portfolio.position_qty(symbol) > 0:
             self._ensure_exits(symbol, trade)
 
     def _arm_cancel_timer(self, symbol: str) -> None:
@@ -251,13 +270,7 @@ class ExitsMixin:
             return
         trade.replacing = old
         trade.stop_id, trade.target_id = stop.client_order_id, target.client_order_id
-        self._register(stop)
-        self._register(target)
-        if self.journal.resuming:
-            self.execution.recover(stop)
-            self.execution.recover(target)
-        else:
-            self.execution.replace_exits(old[0], old[1], stop, target)
+        self._dispatch_pair(stop, target, lambda: self.execution.replace_exits(old[0], old[1], stop, target))
 
     def _pair_requests(self, symbol: str, trade: "OpenTrade", qty: int) -> tuple[OrderRequest, OrderRequest]:
         now = self.clock.now_ns()
@@ -272,14 +285,18 @@ class ExitsMixin:
     def _send_pair(self, stop: OrderRequest, target: OrderRequest) -> bool:
         if not self._fits(stop, ()):
             return False
+        self._dispatch_pair(stop, target, lambda: self.execution.submit_oco(stop, target))
+        return True
+
+    def _dispatch_pair(self, stop: OrderRequest, target: OrderRequest, send: Callable[[], None]) -> None:
+        """Journal both legs, then send them (recovered, not re-sent, while resuming)."""
         self._register(stop)
         self._register(target)
         if self.journal.resuming:
             self.execution.recover(stop)
             self.execution.recover(target)
         else:
-            self.execution.submit_oco(stop, target)
-        return True
+            send()
 
     def _cancel_exits(self, trade: "OpenTrade") -> None:
         ids = (trade.stop_id, trade.target_id)

@@ -98,6 +98,7 @@ class OrderManager(ExitsMixin):
     # --- session -----------------------------------------------------------------------------
     def start_session(self, session: str, open_ns: int, flatten_ns: int, close_ns: int) -> None:
         self.session = session
+        self._cancel_asked &= self.open_orders.keys()  # bounded: only orders still working
         self._id_head = f"{self.prefix}-{session.replace('-', '')}"
         self._seq = 0
         self._session_open = open_ns

@@ -130,10 +130,18 @@ def test_alpaca_sigterm_without_flatten_leaves_the_exits_working(tmp_path: Path,
     code, summary, err = cli.finish()
     assert code == 0, err[-3000:]
     assert summary["final_positions"] == {"AAA": 1785} and alpaca.position_qty() == {"AAA": 1785}
-    journaled = {r["key"] for r in journal_rows(cli.journal_url, "order")}
-    assert journaled == {b["client_order_id"] for b in alpaca.bodies}  # every journaled order reached Alpaca
+    # Every journaled order reached Alpaca: the entry and the OCO under its target's id, whose
+    # stop leg Alpaca names itself (the journaled stop carries the OCO's id as its group).
+    posted = {b["client_order_id"] for b in alpaca.bodies}
+    rows = journal_rows(cli.journal_url, "order")
+    assert {r["key"] if r["key"] in posted else r["payload"]["oco"] for r in rows} == posted
+    assert len(rows) == 3 and len(posted) == 2
+    # The runner's two exits are one working OCO at Alpaca (the target, its stop as the leg).
+    working = [o for o in exits_at(alpaca) if o["status"] in ("new", "accepted")]
+    assert [o["order_class"] for o in working] == ["oco"] and len(working[0]["legs"]) == 1
     assert {o["client_order_id"] for o in st["open_orders"]} == {
-        o["client_order_id"] for o in exits_at(alpaca) if o["status"] in ("new", "accepted")}
+        working[0]["client_order_id"], *(r["key"] for r in rows if r["payload"]["oco"] == working[0]["client_order_id"])}
+    assert alpaca.book.reserved("AAA") == 1785  # reserved once, for the whole position
 
 
 def test_alpaca_emergency_stop_then_sigterm_flattens_at_the_broker(tmp_path: Path, alpaca: FakeAlpaca) -> None:

@@ -6,7 +6,8 @@
 - `compat`: the one import site of the SDK; `mapping`: error codes and statuses;
   `throttle`: the message throttle; `order_ids`: order ids never reused across sessions.
 
-Configuration: the `ibkr:` section (host, port, client_id, account or the variable named by
+Configuration: the `ibkr:` section (host, port, paper (the Gateway's login must be a paper
+account, ids D...; false: live), client_id, account or the variable named by
 `account_env` (IBKR_ACCOUNT), timeouts, max_msgs_per_s, reconnect backoff, order_id_state, oca_type). The API
 has no credentials: the Gateway holds the login (IBC for unattended restarts).
 """
@@ -31,6 +32,7 @@ async def probe(config: SystemConfig, environ: dict[str, str] | None = None) -> 
     import asyncio
 
     from live_runner.adapters.ibkr import compat
+    from live_runner.adapters.ibkr.connection import account_mode_problem
 
     cfg = config.ibkr
     ib = compat.IB()
@@ -39,7 +41,12 @@ async def probe(config: SystemConfig, environ: dict[str, str] | None = None) -> 
     try:
         await asyncio.wait_for(ib.client.connectAsync(cfg.host, cfg.port, cfg.client_id,
                                                       cfg.connect_timeout_s), cfg.connect_timeout_s)
-        out.update(ok=True, server_version=ib.client.serverVersion(), accounts=ib.client.getAccounts())
+        accounts = ib.client.getAccounts()
+        out.update(ok=True, server_version=ib.client.serverVersion(), accounts=accounts,
+                   mode="paper" if cfg.paper else "live")
+        problem = account_mode_problem(accounts, cfg.paper)
+        if problem is not None:  # reachable, but the runner would refuse this login
+            out.update(ok=False, error=problem)
     except Exception as exc:  # refused, timeout, handshake failure
         out.update(ok=False, error=f"{type(exc).__name__}: {exc}")
     finally:

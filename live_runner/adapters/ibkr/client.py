@@ -35,9 +35,9 @@ import os
 import time
 from typing import Any, Callable
 
-from live_runner.adapters.base import FillHandler, OrderEventHandler
+from live_runner.adapters.base import AccountModeError, FillHandler, OrderEventHandler
 from live_runner.adapters.ibkr import compat
-from live_runner.adapters.ibkr.connection import ConnectionMixin
+from live_runner.adapters.ibkr.connection import ConnectionMixin, account_mode_problem
 from live_runner.adapters.ibkr.exits import NOT_SENT, ExitsMixin
 from live_runner.adapters.ibkr.order_ids import OrderIdStore
 from live_runner.adapters.ibkr.reconcile import ReconcileMixin
@@ -104,6 +104,7 @@ class IbkrExecutionClient(ExitsMixin, ConnectionMixin, ReconcileMixin, ReportsMi
         self._link_up = True
         self._positions_synced = False
         self._closing = False
+        self._refusal: str | None = None  # why the Gateway's account does not match the mode
         self._loop: asyncio.AbstractEventLoop | None = None
         self._outbox: asyncio.Queue | None = None
         self._tasks: list[asyncio.Task] = []
@@ -158,7 +159,14 @@ class IbkrExecutionClient(ExitsMixin, ConnectionMixin, ReconcileMixin, ReportsMi
 
     async def start(self, wait: bool = True) -> bool:
         """Start the connection supervisor and the sender on the running loop; with `wait`,
-        return once connected and reconciled (or False after connect_timeout_s)."""
+        return once connected and reconciled (or False after connect_timeout_s). Raises
+        AccountModeError when the configured account or the Gateway's login is paper in live
+        mode or live in paper mode (`ibkr.paper`); no order is sent then."""
+        if self.account and self._refusal is None:
+            self._refusal = account_mode_problem([self.account], self.config.paper)
+        if self._refusal is not None:
+            self.close()
+            raise AccountModeError(self._refusal)
         if self._loop is None:
             if self._calendar is None:
                 from live_runner.calendar import MarketCalendar
@@ -173,10 +181,15 @@ class IbkrExecutionClient(ExitsMixin, ConnectionMixin, ReconcileMixin, ReportsMi
             self._tasks = [asyncio.create_task(self._supervise(), name="ibkr-supervisor"),
                            asyncio.create_task(self._sender(), name="ibkr-sender")]
         if wait:
-            try:
-                await asyncio.wait_for(self._synced_once.wait(), self.config.connect_timeout_s)  # type: ignore[union-attr]
-            except asyncio.TimeoutError:
-                return False
+            synced = asyncio.ensure_future(self._synced_once.wait())  # type: ignore[union-attr]
+            try:  # the supervisor ends early only when it refuses the account
+                await asyncio.wait({synced, self._tasks[0]}, timeout=self.config.connect_timeout_s,
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                synced.cancel()
+            if self._refusal is not None:
+                self.close()
+                raise AccountModeError(self._refusal)
         return self.connected
 
     def close(self) -> None:
@@ -204,6 +217,9 @@ class IbkrExecutionClient(ExitsMixin, ConnectionMixin, ReconcileMixin, ReportsMi
         problem = self._order_rule(request)
         if problem:
             self._finish(o, OrderStatus.REJECTED, f"{NOT_SENT}: {problem}")
+            self.stats["rejected_not_sent"] += 1
+        elif self._refusal is not None:
+            self._finish(o, OrderStatus.REJECTED, f"{NOT_SENT}: {self._refusal}")
             self.stats["rejected_not_sent"] += 1
         elif not self.connected or self._outbox is None:
             self._finish(o, OrderStatus.REJECTED, f"{NOT_SENT}: broker not connected")
