@@ -29,7 +29,7 @@ def write_bars(path: Path) -> None:
     path.write_text("\n".join(rows) + "\n")
 
 
-def runner(tmp: Path, journal_url: str, speed: float = 60, name: str = "a") -> subprocess.Popen:
+def runner(tmp: Path, journal_url: str, speed: float = 60) -> subprocess.Popen:
     bars = tmp / "bars.csv"
     if not bars.exists():
         write_bars(bars)
@@ -74,7 +74,7 @@ def test_a_second_runner_for_the_account_is_refused_and_the_first_trades_on(tmp_
     try:
         wait_until(lambda: count(engine, "fill") >= 1, 90, "the first runner's entry fill")
         marks = count(engine, "equity")
-        second = runner(tmp_path, url, name="b")
+        second = runner(tmp_path, url)
         out, err = second.communicate(timeout=60)
         assert second.returncode == 6, err
         assert "refusing to start" in err and "paper:LR" in err
@@ -115,7 +115,7 @@ def test_postgres_lease_connection_terminated_the_runner_stops_and_the_next_one_
     summary = json.loads(out)
     assert summary["lease"]["generation"] == 1 and summary["lease"]["lost"]
     # The lost runner did not release the row: the successor takes generation 2 and finishes the day.
-    second = runner(tmp_path, url, speed=2000, name="b")
+    second = runner(tmp_path, url, speed=2000)
     out, err = second.communicate(timeout=120)
     assert second.returncode == 0, err
     done = json.loads(out)
