@@ -10,6 +10,8 @@ from pathlib import Path
 
 from live_runner.config import ConfigError, load_config
 
+EXIT_LEASE_HELD = 6  # another runner holds the account's lease: this one did not start
+EXIT_LEASE_LOST = 7  # the runner lost its lease mid-session and stopped sending
 DEMO_DIR = Path("var/demo")
 DEMO_DATE = "2024-11-26"
 
@@ -103,7 +105,8 @@ def _run(args: argparse.Namespace, bars: Path, speed: float | None) -> int:
     from live_runner.adapters.base import AccountModeError
     from live_runner.adapters.replay import BarFileError
     from live_runner.journal import JournalDivergence
-    from live_runner.service import RunnerError, ShutdownIncomplete
+    from live_runner.lease import LeaseHeld
+    from live_runner.service import LeaseLostError, RunnerError, ShutdownIncomplete
 
     try:
         if speed is None:
@@ -122,6 +125,17 @@ def _run(args: argparse.Namespace, bars: Path, speed: float | None) -> int:
     except JournalDivergence as exc:
         print(f"error: refusing to resume: {exc}", file=sys.stderr)
         return 3
+    except LeaseHeld as exc:
+        # Another runner trades this account (live_runner/lease.py): nothing was started.
+        print(f"error: refusing to start: {exc}", file=sys.stderr)
+        return EXIT_LEASE_HELD
+    except LeaseLostError as exc:
+        # Fenced: nothing sent after the loss, resting exits left at the broker; CRITICAL alerted.
+        bridge.report(exc.summary)
+        if args.json:
+            print(json.dumps(exc.summary, sort_keys=True))
+        print(f"error: {exc}; stopped sending and exited", file=sys.stderr)
+        return EXIT_LEASE_LOST
     except AccountModeError as exc:  # the broker's login does not match --mode: nothing was sent
         print(f"error: {exc}", file=sys.stderr)
         return 2

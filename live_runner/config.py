@@ -253,6 +253,24 @@ class JournalConfig(_Strict):
     max_queued_batches: int = Field(64, ge=1)       # more batches waiting: unhealthy (REDUCING)
 
 
+class LeaseConfig(_Strict):
+    """At most one runner per account (live_runner/lease.py): a lock in the journal's database,
+    renewed every heartbeat_s; a runner that cannot renew for ttl_s stops sending (exit 7)."""
+
+    enabled: bool = True
+    # The lease key: the account. Default "<primary_broker>:<session_id_prefix>" (the account id
+    # is only known after connecting; the prefix is what marks this runner's client order ids).
+    account: str | None = Field(None, min_length=1, max_length=96)
+    heartbeat_s: float = Field(2.0, gt=0)
+    ttl_s: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "LeaseConfig":
+        if self.ttl_s < 2 * self.heartbeat_s:
+            raise ValueError("lease.ttl_s must be at least twice lease.heartbeat_s")
+        return self
+
+
 class SystemConfig(_Strict):
     """The sketch's SystemConfig, plus the sections the design adds."""
 
@@ -292,6 +310,7 @@ class SystemConfig(_Strict):
     alpaca: AlpacaConfig = Field(default_factory=AlpacaConfig)
     risk: RiskConfig = Field(default_factory=RiskConfig)
     journal: JournalConfig = Field(default_factory=JournalConfig)
+    lease: LeaseConfig = Field(default_factory=LeaseConfig)
     feed: FeedConfig = Field(default_factory=FeedConfig)
     ops: OpsConfig = Field(default_factory=OpsConfig)
     polygon: PolygonConfig = Field(default_factory=PolygonConfig)

@@ -22,6 +22,7 @@ from live_runner.alerts import sinks_from_env
 from live_runner.config import SystemConfig
 from live_runner.health import HealthMonitor
 from live_runner.journal import Journal, JournalDivergence
+from live_runner.lease import Lease, LeaseLost
 from live_runner.models import Bar, OrderRole, OrderType, Severity, SystemState, TradingState
 from live_runner.node import TradingNode
 from live_runner.runs import RunOptions, summarize
@@ -54,6 +55,15 @@ class ShutdownIncomplete(RunnerError):
     still in flight at a broker: alerted CRITICAL and journaled; the CLI exits 5."""
 
 
+class LeaseLostError(RunnerError):
+    """The runner lost its account lease (live_runner/lease.py): it sent nothing after that,
+    left the resting exits at the broker, alerted CRITICAL `lease_lost`; the CLI exits 7."""
+
+
+_NO_LEASE: Any = object()
+_FENCED_CALLS = ("submit", "submit_oco", "replace_exits", "cancel")
+
+
 class LiveService:
     """Owns the node for a live run and answers the ops server (see ops_server.OpsApp).
 
@@ -63,7 +73,23 @@ class LiveService:
 
     def __init__(self, config: SystemConfig, opts: RunOptions, environ: dict[str, str] | None = None,
                  *, bar_source: AsyncIterator[Bar] | None = None,
-                 health: HealthMonitor | None = None, data_feed: "DataFeed | None" = None) -> None:
+                 health: HealthMonitor | None = None, data_feed: "DataFeed | None" = None,
+                 lease: Lease | None = _NO_LEASE) -> None:
+        """Takes the account's lease first (LeaseHeld: another runner trades it), before the
+        journal is opened; `lease` injects one (None: none), default from `config.lease`."""
+        self.lease: Lease | None = open_account_lease(config, opts.journal_url) if lease is _NO_LEASE else lease
+        self.lease_lost: str | None = None
+        self.fenced_sends = 0  # sends refused because the lease was no longer valid
+        try:
+            self._setup(config, opts, environ, bar_source=bar_source, health=health, data_feed=data_feed)
+        except BaseException:
+            if self.lease is not None:
+                self.lease.release()
+            raise
+
+    def _setup(self, config: SystemConfig, opts: RunOptions, environ: dict[str, str] | None = None,
+               *, bar_source: AsyncIterator[Bar] | None = None,
+               health: HealthMonitor | None = None, data_feed: "DataFeed | None" = None) -> None:
         self.config = config
         self.opts = opts
         env = dict(os.environ if environ is None else environ)
@@ -147,7 +173,18 @@ class LiveService:
             out["error"] = self.error
         if self.node.restart_info:
             out["restart"] = self.node.restart_info
+        if self.lease is not None:
+            out["lease"] = self.lease_status()
         return out
+
+    def lease_status(self) -> dict[str, Any]:
+        lease = self.lease
+        assert lease is not None
+        holder = lease.holder
+        return {"account": lease.account, "generation": lease.generation, "valid": lease.valid(),
+                "lost": self.lease_lost, "fenced_sends": self.fenced_sends,
+                "started_at": holder.started_at if holder else None,
+                "waited_for_predecessor_s": lease.waited_s}
 
     def metrics_text(self) -> bytes:
         if self.metrics is None:
@@ -211,6 +248,9 @@ class LiveService:
         from live_runner.brokers import start_clients, stop_clients
 
         brokers = [c for c in (self.node.execution.primary, self.node.execution.backup) if c is not None]
+        self._fence_clients()
+        if self.lease is not None:
+            self.lease.start_heartbeat(lambda reason: loop.call_soon_threadsafe(self._on_lease_lost, reason))
         await start_clients(*brokers)  # connect real brokers on this loop (paper: nothing to do)
         await self._start_server()
         watchdog = asyncio.create_task(self._watchdog(stop))
@@ -224,7 +264,8 @@ class LiveService:
             except Exception as exc:
                 self._failure = exc
             if self._failure is not None:
-                self._on_runner_error(self._failure)
+                if self.lease_lost is None:
+                    self._on_runner_error(self._failure)
                 self.node.state = SystemState.ERROR
         finally:
             watchdog.cancel()
@@ -233,19 +274,28 @@ class LiveService:
                 closing = self.node.begin_stop(close_session=not stop.is_set())
                 left = await self._drain(closing)
                 self.node.finish_stop()
-            else:
+            elif self.lease_lost is None:
                 self._flush_after_error()
             self.health.mark_stopped("data_manager", "stopped")
             if self.server is not None:
                 await self.server.stop()
-            self.journal.close()
-            await stop_clients(*brokers)
-            self.node.execution.close()
-            self.node.alerts.close(2.0)
+            try:
+                # After a lost lease, what was appended before the fence is written best effort,
+                # briefly: a successor may be about to append (the journal's seq key refuses overlaps).
+                self.journal.close(**({"timeout_s": 2.0} if self.lease_lost else {}))
+            finally:
+                await stop_clients(*brokers)
+                self.node.execution.close()
+                self.node.alerts.close(2.0)
+                if self.lease is not None:
+                    self.lease.release()
         summary = summarize(self.node, time.perf_counter() - self.started, self.resumed_from)
         if self._failure is not None:
             summary["error"] = self.error
             summary["system_state"] = self.node.state.value
+            if self.lease_lost is not None:
+                summary["lease"] = self.lease_status()
+                raise LeaseLostError(self.error or "lease lost", summary) from self._failure
             raise RunnerError(self.error or "runner error", summary) from self._failure
         if left:
             summary["shutdown_incomplete"] = left
@@ -299,6 +349,58 @@ class LiveService:
         real = any(hasattr(c, "busy") for c in self._clients())
         return not (real and any(o.request.role in _FLATTEN_ROLES and o.request.order_type is OrderType.MARKET
                                  for o in node.orders.open_orders.values()))
+
+    # --- lease -------------------------------------------------------------------------------------
+    def _fence_clients(self) -> None:
+        """Every order, exit pair, replacement and cancel passes the lease first: once it is not
+        valid (lost, or not renewed for ttl_s on this runner's clock) nothing more reaches a
+        broker, so the resting exits stay as they are for the successor."""
+        if self.lease is None:
+            return
+        for client in self._clients():
+            for name in _FENCED_CALLS:
+                send = getattr(client, name, None)
+                if callable(send):
+                    setattr(client, name, self._fenced(name, send))
+
+    def _fenced(self, name: str, send: Any) -> Any:
+        lease = self.lease
+        assert lease is not None
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if lease.valid():
+                return send(*args, **kwargs)
+            self.fenced_sends += 1
+            reason = lease.why_invalid()
+            log.critical("lease lost (%s): %s not sent", reason, name, extra={"component": "lease"})
+            self._on_lease_lost(reason)
+            return None
+        return call
+
+    def _check_lease(self) -> None:
+        if self.lease is not None and self.lease_lost is None and not self.lease.valid():
+            self._on_lease_lost(self.lease.why_invalid())
+
+    def _on_lease_lost(self, reason: str) -> None:
+        """On the loop: alert CRITICAL once and stop the run (no flatten, no drain: nothing is sent)."""
+        if self.lease_lost is not None:
+            return
+        self.lease_lost = reason
+        self.error = f"lease lost: {reason}"
+        if self._failure is None:
+            self._failure = LeaseLost(reason)
+        lease = self.lease
+        account = lease.account if lease is not None else "?"
+        # Nothing more goes to the journal either (a successor may be about to append to it).
+        self.node.alerts.journal = None
+        self.node.alerts.raise_alert(
+            "lease_lost", Severity.CRITICAL,
+            f"runner lost the lease on {account} (generation {lease.generation if lease else 0}): "
+            f"{reason}; it sends nothing more and exits, resting exits stay at the broker",
+            component="lease")
+        stop = getattr(self, "stop_event", None)
+        if stop is not None:
+            stop.set()
 
     def _watchdog_done(self, task: "asyncio.Task[None]") -> None:
         """A crashed watchdog means no more health checks: a runner error like any other."""
@@ -422,6 +524,7 @@ class LiveService:
         h = self.health
         node = self.node
         h.beat("event_loop")
+        self._check_lease()
         for name in ("strategy_engine", "risk_manager", "order_manager", "performance_tracker"):
             h.beat(name)  # synchronous parts of the chain: alive whenever the loop turns
         execution = node.execution
@@ -483,6 +586,21 @@ def _redact(url: str) -> str:
     from live_runner.redact import redact_url
 
     return redact_url(url)
+
+
+def open_account_lease(config: SystemConfig, journal_url: str) -> Lease | None:
+    """The account's lease from `config.lease` (LeaseHeld when another runner holds it)."""
+    lc = config.lease
+    if not lc.enabled:
+        return None
+    from live_runner.lease_stores import open_lease
+
+    account = lc.account or f"{config.primary_broker}:{config.session_id_prefix}"
+    lease = open_lease(journal_url, account, ttl_s=lc.ttl_s, heartbeat_s=lc.heartbeat_s,
+                       connect_timeout_s=config.journal.connect_timeout_s)
+    if lease is not None:
+        lease.acquire()
+    return lease
 
 
 def run_live(config: SystemConfig, opts: RunOptions) -> dict[str, Any]:

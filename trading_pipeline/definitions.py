@@ -12,6 +12,8 @@ their values; a secret that is not set is simply absent (e.g. no webhook sink).
     TRADING_MARKET_DATA_PROVIDER replay, polygon or yahoo   TRADING_POLYGON_API_KEY (or POLYGON_API_KEY)
     TRADING_POLYGON_REST_URL / TRADING_SCAN_CANDIDATES    Polygon endpoint, premarket scan size
     TRADING_ALERT_*          alert sinks (live_runner.alerts.sinks_from_env)
+    TRADING_MARKET_CLOCK_NOW  a fixed ISO instant for the sensors (drills, tests)
+    TRADING_LIVE_MAX_RELAUNCHES / TRADING_LIVE_RELAUNCH_BACKOFF_S  failed live session relaunches
 """
 
 
@@ -23,6 +25,7 @@ from trading_pipeline.checks import ALL_CHECKS
 from trading_pipeline.jobs import end_of_day, premarket_prep
 from trading_pipeline.live_session import live_session
 from trading_pipeline.market_assets import daily_bars, intraday_bars, premarket_universe
+from trading_pipeline.relaunch import RelaunchPolicyResource
 from trading_pipeline.resources import (
     AlertsResource, MarketClockResource, MarketDataResource, RunnerResource, TradingStoreResource,
 )
@@ -63,7 +66,10 @@ def build_resources() -> dict[str, object]:
             data_dir=_env("TRADING_PIPELINE_DIR", "var/pipeline"),
             journal_url=_secret("TRADING_JOURNAL_URL") or ""),
         "alerts": AlertsResource(**{f: _secret(f"TRADING_ALERT_{f.upper()}") for f in ALERT_FIELDS}),
-        "market_clock": MarketClockResource(),
+        "market_clock": MarketClockResource(now_iso=os.environ.get("TRADING_MARKET_CLOCK_NOW") or None),
+        "relaunch_policy": RelaunchPolicyResource(
+            max_relaunches=int(_env("TRADING_LIVE_MAX_RELAUNCHES", "3")),
+            backoff_s=float(_env("TRADING_LIVE_RELAUNCH_BACKOFF_S", "30"))),
         "pipes_subprocess_client": dg.PipesSubprocessClient(
             termination_timeout_seconds=float(_env("TRADING_RUNNER_TERMINATION_TIMEOUT", "30"))),
     }

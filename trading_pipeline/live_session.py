@@ -8,8 +8,9 @@ The session's journal URL (a credential when it holds a password) goes to the ru
 environment (`TRADING_JOURNAL_URL`), never on its command line, which /proc shows to every user;
 what is logged or stored shows it with the password masked (live_runner/redact.py).
 Terminating the run makes PipesSubprocessClient send SIGINT to the runner, which stops taking
-bars, flushes its journal and exits; no retries (a second runner on the same journal would
-resume mid-session, an operator's decision, not a policy's).
+bars, flushes its journal and exits (a canceled run stays down). No Dagster retries: a run that
+fails during the trading day is relaunched by market_open_sensor (trading_pipeline/relaunch.py),
+on the same journal; the runner's account lease (live_runner/lease.py) refuses a second runner.
 """
 
 

@@ -1,9 +1,11 @@
 """Sensors: launch the live session at the open, and alert on any failed run.
 
-`market_open_sensor` requests at most one `live_session` run per session: the run key is the
-session date (Dagster never launches a key twice), it waits for the day's premarket_universe
+`market_open_sensor` requests one `live_session` run per session: the run key is the session
+date (Dagster never launches a key twice), it waits for the day's premarket_universe
 materialization, starts from `LEAD` before the open until the close, and skips while another
-live session is queued or running.
+live session is queued or running. A day's run that failed is relaunched (key
+`<date>-retry-<n>`, bounded, with back-off, each step alerted) until the close: see
+trading_pipeline/relaunch.py.
 """
 
 
@@ -11,10 +13,12 @@ import warnings
 from datetime import timedelta
 
 import dagster as dg
+from dagster._core.storage.tags import SENSOR_NAME_TAG
 
 from trading_pipeline.live_session import live_session
 from trading_pipeline.market_assets import premarket_universe
 from trading_pipeline.partitions import is_session, ns_to_ny, session_times
+from trading_pipeline.relaunch import RelaunchCursor, RelaunchPolicyResource, decide
 from trading_pipeline.resources import AlertsResource, MarketClockResource
 
 # run_failure_sensor passes its (beta) `owners` parameter itself, even when unused.
@@ -26,8 +30,10 @@ IN_PROGRESS = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.QUEUED,
 
 
 @dg.sensor(job=live_session, minimum_interval_seconds=30,
-           description="One live_session per session, once the universe is ready and the open near.")
-def market_open_sensor(context: dg.SensorEvaluationContext, market_clock: MarketClockResource):
+           description="One live_session per session, once the universe is ready and the open near; "
+                       "a failed one relaunched (bounded) until the close.")
+def market_open_sensor(context: dg.SensorEvaluationContext, market_clock: MarketClockResource,
+                       alerts: AlertsResource, relaunch_policy: RelaunchPolicyResource):
     now = market_clock.now()
     day = now.date()
     key = day.isoformat()
@@ -47,7 +53,18 @@ def market_open_sensor(context: dg.SensorEvaluationContext, market_clock: Market
         dg.RunsFilter(job_name=live_session.name, statuses=IN_PROGRESS), limit=1)
     if running:
         return dg.SkipReason(f"live session run {running[0].run_id} is still in progress")
-    return dg.RunRequest(run_key=key, partition_key=key)
+    # Only this sensor's runs of the day: a manual run (a replay, a drill) decides nothing here.
+    runs = context.instance.get_runs(dg.RunsFilter(
+        job_name=live_session.name, tags={"dagster/partition": key, SENSOR_NAME_TAG: "market_open_sensor"}))
+    cursor = RelaunchCursor.load(context.cursor, key)
+    decision = decide(key, list(runs), now, relaunch_policy, cursor)
+    if decision.alert is not None:
+        a = decision.alert
+        alerts.send(a.key, a.severity, a.message, session=key)
+    context.update_cursor(cursor.dump())
+    if decision.request is None:
+        return dg.SkipReason(decision.reason)
+    return decision.request
 
 
 @dg.run_failure_sensor(name="run_failure_alerts", default_status=dg.DefaultSensorStatus.RUNNING,

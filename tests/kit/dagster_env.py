@@ -135,6 +135,7 @@ def isolated_resources(tmp: Path, symbols: int = 24, **overrides: object) -> dic
     """The code location's resources, isolated under `tmp` (in-process tests)."""
     import dagster as dg
 
+    from trading_pipeline.relaunch import RelaunchPolicyResource
     from trading_pipeline.resources import (
         AlertsResource, MarketClockResource, MarketDataResource, RunnerResource, TradingStoreResource,
     )
@@ -145,6 +146,7 @@ def isolated_resources(tmp: Path, symbols: int = 24, **overrides: object) -> dic
         "store": TradingStoreResource(data_dir=str(tmp / "pipeline")),
         "alerts": AlertsResource(),
         "market_clock": MarketClockResource(),
+        "relaunch_policy": RelaunchPolicyResource(),
         "pipes_subprocess_client": dg.PipesSubprocessClient(termination_timeout_seconds=30),
     }
     resources.update(overrides)

@@ -15,6 +15,7 @@ from dagster._utils.schedules import cron_string_iterator
 from tests.kit.dagster_env import isolated_resources
 from trading_pipeline.definitions import make_definitions
 from trading_pipeline.partitions import trading_days
+from trading_pipeline.relaunch import RelaunchPolicyResource
 from trading_pipeline.resources import AlertsResource, MarketClockResource
 from trading_pipeline.schedules import data_retention_schedule, end_of_day_schedule, premarket_prep_schedule
 from trading_pipeline.sensors import market_open_sensor, run_failure_alerts
@@ -92,7 +93,8 @@ def instance():
 
 def sensor_at(instance, when: str, tz=NY):
     context = dg.build_sensor_context(
-        instance=instance, resources={"market_clock": MarketClockResource(now_iso=at(when, tz).isoformat())})
+        instance=instance, resources={"market_clock": MarketClockResource(now_iso=at(when, tz).isoformat()),
+                                      "alerts": AlertsResource(), "relaunch_policy": RelaunchPolicyResource()})
     return market_open_sensor(context)
 
 
