@@ -339,10 +339,12 @@ class OrderManager(ExitsMixin):
         if wanted is not None:  # filled while its cancel was pending: out again at once
             self.flatten(req.symbol, wanted)
             return
-        if fill.price <= trade.stop or avg <= trade.stop:
-            # Filled at or through its own stop (the market fell between signal and fill): a stop
-            # placed now triggers at once, and its target, reaching the broker after it, would be
-            # left selling shares already sold (at IB, below the stop even). The stop is hit: out.
+        if (fill.price <= trade.stop or avg <= trade.stop) and self.execution.native_oco(req.symbol):
+            # Filled at or through its own stop (the market fell between signal and fill): at a
+            # real broker a stop placed now triggers at once, and its target, reaching the broker
+            # after it, would be left selling shares already sold (at IB, below the stop even). The
+            # stop is hit: out. (The paper broker keeps DESIGN.md's fill model: the pair is placed
+            # and the stop fills on the next bar.)
             self._alert(f"entry_through_stop:{req.symbol}", "warning",
                         f"{req.symbol} entry filled at {fill.price} (average {avg:.4f}), at or below its "
                         f"stop {trade.stop}: selling at market")
