@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from live_runner.config import ConfigError, load_config
 
@@ -15,6 +16,13 @@ EXIT_LEASE_LOST = 7  # the runner lost its lease mid-session and stopped sending
 DEMO_DIR = Path("var/demo")
 DEMO_DATE = "2024-11-26"
 
+
+def _report_failure(bridge: Any, as_json: bool, summary: dict, message: str) -> None:
+    """A run that ended in error still reports what it did (Pipes, --json), then says why."""
+    bridge.report(summary)
+    if as_json:
+        print(json.dumps(summary, sort_keys=True))
+    print(message, file=sys.stderr)
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="YAML config file (defaults when omitted)")
@@ -131,27 +139,18 @@ def _run(args: argparse.Namespace, bars: Path, speed: float | None) -> int:
         return EXIT_LEASE_HELD
     except LeaseLostError as exc:
         # Fenced: nothing sent after the loss, resting exits left at the broker; CRITICAL alerted.
-        bridge.report(exc.summary)
-        if args.json:
-            print(json.dumps(exc.summary, sort_keys=True))
-        print(f"error: {exc}; stopped sending and exited", file=sys.stderr)
+        _report_failure(bridge, args.json, exc.summary, f"error: {exc}; stopped sending and exited")
         return EXIT_LEASE_LOST
     except AccountModeError as exc:  # the broker's login does not match --mode: nothing was sent
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except ShutdownIncomplete as exc:
         # The day's work was done, but the exit could not be made flat/settled: CRITICAL alerted.
-        bridge.report(exc.summary)
-        if args.json:
-            print(json.dumps(exc.summary, sort_keys=True))
-        print(f"error: shutdown incomplete: {exc}", file=sys.stderr)
+        _report_failure(bridge, args.json, exc.summary, f"error: shutdown incomplete: {exc}")
         return 5
     except RunnerError as exc:
         # The service has alerted, journaled the error and flushed; the summary is what was done.
-        bridge.report(exc.summary)
-        if args.json:
-            print(json.dumps(exc.summary, sort_keys=True))
-        print(f"error: the runner failed: {exc}", file=sys.stderr)
+        _report_failure(bridge, args.json, exc.summary, f"error: the runner failed: {exc}")
         return 4
     bridge.report(summary)
     if args.json:
