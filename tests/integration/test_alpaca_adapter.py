@@ -124,16 +124,12 @@ def test_sdk_retry_disabled_a_504_is_one_post_then_a_lookup(fake: FakeAlpaca) ->
         assert c._rest._retry == 0 and c._rest._retry_codes == []
         await c.start()
         fake.post_faults.extend(["504_drop"] * 5)   # the SDK would POST 4 times over 9 s
-        t0 = time.monotonic()
         c.submit(market("R1"))
         await until(lambda: rep.statuses("R1"), what="a verdict")
-        took = time.monotonic() - t0
         await c.aclose()
-        return took
 
-    took = run(scenario())
+    run(scenario())
     assert fake.posts["R1"] == 1 and fake.lookups["R1"] == 2 and fake.accepted["R1"] == 0
-    assert took < 3.0
     assert rep.statuses("R1") == [OrderStatus.REJECTED]
     assert "not found by client id" in rep.last("R1").reason
 

@@ -54,7 +54,6 @@ def test_a_paced_session_polygon_to_strategies_to_ib_with_backups_standing_by(
     tws = asyncio.run(FakeTws(market_fill=False).start())  # market orders fill at the next bar's open
     alpaca = FakeAlpaca().start()
     journal_url = f"sqlite:///{tmp_path / 'journal.db'}"
-    started = time.monotonic()
     try:
         with FakePolygon(clock=clock) as poly, FakeYahoo(clock, delay_minutes=1) as yahoo:
             today = serve_session(s, poly, yahoo)
@@ -131,7 +130,6 @@ def test_a_paced_session_polygon_to_strategies_to_ib_with_backups_standing_by(
     finally:
         alpaca.stop()
         asyncio.run(tws.stop())
-    elapsed = time.monotonic() - started
 
     # the trade a trader sees: the same as the paper chain's (test_chain_smoke)
     (trade,) = result["trades"]
@@ -170,4 +168,3 @@ def test_a_paced_session_polygon_to_strategies_to_ib_with_backups_standing_by(
         (ex.order.order_ref, ex.exec_id) for ex in tws.executions)
     assert [(e["payload"]["side"], e["payload"]["qty"], e["payload"]["price"], e["payload"]["commission"])
             for e in stored] == [("buy", 1785, 11.25, "6.25"), ("sell", 1785, 11.95, "6.25")]
-    assert elapsed < 30, f"the session took {elapsed:.1f} s"

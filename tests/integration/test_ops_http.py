@@ -272,13 +272,10 @@ def test_flood_of_requests_is_answered(tmp_path: Path) -> None:
         def one(path: str) -> int:
             return http_call(svc.port, "GET", path)[0]
 
-        t0 = time.monotonic()
         with ThreadPoolExecutor(max_workers=50) as pool:
             codes = list(pool.map(one, paths))
-        elapsed = time.monotonic() - t0
         assert len(codes) == 500
         assert codes.count(200) == 375 and codes.count(404) == 125
-        assert elapsed < 30
         assert svc.service.server.requests >= 500
         svc.feed.push(m.until("09:34", after="09:32"))  # and trading went on
         assert symbols(svc.status()) == ["AAA", "BBB"]
