@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from email import message_from_bytes
 from pathlib import Path
 from typing import Iterator
