@@ -9,6 +9,7 @@ trading_pipeline/relaunch.py.
 """
 
 
+import os
 import warnings
 from datetime import timedelta
 
@@ -24,12 +25,15 @@ from trading_pipeline.resources import AlertsResource, MarketClockResource
 # run_failure_sensor passes its (beta) `owners` parameter itself, even when unused.
 warnings.filterwarnings("ignore", message=r"Parameter `owners` of initializer `SensorDefinition")
 LEAD = timedelta(minutes=15)
+# How often the daemon evaluates market_open_sensor: a relaunch follows a failure within one
+# interval. Drills and tests shorten it (TRADING_SENSOR_INTERVAL_S).
+INTERVAL_S = int(os.environ.get("TRADING_SENSOR_INTERVAL_S") or 30)
 IN_PROGRESS = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.QUEUED,
                dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
                dg.DagsterRunStatus.CANCELING]
 
 
-@dg.sensor(job=live_session, minimum_interval_seconds=30,
+@dg.sensor(job=live_session, minimum_interval_seconds=INTERVAL_S,
            description="One live_session per session, once the universe is ready and the open near; "
                        "a failed one relaunched (bounded) until the close.")
 def market_open_sensor(context: dg.SensorEvaluationContext, market_clock: MarketClockResource,

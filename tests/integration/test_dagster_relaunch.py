@@ -4,7 +4,8 @@ relaunches the session (`<date>-retry-<n>`) on the same journal, and the day end
 trades and P&L as an uninterrupted replay of the same feed, no client order id journaled twice.
 
 The sensor's market clock is fixed inside the trading day (TRADING_MARKET_CLOCK_NOW) and the
-relaunch back-off is 0, so each relaunch follows at the sensor's next tick (30 s interval)."""
+relaunch back-off is 0, so each relaunch follows at the sensor's next tick (the interval is 5 s
+here, TRADING_SENSOR_INTERVAL_S; 30 s in production)."""
 
 import json
 import os
@@ -36,7 +37,8 @@ def runs_of_the_day(site: Site) -> list[dg.DagsterRun]:
 def test_a_killed_live_session_is_relaunched_and_ends_the_day_as_an_uninterrupted_run(tmp_path):
     site = Site(tmp_path)
     site.env.update({"TRADING_MARKET_CLOCK_NOW": f"{DAY}T10:00:00-05:00", "TRADING_RUNNER_SPEED": "900",
-                     "TRADING_LIVE_RELAUNCH_BACKOFF_S": "0", "TRADING_LIVE_MAX_RELAUNCHES": "3"})
+                     "TRADING_LIVE_RELAUNCH_BACKOFF_S": "0", "TRADING_LIVE_MAX_RELAUNCHES": "3",
+                     "TRADING_SENSOR_INTERVAL_S": "5"})
     site.prepare(DAY)
     rng = random.Random(int(os.environ.get("RELAUNCH_TEST_SEED", "13")))
     feed = str(tmp_path / "pipeline" / "sessions" / DAY / "feed.parquet")
@@ -119,7 +121,8 @@ def test_a_crash_loop_stops_at_the_bound_with_a_critical_alert(tmp_path):
     day = "2024-11-27"
     site = Site(tmp_path)
     site.env.update({"TRADING_MARKET_CLOCK_NOW": f"{day}T10:00:00-05:00", "TRADING_RUNNER_SPEED": "900",
-                     "TRADING_LIVE_RELAUNCH_BACKOFF_S": "0", "TRADING_LIVE_MAX_RELAUNCHES": "1"})
+                     "TRADING_LIVE_RELAUNCH_BACKOFF_S": "0", "TRADING_LIVE_MAX_RELAUNCHES": "1",
+                     "TRADING_SENSOR_INTERVAL_S": "5"})
     site.prepare(day)
     journal = Journal(f"sqlite:///{tmp_path / 'pipeline' / 'journals' / 'journal_20241127.db'}")
     journal.append(day, 0, "bogus", "", {"not": "this run's"})
@@ -134,7 +137,7 @@ def test_a_crash_loop_stops_at_the_bound_with_a_critical_alert(tmp_path):
             out = dagster_cli(["sensor", "start", "market_open_sensor", "-w", "workspace.yaml"], site.env)
             assert out.returncode == 0, out.stderr[-2000:]
             wait_for(lambda: "live_session_gave_up" in daemon.output(), 300, "the CRITICAL give-up alert")
-            _sleep(40)  # more sensor ticks (30 s interval) after the bound: none may relaunch
+            _sleep(20)  # more sensor ticks (5 s interval here) after the bound: none may relaunch
             final = runs()
         finally:
             site.instance.dispose()
