@@ -26,6 +26,9 @@ _NS = 1_000_000_000
 _NEVER = 2**63 - 1  # "no timer pending": larger than any int64 timestamp
 
 TimerCallback = Callable[[int], None]
+# The most CPU time a loop of synchronous work (a paced file behind schedule, a live burst) runs
+# between two awaits, so the ops server, the watchdog and SIGTERM always get their turn.
+LOOP_SLICE_S = 0.005
 
 
 class Clock(Protocol):

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from live_runner.adapters.base import DailyBar, FeedMarker, FeedState, LiveDataClient
 from live_runner.calendar import CLOSED, REGULAR, MarketCalendar, SessionTimes
+from live_runner.clock import LOOP_SLICE_S
 from live_runner.health import feed_liveness
 from live_runner.models import NANOS_PER_MINUTE, Bar, Severity
 from live_runner.risk.rules import BackupDataGate
@@ -225,7 +226,11 @@ class DataFeed:
             if client is None:
                 continue
             q = client.queue
+            budget_end = time.perf_counter() + LOOP_SLICE_S
             while not q.empty():
+                if time.perf_counter() >= budget_end:
+                    await asyncio.sleep(0)  # a burst must not starve the ops server and signals
+                    budget_end = time.perf_counter() + LOOP_SLICE_S
                 item = q.get_nowait()
                 if client is not self.active:
                     if isinstance(item, Bar):

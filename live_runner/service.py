@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator
 from live_runner.adapters.replay import BarFile
 from live_runner import logs
 from live_runner.alerts import sinks_from_env
+from live_runner.clock import LOOP_SLICE_S
 from live_runner.config import SystemConfig
 from live_runner.health import HealthMonitor
 from live_runner.journal import Journal, JournalDivergence
@@ -482,9 +483,15 @@ class LiveService:
         t0_market: int | None = None
         last = 0
         bars: Iterator[Bar] = self.bar_file.iter_bars()
-        for bar in bars:
+        budget_end = time.perf_counter() + LOOP_SLICE_S
+        for n, bar in enumerate(bars):
             if stop.is_set():
                 return
+            if not n & 63 and time.perf_counter() >= budget_end:
+                # Behind schedule (or unpaced) the loop would run bar after bar without awaiting:
+                # give the ops server, the watchdog and SIGTERM their turn every few milliseconds.
+                await asyncio.sleep(0)
+                budget_end = time.perf_counter() + LOOP_SLICE_S
             if speed:
                 close = bar.ts + 60_000_000_000
                 if close != last:

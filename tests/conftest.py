@@ -8,6 +8,7 @@ PostgreSQL: tests that need the real server use ``pg_url`` (a database URL) or `
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -83,3 +84,27 @@ def pg_schema_url(pg_url: str) -> Iterator[PgSchema]:
                 conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         finally:
             admin.dispose()
+
+
+# --- Parallel runs (pytest-xdist, `make test`) ------------------------------------------------
+# Tests that use the PostgreSQL server share one database (and its advisory-lock namespace: the
+# runner's lease keys on the account, not the schema), so they run one at a time on a single
+# worker (`--dist loadgroup`). Everything else isolates itself (tmp_path, free ports).
+_PG_FIXTURES = re.compile(r"\b(pg_url|pg_schema_url|pg_database)\b")
+_pg_modules: dict[str, bool] = {}
+
+
+def _uses_postgres(item: pytest.Item) -> bool:
+    path = str(item.path)
+    if path not in _pg_modules:
+        try:
+            _pg_modules[path] = bool(_PG_FIXTURES.search(item.path.read_text(encoding="utf-8")))
+        except OSError:
+            _pg_modules[path] = False
+    return _pg_modules[path]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _uses_postgres(item):
+            item.add_marker(pytest.mark.xdist_group("postgres"))
