@@ -174,11 +174,11 @@ class RunnerCollector(Collector):
         return counts
 
     def _trade_durations(self) -> Metric:
-        trades = self.node.performance.trades
-        if len(trades) < self._trades_seen:  # the tracker was reset: count on from its start
+        perf = self.node.performance
+        if perf.trade_count < self._trades_seen:  # the tracker was reset: count on from its start
             self._trades_seen = 0
         n = len(TRADE_DURATION_BOUNDS_S)
-        for t in trades[self._trades_seen:]:
+        for t in perf.trades_from(self._trades_seen):
             seconds = max(t.exit_ts - t.entry_ts, 0) / NS
             b = self._durations.get(t.strategy)
             if b is None:
@@ -188,7 +188,7 @@ class RunnerCollector(Collector):
                 i += 1
             b.counts[i] += 1
             b.total += seconds
-        self._trades_seen = len(trades)
+        self._trades_seen = perf.trade_count
         fam = HistogramMetricFamily("trading_trade_duration_seconds",
                                     "Closed round trips: exit fill time minus entry fill time.",
                                     labels=["strategy"])

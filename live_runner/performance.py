@@ -179,31 +179,10 @@ class StrategyStats:
     @classmethod
     def from_trades(cls, trades: Sequence[TradeRecord]) -> StrategyStats:
         """Compute the statistics of `trades` taken in closing order."""
-        gross_profit = sum((t.pnl for t in trades if t.pnl > 0), _ZERO)
-        gross_loss = -sum((t.pnl for t in trades if t.pnl < 0), _ZERO)
-        wins = sum(1 for t in trades if t.pnl > 0)
-        losses = sum(1 for t in trades if t.pnl < 0)
-        r_values = [Fraction(t.pnl) / Fraction(t.initial_risk)
-                    for t in trades if t.initial_risk > 0]
-        cumulative: list[Decimal] = []
-        running = _ZERO
+        acc = StatsAccumulator()
         for t in trades:
-            running += t.pnl
-            cumulative.append(running)
-        returns = [r for r in (t.trade_return for t in trades) if r is not None]
-        return cls(
-            trades=len(trades),
-            wins=wins,
-            losses=losses,
-            win_rate=wins / len(trades) if trades else 0.0,
-            gross_profit=gross_profit,
-            gross_loss=gross_loss,
-            profit_factor=_ratio(gross_profit, gross_loss) if gross_loss > 0 else None,
-            avg_r=float(sum(r_values, Fraction(0)) / len(r_values)) if r_values else None,
-            net_pnl=running,
-            max_drawdown=_max_drawdown(cumulative, _ZERO),
-            sharpe=_sharpe(returns),
-        )
+            acc.add(t)
+        return acc.stats()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -221,6 +200,68 @@ class StrategyStats:
         }
 
 
+class StatsAccumulator:
+    """`StrategyStats` kept up to date one trade at a time, so /status and /metrics cost O(1) in
+    the number of trades. Sums are exact (Decimal money, Fraction ratios and returns), so the
+    result equals the batch formulas bit for bit: the mean is `fsum / n` and the stdev the
+    correctly rounded root of the exact sample variance, as `statistics` computes them."""
+
+    __slots__ = ("trades", "wins", "losses", "gross_profit", "gross_loss", "r_sum", "r_count",
+                 "running", "peak", "worst", "ret_n", "ret_sum", "ret_sq", "_cached")
+
+    def __init__(self) -> None:
+        self.trades = self.wins = self.losses = self.r_count = self.ret_n = 0
+        self.gross_profit = self.gross_loss = self.running = self.peak = self.worst = _ZERO
+        self.r_sum = self.ret_sum = self.ret_sq = Fraction(0)
+        self._cached: StrategyStats | None = None
+
+    def add(self, t: TradeRecord) -> None:
+        self._cached = None
+        self.trades += 1
+        if t.pnl > 0:
+            self.wins += 1
+            self.gross_profit += t.pnl
+        elif t.pnl < 0:
+            self.losses += 1
+            self.gross_loss -= t.pnl
+        if t.initial_risk > 0:
+            self.r_sum += Fraction(t.pnl) / Fraction(t.initial_risk)
+            self.r_count += 1
+        self.running += t.pnl
+        if self.running > self.peak:
+            self.peak = self.running
+        elif self.peak - self.running > self.worst:
+            self.worst = self.peak - self.running
+        r = t.trade_return
+        if r is not None:
+            x = Fraction(r)
+            self.ret_n += 1
+            self.ret_sum += x
+            self.ret_sq += x * x
+
+    def _sharpe(self) -> float | None:
+        n = self.ret_n
+        if n < 2:
+            return None
+        ss = self.ret_sq - self.ret_sum * self.ret_sum / n
+        if ss == 0:
+            return None
+        var = ss / (n - 1)
+        std = statistics._float_sqrt_of_frac(var.numerator, var.denominator)  # type: ignore[attr-defined]
+        return (float(self.ret_sum) / n) / std
+
+    def stats(self) -> StrategyStats:
+        if self._cached is None:
+            self._cached = StrategyStats(
+                trades=self.trades, wins=self.wins, losses=self.losses,
+                win_rate=self.wins / self.trades if self.trades else 0.0,
+                gross_profit=self.gross_profit, gross_loss=self.gross_loss,
+                profit_factor=_ratio(self.gross_profit, self.gross_loss) if self.gross_loss > 0 else None,
+                avg_r=float(self.r_sum / self.r_count) if self.r_count else None,
+                net_pnl=self.running, max_drawdown=self.worst, sharpe=self._sharpe())
+        return self._cached
+
+
 class PerformanceTracker:
     """Session P&L bookkeeping: closed trades plus an equity curve of at most one mark a minute.
 
@@ -235,6 +276,8 @@ class PerformanceTracker:
         self._curve: list[tuple[int, Decimal]] = []
         self._realized = _ZERO
         self._commissions = _ZERO
+        self._overall = StatsAccumulator()
+        self._by_strategy: dict[str, StatsAccumulator] = {}
 
     @property
     def starting_equity(self) -> Decimal:
@@ -245,6 +288,11 @@ class PerformanceTracker:
         self._trades.append(t)
         self._realized += t.pnl
         self._commissions += t.commission
+        self._overall.add(t)
+        acc = self._by_strategy.get(t.strategy)
+        if acc is None:
+            acc = self._by_strategy[t.strategy] = StatsAccumulator()
+        acc.add(t)
 
     def mark_equity(self, ts: int, equity: Decimal) -> None:
         """Record equity at `ts` (UTC ns), replacing the last mark when in the same minute.
@@ -267,6 +315,14 @@ class PerformanceTracker:
         return list(self._trades)
 
     @property
+    def trade_count(self) -> int:
+        return len(self._trades)
+
+    def trades_from(self, start: int) -> list[TradeRecord]:
+        """The trades closed since the first `start` (for scrapers that count on incrementally)."""
+        return self._trades[start:]
+
+    @property
     def equity_curve(self) -> list[tuple[int, Decimal]]:
         return list(self._curve)
 
@@ -281,14 +337,11 @@ class PerformanceTracker:
 
     def stats_by_strategy(self) -> dict[str, StrategyStats]:
         """Per-strategy statistics, keyed in sorted order so reports are deterministic."""
-        grouped: dict[str, list[TradeRecord]] = {}
-        for t in self._trades:
-            grouped.setdefault(t.strategy, []).append(t)
-        return {name: StrategyStats.from_trades(grouped[name]) for name in sorted(grouped)}
+        return {name: self._by_strategy[name].stats() for name in sorted(self._by_strategy)}
 
     def overall_stats(self) -> StrategyStats:
         """All trades as one book (per-trade Sharpe, as for a strategy)."""
-        return StrategyStats.from_trades(self._trades)
+        return self._overall.stats()
 
     def account_max_drawdown(self) -> Decimal:
         """Largest peak-to-trough fall of the equity marks; the running peak starts at the
@@ -332,4 +385,6 @@ class PerformanceTracker:
         self._curve.clear()
         self._realized = _ZERO
         self._commissions = _ZERO
+        self._overall = StatsAccumulator()
+        self._by_strategy.clear()
         return summary

@@ -232,3 +232,36 @@ def test_max_drawdown_bounded_by_losses(values: list[Decimal]) -> None:
     s = StrategyStats.from_trades([_trade(v) for v in values])
     assert 0 <= s.max_drawdown <= s.gross_loss
     assert s.net_pnl == sum(values, D(0))
+
+
+@given(st.lists(st.tuples(st.integers(100, 5000), st.integers(-300, 300), st.integers(1, 900),
+                          st.sampled_from(["gap_and_go", "vwap_reclaim"]), st.booleans()), max_size=40))
+def test_incremental_statistics_equal_the_batch_formulas(rows: list[tuple[int, int, int, str, bool]]) -> None:
+    """/status reads statistics kept one trade at a time: they must equal the textbook batch
+    formulas (statistics.fmean / stdev, a running-peak drawdown) exactly, not approximately."""
+    import statistics
+
+    tracker = PerformanceTracker(Decimal("100000"))
+    for i, (entry_cents, move_cents, qty, strategy, has_stop) in enumerate(rows):
+        entry = entry_cents / 100
+        tracker.record_trade(TradeRecord.from_prices(
+            symbol="A", strategy=strategy, qty=qty, entry_ts=i, entry_price=entry, exit_ts=i + 1,
+            exit_price=(entry_cents + move_cents) / 100, exit_reason="stop",
+            entry_commission=Decimal("0.35"), exit_commission=Decimal("0.35"),
+            stop=(entry_cents - 25) / 100 if has_stop else None))
+    for name, stats in [("all", tracker.overall_stats()), *tracker.stats_by_strategy().items()]:
+        trades = [t for t in tracker.trades if name in ("all", t.strategy)]
+        returns = [t.trade_return for t in trades if t.trade_return is not None]
+        expected = None
+        if len(returns) >= 2 and statistics.stdev(returns) != 0:
+            expected = statistics.fmean(returns) / statistics.stdev(returns)
+        assert stats.sharpe == expected
+        peak, worst, running = Decimal(0), Decimal(0), Decimal(0)
+        for t in trades:
+            running += t.pnl
+            peak = max(peak, running)
+            worst = max(worst, peak - running)
+        assert (stats.max_drawdown, stats.net_pnl, stats.trades) == (worst, running, len(trades))
+        assert stats.wins == sum(t.pnl > 0 for t in trades) and stats.losses == sum(t.pnl < 0 for t in trades)
+        rs = [Fraction(t.pnl) / Fraction(t.initial_risk) for t in trades if t.initial_risk > 0]
+        assert stats.avg_r == (float(sum(rs, Fraction(0)) / len(rs)) if rs else None)
