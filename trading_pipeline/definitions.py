@@ -15,6 +15,7 @@ their values; a secret that is not set is simply absent (e.g. no webhook sink).
     TRADING_MARKET_CLOCK_NOW  a fixed ISO instant for the sensors (drills, tests)
     TRADING_LIVE_MAX_RELAUNCHES / TRADING_LIVE_RELAUNCH_BACKOFF_S  failed live session relaunches
     TRADING_SENSOR_INTERVAL_S  market_open_sensor's evaluation interval (30 s)
+    TRADING_LIVE_LOST_AFTER_S  a started session without a lease heartbeat this long is failed (90 s)
 """
 
 
@@ -70,7 +71,8 @@ def build_resources() -> dict[str, object]:
         "market_clock": MarketClockResource(now_iso=os.environ.get("TRADING_MARKET_CLOCK_NOW") or None),
         "relaunch_policy": RelaunchPolicyResource(
             max_relaunches=int(_env("TRADING_LIVE_MAX_RELAUNCHES", "3")),
-            backoff_s=float(_env("TRADING_LIVE_RELAUNCH_BACKOFF_S", "30"))),
+            backoff_s=float(_env("TRADING_LIVE_RELAUNCH_BACKOFF_S", "30")),
+            lost_after_s=float(_env("TRADING_LIVE_LOST_AFTER_S", "90"))),
         "pipes_subprocess_client": dg.PipesSubprocessClient(
             termination_timeout_seconds=float(_env("TRADING_RUNNER_TERMINATION_TIMEOUT", "30"))),
     }

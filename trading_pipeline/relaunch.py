@@ -33,6 +33,9 @@ class RelaunchPolicyResource(dg.ConfigurableResource):
     max_relaunches: int = Field(default=3, ge=0)
     backoff_s: float = Field(default=30.0, ge=0)
     backoff_max_s: float = Field(default=600.0, ge=0)
+    lost_after_s: float = Field(default=90.0, gt=0, description=(
+        "A STARTED live session whose runner has not renewed its account lease for this long "
+        "(the lease ttl is 10 s) has lost its run worker: it is marked failed and relaunched."))
 
     def delay(self, relaunches: int) -> timedelta:
         return timedelta(seconds=min(self.backoff_s * 2 ** relaunches, self.backoff_max_s))

@@ -11,7 +11,8 @@ trading_pipeline/relaunch.py.
 
 import os
 import warnings
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import dagster as dg
 from dagster._core.storage.tags import SENSOR_NAME_TAG
@@ -20,7 +21,8 @@ from trading_pipeline.live_session import live_session
 from trading_pipeline.market_assets import premarket_universe
 from trading_pipeline.partitions import is_session, ns_to_ny, session_times
 from trading_pipeline.relaunch import RelaunchCursor, RelaunchPolicyResource, decide
-from trading_pipeline.resources import AlertsResource, MarketClockResource
+from trading_pipeline.resources import AlertsResource, MarketClockResource, TradingStoreResource
+from trading_pipeline.run_liveness import last_heartbeat, lost_reason
 
 # run_failure_sensor passes its (beta) `owners` parameter itself, even when unused.
 warnings.filterwarnings("ignore", message=r"Parameter `owners` of initializer `SensorDefinition")
@@ -37,7 +39,8 @@ IN_PROGRESS = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.QUEUED,
            description="One live_session per session, once the universe is ready and the open near; "
                        "a failed one relaunched (bounded) until the close.")
 def market_open_sensor(context: dg.SensorEvaluationContext, market_clock: MarketClockResource,
-                       alerts: AlertsResource, relaunch_policy: RelaunchPolicyResource):
+                       alerts: AlertsResource, relaunch_policy: RelaunchPolicyResource,
+                       store: TradingStoreResource):
     now = market_clock.now()
     day = now.date()
     key = day.isoformat()
@@ -53,10 +56,19 @@ def market_open_sensor(context: dg.SensorEvaluationContext, market_clock: Market
         dg.AssetRecordsFilter(asset_key=premarket_universe.key, asset_partitions=[key]), limit=1)
     if not records.records:
         return dg.SkipReason(f"waiting for premarket_universe {key}")
-    running = context.instance.get_runs(
+    running = context.instance.get_run_records(
         dg.RunsFilter(job_name=live_session.name, statuses=IN_PROGRESS), limit=1)
     if running:
-        return dg.SkipReason(f"live session run {running[0].run_id} is still in progress")
+        record = running[0]
+        lost = _lost(record, store, relaunch_policy, day)
+        if lost is None:
+            return dg.SkipReason(f"live session run {record.dagster_run.run_id} is still in progress")
+        # Its run worker is gone (see run_liveness.py): fail it; the relaunch logic below takes over.
+        run = record.dagster_run
+        context.instance.report_run_failed(run, f"the live session's runner is gone: {lost}")
+        alerts.send(f"live_session_lost:{key}", "critical",
+                    f"live session {key} run {run.run_id} marked failed: {lost}", session=key)
+        context.log.warning("marked run %s failed: %s", run.run_id, lost)
     # Only this sensor's runs of the day: a manual run (a replay, a drill) decides nothing here.
     runs = context.instance.get_runs(dg.RunsFilter(
         job_name=live_session.name, tags={"dagster/partition": key, SENSOR_NAME_TAG: "market_open_sensor"}))
@@ -69,6 +81,16 @@ def market_open_sensor(context: dg.SensorEvaluationContext, market_clock: Market
     if decision.request is None:
         return dg.SkipReason(decision.reason)
     return decision.request
+
+
+def _lost(record: Any, store: TradingStoreResource, policy: RelaunchPolicyResource,
+          day: Any) -> str | None:
+    """Why a started live session has no runner any more (None: it may well have one)."""
+    if record.dagster_run.status != dg.DagsterRunStatus.STARTED or record.start_time is None:
+        return None
+    started = datetime.fromtimestamp(record.start_time, timezone.utc)
+    return lost_reason(started, last_heartbeat(store, day), datetime.now(timezone.utc),
+                       policy.lost_after_s)
 
 
 @dg.run_failure_sensor(name="run_failure_alerts", default_status=dg.DefaultSensorStatus.RUNNING,

@@ -1,6 +1,7 @@
 """Self-healing under a real `dagster-daemon`: the market_open_sensor launches the day's paced live
 session, the runner subprocess is killed with SIGKILL at random moments (twice), the sensor
-relaunches the session (`<date>-retry-<n>`) on the same journal, and the day ends with the same
+relaunches the session (`<date>-retry-<n>`) on the same journal (the second time the run worker and
+its code server are killed too, so only the lease's stale heartbeat tells the run is lost), and the day ends with the same
 trades and P&L as an uninterrupted replay of the same feed, no client order id journaled twice.
 
 The sensor's market clock is fixed inside the trading day (TRADING_MARKET_CLOCK_NOW) and the
@@ -54,6 +55,11 @@ def test_a_killed_live_session_is_relaunched_and_ends_the_day_as_an_uninterrupte
                 wait_for(lambda: journal.exists(), 60, "the journal")
                 delay = rng.uniform(1.0, 12.0)
                 _sleep(delay)
+                if kill == 1:
+                    # The second time the whole run worker goes with its runner, and the code server
+                    # that spawned it (a host or pod lost): nothing reports the run failed, it stays
+                    # STARTED; the sensor must tell from the lease that no runner is left.
+                    pids = sorted(set(pids) | {a for p in pids for a in _ancestors(p, 2)})
                 for pid in pids:
                     os.kill(pid, signal.SIGKILL)
                 wait_for(lambda: len([r for r in runs_of_the_day(site) if r.status == dg.DagsterRunStatus.FAILURE]) > kill,
@@ -68,6 +74,7 @@ def test_a_killed_live_session_is_relaunched_and_ends_the_day_as_an_uninterrupte
     assert [r.status for r in runs] == [dg.DagsterRunStatus.FAILURE] * 2 + [dg.DagsterRunStatus.SUCCESS]
     assert runs[1].tags[RELAUNCH_OF_TAG] == runs[0].run_id and runs[2].tags[RELAUNCH_OF_TAG] == runs[1].run_id
     assert "relaunching (1 of 3" in daemon.output() and "relaunching (2 of 3" in daemon.output()
+    assert "live_session_lost" in daemon.output() and "its run worker is gone" in daemon.output()
     summary = json.loads((tmp_path / "pipeline" / "sessions" / DAY / "summary.json").read_text())
     uninterrupted = _replay(tmp_path)
     assert summary["trades"] == uninterrupted["trades"] and summary["trades"]
@@ -81,6 +88,16 @@ def test_a_killed_live_session_is_relaunched_and_ends_the_day_as_an_uninterrupte
     assert orders and not [k for k, n in Counter(orders).items() if n > 1]  # no client id twice
     assert tuple(lease) == (3, True)  # three runners, one after the other
     assert not processes_matching(str(tmp_path)), describe(processes_matching(str(tmp_path)))
+
+
+def _ancestors(pid: int, n: int) -> list[int]:
+    """The runner's parent (the run worker) and grandparent (the code server that spawned it)."""
+    out = []
+    for _ in range(n):
+        with open(f"/proc/{pid}/stat") as f:
+            pid = int(f.read().rsplit(")", 1)[1].split()[1])
+        out.append(pid)
+    return out
 
 
 def _sleep(seconds: float) -> None:
