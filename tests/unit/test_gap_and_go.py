@@ -231,15 +231,18 @@ def test_break_on_the_last_bar_before_entry_end_trades() -> None:
 # --- config: slippage and commissions ---------------------------------------------------------
 
 def test_slippage_moves_market_fills_against_the_trader() -> None:
-    """10 bps: the entry buys at 11.25 * 1.001 -> 11.26, the EOD sell at 11.60 * 0.999 -> 11.59."""
+    """10 bps: the entry buys at 11.25 * 1.001 = 11.26125 and the EOD sell at 11.60 * 0.999 =
+    11.5884, exact and not rounded (both inside their bars)."""
     s = gapper()
     s.flat("GAPR", "09:33", "15:55", 11.50, 20_000)
     s.bar("GAPR", "15:56", 11.60, 11.65, 11.55, 11.60, 20_000)
     node, summary = s.run(paper={"slippage_bps": 10}, **GG)
     t = one_trade(summary)
-    assert (t["entry_price"], t["exit_price"], t["exit_reason"]) == (11.26, 11.59, "eod")
-    assert order_of(node, "target").request.limit_price == 11.98  # 11.26 + 2 * 0.36
-    assert Decimal(t["pnl"]) == Decimal("576.55")  # 0.33 * 1785 - 12.50
+    assert (t["entry_price"], t["exit_price"], t["exit_reason"]) == (11.2613, 11.5884, "eod")
+    # target 11.26125 + 2 * 0.36125 = 11.98375 -> the tick 11.98
+    assert order_of(node, "target").request.limit_price == 11.98
+    # 1785 * (11.5884 - 11.26125) - 12.50
+    assert Decimal(t["pnl"]) == Decimal("571.46275")
 
 
 def test_slippage_does_not_touch_limit_fills() -> None:
@@ -247,8 +250,8 @@ def test_slippage_does_not_touch_limit_fills() -> None:
     s.bar("GAPR", "09:33", 11.4, 12.0, 11.35, 11.9, 40_000)
     _, summary = s.run(paper={"slippage_bps": 10}, **GG)
     t = one_trade(summary)
-    assert (t["entry_price"], t["exit_price"], t["exit_reason"]) == (11.26, 11.98, "target")
-    assert Decimal(t["pnl"]) == Decimal("1272.70")  # 0.72 * 1785 - 12.50
+    assert (t["entry_price"], t["exit_price"], t["exit_reason"]) == (11.2613, 11.98, "target")
+    assert Decimal(t["pnl"]) == Decimal("1270.46875")  # 1785 * (11.98 - 11.26125) - 12.50
 
 
 def test_commission_minimum_and_per_share_from_config() -> None:
