@@ -46,8 +46,13 @@ def round_to_tick_dec(price: Decimal) -> Decimal:
 
 def round_to_tick(price: float) -> float:
     """`round_to_tick_dec` of the decimal a float price stands for (its shortest repr): binary
-    `round(4.795, 2)` would give 4.79, since 4.795 is stored as 4.79499999..."""
-    return float(round_to_tick_dec(Decimal(repr(price))))
+    `round(4.795, 2)` would give 4.79, since 4.795 is stored as 4.79499999... Integers in 1e-8
+    dollars when the price has at most eight decimals (the signal path), else Decimal."""
+    n = round(price * 1e8)
+    if n / 1e8 != price or n >= 1 << 53:  # more than eight decimals (or huge): the slow way
+        return float(round_to_tick_dec(Decimal(repr(price))))
+    tick = 1_000_000 if n >= 100_000_000 else 10_000
+    return (n + tick // 2) // tick * tick / 1e8
 
 
 def target_price(avg_entry: Decimal, stop: float, target_r: float) -> float:

@@ -135,14 +135,14 @@ class OrderManager(ExitsMixin):
         stop = round_to_tick(signal.stop)
         qty = 0
         if close > stop > 0:
-            # Exact integer arithmetic in 1/10,000 of a dollar (every price and amount here has at
-            # most four decimals): in floats, 1000 / (1.02 - 0.94) floors to 12499, not 12500, and
-            # Decimal costs microseconds on the hot path.
-            e4 = self.portfolio.equity_units()
-            c4, s4 = round(close * 10_000), round(stop * 10_000)
+            # Exact integer arithmetic in 1e-8 dollars (live_runner.exact; sub-penny closes
+            # included): in floats, 1000 / (1.02 - 0.94) floors to 12499, not 12500, and Decimal
+            # costs microseconds on the hot path.
+            e8 = self.portfolio.equity_units()
+            c8, s8 = round(close * 1e8), round(stop * 1e8)
             rn, rd = self._risk_ratio
             sn, sd = self._size_ratio
-            qty = min((e4 * rn) // (rd * (c4 - s4)), (e4 * sn) // (sd * c4)) if c4 > s4 else 0
+            qty = min((e8 * rn) // (rd * (c8 - s8)), (e8 * sn) // (sd * c8)) if c8 > s8 else 0
         strategy, symbol = signal.strategy, signal.symbol
         req = OrderRequest(
             self.next_id(strategy, symbol), strategy, symbol, _BUY, max(qty, 0), _MARKET, _ENTRY,

@@ -325,3 +325,44 @@ def test_end_session_ignores_the_participation_cap() -> None:
     b.submit(req("MKT", Side.SELL, 500))
     b.client.end_session(t("16:00"))
     assert b.fills_of("MKT") == [(500, 10.0, t("16:00"))]
+
+
+# --- ticks and commissions, exact ------------------------------------------------------------
+
+@pytest.mark.parametrize("price, tick", [
+    (4.795, 4.80), (8.175, 8.18), (4.7913, 4.79), (1.005, 1.01), (10.004999, 10.00),
+    (0.99995, 1.00), (0.99994, 0.9999), (0.12345, 0.1235), (0.00005, 0.0001),
+    (4.7949999999, 4.79),  # more than eight decimals: still the exact decimal
+])
+def test_prices_sent_round_half_up_to_a_valid_tick(price: float, tick: float) -> None:
+    """Cents from $1, $0.0001 below, half up on the decimal the float stands for (binary
+    round(4.795, 2) is 4.79 and round(8.175, 2) is 8.18: the issue's inconsistency)."""
+    from live_runner.money import round_to_tick
+
+    assert round_to_tick(price) == tick
+
+
+def test_target_is_exact_and_on_a_tick() -> None:
+    """Entry 10.005 (a sub-penny fill), stop 9.80, 2R: 10.005 + 2 * 0.205 = 10.415 -> 10.42
+    (binary floats give 10.414999... -> 10.41)."""
+    from live_runner.money import target_price
+
+    assert target_price(Decimal("10.005"), 9.80, 2.0) == 10.42
+    assert target_price(Decimal("0.5"), 0.45, 2.0) == 0.6
+
+
+def test_commission_rounds_half_up_per_order() -> None:
+    """1790 * 0.0035 = 6.265 -> 6.27 (half up, never half even); an order filled in parts pays
+    the rounding of its running total, not of each part."""
+    from live_runner.money import commission
+
+    per_share, minimum = Decimal("0.0035"), Decimal("0.35")
+    assert commission(1790, per_share, minimum) == Decimal("6.27")
+    assert commission(50, per_share, minimum) == Decimal("0.35")
+    b = Broker(max_participation=0.01).bar("09:30", 10.0, 10.0, 10.0, 10.0)
+    b.submit(req("P", Side.BUY, 1790))
+    for minute in range(31, 40):
+        b.bar(f"09:{minute}", 10.0, 10.0, 10.0, 10.0, v=30_000)  # 300 shares a bar
+    fills = [f for f in b.fills if f.client_order_id == "P"]
+    assert sum(f.qty for f in fills) == 1790
+    assert sum((f.commission for f in fills), Decimal(0)) == Decimal("6.27")
