@@ -268,3 +268,18 @@ def test_vwap_reclaim_entry_window_first_and_last_minute(start: int, length: int
             r.bar(minute(i), 1900, 1000)
         r.bar(minute(trigger), 2500, 10_000)
         assert bool(r.signals) is expected, (params, minute(trigger))
+
+
+def test_infinite_prices_and_volumes_are_rejected_bars() -> None:
+    """The decisions work in exact integers, which have no infinity: such a bar is rejected (NAN)
+    by the DataManager, counted, and the run goes on."""
+    from live_runner.data_manager import DataManager
+
+    got: list[Bar] = []
+    dm = DataManager(MarketCalendar(), got.append, lambda previous, session: None)
+    t = et_ns(DAY, "10:00")
+    inf = float("inf")
+    dm.on_bar(Bar("A", t, 1.0, inf, 1.0, 1.0, 1.0))
+    dm.on_bar(Bar("B", t, 1.0, 1.0, 1.0, 1.0, inf))
+    dm.on_bar(Bar("C", t, 1.0, 1.0, 1.0, 1.0, 1.0))
+    assert [b.symbol for b in got] == ["C"] and dict(dm.rejected) == {"NAN": 2}
