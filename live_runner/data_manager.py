@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from live_runner.calendar import MarketCalendar, SessionTimes
 
 log = logging.getLogger("live_runner.data")
+_INF = math.inf
 
 NAN = "NAN"
 NON_POSITIVE_PRICE = "NON_POSITIVE_PRICE"
@@ -73,7 +74,9 @@ class DataManager:
         self.bar_start_ns = _perf_ns()
         ts = bar.ts
         low = bar.low
-        if not (0.0 < low <= bar.open <= bar.high and low <= bar.close <= bar.high and bar.volume >= 0.0):
+        high = bar.high
+        # (infinite prices or volumes are refused too: the strategies decide in exact integers)
+        if not (0.0 < low <= bar.open <= high < _INF and low <= bar.close <= high and 0.0 <= bar.volume < _INF):
             self._reject(bar, classify(bar))
             return
         if ts < self._max_ts:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from live_runner.exact import PRICE_SCALE, PRICE_SCALE_F
 from live_runner.models import Fill, Position, Side
 from live_runner.money import ZERO, dec
 
 
-UNITS = 10_000  # integer money units for the hot path: 1/10,000 of a dollar
+UNITS = PRICE_SCALE  # integer money units for the hot path: 1e-8 dollars (live_runner.exact)
 
 
 class Portfolio:
@@ -34,7 +35,9 @@ class Portfolio:
         every change (never accumulated), so the hot path reads them without Decimal arithmetic."""
         self._cash = value
         self.cash_f = float(value)
-        self.cash_units = int(value * UNITS)  # exact: amounts have at most four decimals
+        # exact for amounts with up to eight decimals (prices of up to eight times whole shares,
+        # commissions in cents); finer digits are truncated
+        self.cash_units = int(value * UNITS)
 
     @property
     def sod_equity(self) -> Decimal:
@@ -108,10 +111,10 @@ class Portfolio:
         return total + value
 
     def equity_units(self) -> int:
-        """Equity in exact integer units of $0.0001 (for sizing without Decimal)."""
+        """Equity in exact integer units of $1e-8 (for sizing without Decimal)."""
         total = self.cash_units
         for p in self.positions.values():
-            total += p.qty * round(p.last_price * UNITS)
+            total += p.qty * round(p.last_price * PRICE_SCALE_F)
         return total
 
     def equity_decimal(self) -> Decimal:

@@ -2,7 +2,8 @@
 Markdown (Dagster metadata), PNG and one self-contained HTML file.
 
 Statistics are live_runner.performance's (the same code the runner reports with), so the report
-and the runner never disagree on what a win rate or a drawdown is.
+and the runner never disagree on what a win rate or a drawdown is. Every P&L in it (realized, per
+trade, per strategy) is net of commissions, as in the runner's --json.
 """
 
 from __future__ import annotations
@@ -40,10 +41,16 @@ def stats_rows(records: list[TradeRecord]) -> list[dict[str, str]]:
 
 def trade_rows(records: list[TradeRecord]) -> list[dict[str, str]]:
     return [{"symbol": r.symbol, "strategy": r.strategy, "qty": str(r.qty),
-             "entry (ET)": ns_to_ny(r.entry_ts).strftime("%H:%M"), "entry": f"{r.entry_price:.2f}",
-             "exit (ET)": ns_to_ny(r.exit_ts).strftime("%H:%M"), "exit": f"{r.exit_price:.2f}",
-             "reason": r.exit_reason, "R": _fmt(r.r_multiple), "P&L": f"{r.pnl:.2f}"}
+             "entry (ET)": ns_to_ny(r.entry_ts).strftime("%H:%M"), "entry": _price(r.entry_price),
+             "exit (ET)": ns_to_ny(r.exit_ts).strftime("%H:%M"), "exit": _price(r.exit_price),
+             "reason": r.exit_reason, "R": _fmt(r.r_multiple), "net P&L": f"{r.pnl:.2f}"}
             for r in records]
+
+
+def _price(p: float) -> str:
+    """A fill price as traded: cents, or the sub-penny print itself (4.795 stays 4.795)."""
+    text = repr(p)
+    return f"{p:.2f}" if "." not in text or len(text.split(".")[1]) <= 2 else text
 
 
 def markdown(rows: list[dict[str, str]]) -> str:
@@ -108,7 +115,8 @@ def build(snap: dict[str, Any], records: list[TradeRecord], out_dir: Path) -> di
     positions = snap["positions"]
     status = ("no live session ran" if not snap["ran"] else
               "session closed" if snap["ended"] else "session NOT closed (stopped early)")
-    head = (f"**{day}**: realized P&L **{snap['realized_pnl']}** (commissions {snap['commissions']}), "
+    head = (f"**{day}**: realized P&L **{snap['realized_pnl']}** (net of commissions "
+            f"{snap['commissions']}), "
             f"{len(records)} trades, {status}"
             + (f", open positions {positions}" if positions else ""))
     md = "\n\n".join([head, "### Per strategy", markdown(stats), "### Trades", markdown(trades)])

@@ -204,3 +204,67 @@ def test_invalid_config_is_refused_naming_the_key(data: dict[str, Path], tmp_pat
         assert text in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
     assert events_in(url) == 0
+
+
+# --- calendar range and previous closes ----------------------------------------------------------
+
+def _gap_csv(path: Path, day: str, prev_day: str, skip: str | None = None) -> Path:
+    """gap_and_go's reference trade (tests/kit/sessions.gapper: 1785 shares, 11.25 -> 11.95 target)
+    on `day`, GAPR's previous close 10.00 on `prev_day`; OTHR trades on `skip` (a session GAPR
+    skips, scanner style)."""
+    from tests.kit.sessions import gapper
+
+    s = gapper(day=day, prev_day=prev_day)
+    if skip:
+        s.bar("OTHR", "10:00", 5.0, 5.0, 5.0, 5.0, 1_000, day=skip)
+    from live_runner.clock import format_ns
+
+    lines = ["symbol,timestamp,open,high,low,close,volume"] + [
+        f"{b.symbol},{format_ns(b.ts)},{b.open},{b.high},{b.low},{b.close},{int(b.volume)}"
+        for b in s.sorted_bars()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_sessions_before_2015_replay(tmp_path: Path) -> None:
+    """2013-10-04 (the issue's crash): replays like any other day, same trade."""
+    s = ok(replay(_gap_csv(tmp_path / "2013.csv", "2013-10-04", "2013-10-03"),
+                  f"sqlite:///{tmp_path / 'j.db'}"))
+    [t] = s["trades"]
+    assert (t["entry_time"], t["qty"], t["entry_price"], t["exit_price"], t["exit_reason"]) == (
+        "2013-10-04T13:32:00Z", 1785, 11.25, 11.95, "target")
+    assert Decimal(t["pnl"]) == Decimal("1237.00") and s["prev_close_missing"] == 0
+
+
+def test_a_date_the_calendar_cannot_place_is_a_clean_error(tmp_path: Path) -> None:
+    """exchange_calendars (pandas) cannot build sessions around 2262-04-10: exit 2, the date
+    named, no traceback, no journal file."""
+    path = tmp_path / "far.csv"
+    path.write_text("symbol,timestamp,open,high,low,close,volume\n"
+                    "AAA,2262-04-10T14:00:00Z,10.0,10.0,10.0,10.0,1000\n")
+    journal = tmp_path / "journal.db"
+    proc = replay(path, f"sqlite:///{journal}")
+    assert proc.returncode == 2, proc.stderr
+    assert "2262-04-10" in proc.stderr and str(path) in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert not journal.exists()
+
+
+def test_prev_close_only_from_the_previous_session(tmp_path: Path) -> None:
+    """GAPR skips Thu 2024-03-14: its Wed close is not used (counted in --json); the provider's
+    daily close of Thu (--daily-bars) is."""
+    bars = _gap_csv(tmp_path / "scan.csv", "2024-03-15", "2024-03-13", skip="2024-03-14")
+    s = ok(replay(bars, f"sqlite:///{tmp_path / 'a.db'}"))
+    assert s["trades"] == [] and s["signals"] == 0
+    assert s["prev_close_missing"] == 1
+    assert [d["prev_close_missing"] for d in s["sessions"]] == [0, 0, 1]
+    daily = tmp_path / "daily.csv"
+    daily.write_text("symbol,session,close\nGAPR,2024-03-14,10.00\nGAPR,2024-03-13,9.00\n")
+    s = ok(replay(bars, f"sqlite:///{tmp_path / 'b.db'}", "--daily-bars", str(daily)))
+    [t] = s["trades"]
+    assert (t["qty"], t["exit_reason"], Decimal(t["pnl"])) == (1785, "target", Decimal("1237.00"))
+    assert s["prev_close_missing"] == 0
+    daily.write_text("symbol,session,close\nGAPR,2024-03-14,-1\n")
+    proc = replay(bars, f"sqlite:///{tmp_path / 'c.db'}", "--daily-bars", str(daily))
+    assert proc.returncode == 2 and "row 1" in proc.stderr and "'close'" in proc.stderr, proc.stderr
+    assert not (tmp_path / "c.db").exists()

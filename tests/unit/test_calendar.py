@@ -232,3 +232,30 @@ def test_out_of_range_and_bad_input(cal: MarketCalendar) -> None:
         MarketCalendar(afterhours_end="8pm")
     with pytest.raises(ValueError):
         MarketCalendar(start=date(2024, 2, 1), end=date(2024, 1, 1))
+
+
+def test_covering_widens_to_the_data_in_whole_years() -> None:
+    """A replay's calendar covers its file: the default range for 2015-2030 data (one cache key),
+    whole years around older or later dates, so every session exchange_calendars knows replays."""
+    from live_runner.calendar import DEFAULT_END, DEFAULT_START
+
+    inside = MarketCalendar.covering(date(2024, 3, 1), date(2024, 3, 8))
+    assert (inside.start, inside.end) == (DEFAULT_START, DEFAULT_END)
+    old = MarketCalendar.covering(date(2013, 10, 4), date(2024, 3, 8))
+    assert (old.start, old.end) == (date(2013, 1, 1), DEFAULT_END)
+    st = old.session(date(2013, 10, 4))
+    assert (st.open, st.close) == (ts("2013-10-04T13:30:00Z"), ts("2013-10-04T20:00:00Z"))
+    assert st.prev_date == date(2013, 10, 3)
+    late = MarketCalendar.covering(date(2024, 1, 2), date(2031, 1, 2))
+    assert late.end == date(2031, 12, 31) and late.is_session(date(2031, 1, 2))
+
+
+def test_out_of_range_is_a_calendar_range_error_naming_the_date(cal: MarketCalendar) -> None:
+    from live_runner.calendar import CalendarRangeError
+
+    with pytest.raises(CalendarRangeError, match="2014-12-31") as info:
+        cal.session(date(2014, 12, 31))
+    assert info.value.date == date(2014, 12, 31) and isinstance(info.value, ValueError)
+    with pytest.raises(CalendarRangeError, match="2262-04-10") as info:
+        MarketCalendar.covering(date(2024, 1, 2), date(2262, 4, 10))
+    assert info.value.date == date(2262, 4, 10)

@@ -79,11 +79,48 @@ def test_slippage_is_against_the_trader() -> None:
     assert b.fills_of("SELL") == [(100, 49.95, t("09:31"))]  # down 10 bps
 
 
-def test_slippage_rounds_to_the_tick() -> None:
+def test_slippage_is_exact_and_not_rounded() -> None:
     b = Broker(slippage_bps=5).bar("09:30", 11.25, 11.25, 11.25, 11.25)
     b.submit(req("BUY", Side.BUY, 10))
     b.bar("09:31", 11.25, 11.3, 11.2, 11.25)
-    assert b.fills_of("BUY")[0][1] == 11.26  # 11.2556 -> 11.26
+    assert b.fills_of("BUY")[0][1] == 11.255625  # 11.25 * 1.0005, a price inside the bar
+
+
+def test_market_fill_is_the_traded_open_not_rounded() -> None:
+    """The issue's SLRX bar: open 4.795, low 4.7913. Rounding the open to the cent (4.79, or 4.80)
+    would sell outside the bar; the fill is the open itself."""
+    b = Broker().bar("12:20", 4.8, 4.81, 4.79, 4.8)
+    b.submit(req("SELL", Side.SELL, 100))
+    b.bar("12:21", 4.795, 4.80, 4.7913, 4.7950)
+    assert b.fills_of("SELL")[0][1] == 4.795
+    b.submit(req("BUY", Side.BUY, 100))
+    b.bar("12:22", 8.175, 8.18, 8.17, 8.175)
+    assert b.fills_of("BUY")[0][1] == 8.175
+
+
+@pytest.mark.parametrize("side, bar_args, expected", [
+    # 100 bps on a buy at 10.00 would be 10.10, above the bar's high 10.02: the high.
+    (Side.BUY, ("09:31", 10.0, 10.02, 9.95, 10.0), 10.02),
+    # 100 bps on a sell at 10.00 would be 9.90, below the bar's low 9.97: the low.
+    (Side.SELL, ("09:31", 10.0, 10.05, 9.97, 10.0), 9.97),
+])
+def test_slippage_never_leaves_the_bar(side: Side, bar_args: tuple, expected: float) -> None:
+    b = Broker(slippage_bps=100).bar("09:30", 10.0, 10.0, 10.0, 10.0)
+    b.submit(req("M", side, 10))
+    b.bar(*bar_args)
+    assert b.fills_of("M")[0][1] == expected
+
+
+def test_session_end_fill_with_slippage_stays_in_the_last_bar() -> None:
+    """A market order left at the session end fills at the last bar's close, slipped, clamped."""
+    b = Broker(slippage_bps=100).bar("15:59", 10.0, 10.03, 9.99, 10.01)
+    b.submit(req("EOD", Side.SELL, 10))
+    b.client.end_session(t("16:00"))
+    assert b.fills_of("EOD") == [(10, 9.99, t("16:00"))]  # 10.01 * 0.99 = 9.9099 < low 9.99
+    b = Broker(slippage_bps=10).bar("15:59", 10.0, 10.03, 9.99, 10.01)
+    b.submit(req("EOD", Side.SELL, 10))
+    b.client.end_session(t("16:00"))
+    assert b.fills_of("EOD") == [(10, 9.99999, t("16:00"))]  # 10.01 * 0.999, inside the bar
 
 
 def test_orders_act_only_from_the_bar_after_placement() -> None:
@@ -288,3 +325,44 @@ def test_end_session_ignores_the_participation_cap() -> None:
     b.submit(req("MKT", Side.SELL, 500))
     b.client.end_session(t("16:00"))
     assert b.fills_of("MKT") == [(500, 10.0, t("16:00"))]
+
+
+# --- ticks and commissions, exact ------------------------------------------------------------
+
+@pytest.mark.parametrize("price, tick", [
+    (4.795, 4.80), (8.175, 8.18), (4.7913, 4.79), (1.005, 1.01), (10.004999, 10.00),
+    (0.99995, 1.00), (0.99994, 0.9999), (0.12345, 0.1235), (0.00005, 0.0001),
+    (4.7949999999, 4.79),  # more than eight decimals: still the exact decimal
+])
+def test_prices_sent_round_half_up_to_a_valid_tick(price: float, tick: float) -> None:
+    """Cents from $1, $0.0001 below, half up on the decimal the float stands for (binary
+    round(4.795, 2) is 4.79 and round(8.175, 2) is 8.18: the issue's inconsistency)."""
+    from live_runner.money import round_to_tick
+
+    assert round_to_tick(price) == tick
+
+
+def test_target_is_exact_and_on_a_tick() -> None:
+    """Entry 10.005 (a sub-penny fill), stop 9.80, 2R: 10.005 + 2 * 0.205 = 10.415 -> 10.42
+    (binary floats give 10.414999... -> 10.41)."""
+    from live_runner.money import target_price
+
+    assert target_price(Decimal("10.005"), 9.80, 2.0) == 10.42
+    assert target_price(Decimal("0.5"), 0.45, 2.0) == 0.6
+
+
+def test_commission_rounds_half_up_per_order() -> None:
+    """1790 * 0.0035 = 6.265 -> 6.27 (half up, never half even); an order filled in parts pays
+    the rounding of its running total, not of each part."""
+    from live_runner.money import commission
+
+    per_share, minimum = Decimal("0.0035"), Decimal("0.35")
+    assert commission(1790, per_share, minimum) == Decimal("6.27")
+    assert commission(50, per_share, minimum) == Decimal("0.35")
+    b = Broker(max_participation=0.01).bar("09:30", 10.0, 10.0, 10.0, 10.0)
+    b.submit(req("P", Side.BUY, 1790))
+    for minute in range(31, 40):
+        b.bar(f"09:{minute}", 10.0, 10.0, 10.0, 10.0, v=30_000)  # 300 shares a bar
+    fills = [f for f in b.fills if f.client_order_id == "P"]
+    assert sum(f.qty for f in fills) == 1790
+    assert sum((f.commission for f in fills), Decimal(0)) == Decimal("6.27")

@@ -105,3 +105,41 @@ def test_scan_of_a_sample_session_is_the_runners_own_universe(tmp_path):
     ranked = scan(closes, premarket_stats(read_bars(feed), s.premarket_open, s.open), GapAndGoConfig())
     assert len(runner_universe) > 3
     assert sorted(ranked["symbol"]) == runner_universe
+
+
+def test_scan_and_runner_agree_on_the_boundary_symbols(tmp_path):
+    """Symbols exactly on each threshold (and one tick or share short), as bars: the Dagster scan
+    (premarket_stats + scan) and a replay's own universe pick the same ones, the exact ones."""
+    from live_runner.clock import format_ns
+    from live_runner.config import load_config
+    from live_runner.runs import RunOptions, run_session
+    from tests.kit.sessions import SessionBuilder
+    from trading_pipeline.bars import read_bars
+    from trading_pipeline.partitions import session_times
+
+    # symbol: (prev close, premarket high, premarket last, premarket volume)
+    cases = {
+        "GAP4": (16.25, 16.90, 16.90, 60_000), "GAPLOW": (16.25, 16.89, 16.89, 60_000),
+        "HOLD": (11.00, 12.90, 11.61, 60_000), "HOLDLOW": (11.00, 12.90, 11.60, 60_000),
+        "VOL": (10.00, 11.00, 11.00, 50_000), "VOLLOW": (10.00, 11.00, 11.00, 49_999),
+        "PMIN": (0.95, 1.00, 1.00, 60_000), "PMINLOW": (0.9500, 0.9999, 0.9999, 60_000),
+        "PMAX": (19.00, 20.00, 20.00, 60_000), "PMAXHIGH": (19.00, 20.01, 20.01, 60_000),
+    }
+    day = "2024-03-15"
+    s = SessionBuilder(day=day, prev_day="2024-03-14")
+    for sym, (prev, high, last, vol) in cases.items():
+        s.prev_close(sym, prev)
+        s.bar(sym, "08:00", last, high, last, last, vol - 1_000)
+        s.bar(sym, "09:00", last, last, last, last, 1_000)
+        s.bar(sym, "09:30", last, last, last, last, 1_000)
+    path = tmp_path / "bars.csv"
+    path.write_text("symbol,timestamp,open,high,low,close,volume\n" + "".join(
+        f"{b.symbol},{format_ns(b.ts)},{b.open},{b.high},{b.low},{b.close},{int(b.volume)}\n"
+        for b in s.sorted_bars()))
+    summary = run_session(load_config(None), RunOptions(bars=path, journal_url="sqlite://"))
+    runner_universe = summary["sessions"][-1]["universe"]
+
+    sess = session_times(date.fromisoformat(day))
+    closes = pd.DataFrame({"symbol": list(cases), "prev_close": [c[0] for c in cases.values()]})
+    ranked = scan(closes, premarket_stats(read_bars(path), sess.premarket_open, sess.open), GapAndGoConfig())
+    assert sorted(ranked["symbol"]) == runner_universe == ["GAP4", "HOLD", "PMAX", "PMIN", "VOL"]

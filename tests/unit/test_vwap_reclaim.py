@@ -350,3 +350,75 @@ def test_session_universe_and_config_override() -> None:
     # a config list overrides the session universe
     _, summary = run(two_symbols(), universe=["GAPV"], session_universe=["VWP"])
     assert [t["symbol"] for t in summary["trades"]] == ["GAPV"]
+
+
+# --- edges, decided (DESIGN.md) -------------------------------------------------------------------
+
+def late_setup(day: str, prev_day: str, trigger: str) -> SessionBuilder:
+    """Flat at 20.00 from 09:30, the base stretch on the three minutes before `trigger`, and the
+    trigger bar (as in the module docstring, moved late in the day)."""
+    h, m = (int(x) for x in trigger.split(":"))
+    t = h * 60 + m
+    hhmm = [f"{(t + k) // 60:02d}:{(t + k) % 60:02d}" for k in (-4, -3, -2, -1, 0, 1)]
+    s = SessionBuilder(day=day, prev_day=prev_day)
+    s.flat("VWP", "09:30", hhmm[0], 20.0, 1000)
+    rows = [(hhmm[1 + i], *r[1:]) for i, r in enumerate(STRETCH)] + [(hhmm[4], *TRIGGER[1:]),
+                                                                     (hhmm[5], *FILL_BAR[1:])]
+    return add(s, "VWP", rows)
+
+
+def test_no_entry_from_the_flatten_time_on() -> None:
+    """entry_end 16:00 in the config: a trigger bar starting 15:54 closes at 15:55 (the flatten
+    time) and is refused (TRADING_HOURS); one starting 15:53 closes before it and is bought."""
+    late = {"strategies": {"vwap_reclaim": {"entry_end": "16:00"}}}
+    node, summary = run(late_setup("2024-03-15", "2024-03-14", "15:54"), universe=["VWP"], **late)
+    assert summary["signals"] == 1 and summary["risk_denials"] == {"TRADING_HOURS": 1}
+    assert summary["trades"] == [] and summary["orders_submitted"] == 0
+    node, summary = run(late_setup("2024-03-15", "2024-03-14", "15:53"), universe=["VWP"], **late)
+    t = one_trade(summary)
+    assert (t["entry_time"], t["exit_reason"]) == ("2024-03-15T19:54:00Z", "eod")
+
+
+def test_no_entry_from_the_early_close_flatten_on() -> None:
+    """2024-11-29 closes at 13:00: flatten 12:55, so a trigger bar starting 12:54 is refused."""
+    node, summary = run(late_setup("2024-11-29", "2024-11-27", "12:54"), universe=["VWP"])
+    assert summary["risk_denials"] == {"TRADING_HOURS": 1} and summary["trades"] == []
+    node, summary = run(late_setup("2024-11-29", "2024-11-27", "12:53"), universe=["VWP"])
+    assert one_trade(summary)["entry_time"] == "2024-11-29T17:54:00Z"
+
+
+def test_vwap_loss_and_eod_on_the_same_bar_is_a_vwap_loss() -> None:
+    """Held from 09:49; the 15:55 bar (the flatten bar) closes 19.90 below VWAP (low 19.85 above
+    the 19.60 stop): one market sell at the 15:56 open, reason vwap_loss."""
+    s = setup()
+    s.flat("VWP", "09:50", "15:54", 20.3, 1000)
+    s.bar("VWP", "15:55", 20.3, 20.3, 19.85, 19.9, 1000)
+    s.bar("VWP", "15:56", 19.95, 20.0, 19.9, 19.95, 1000)
+    node, summary = run(s, universe=["VWP"])
+    t = one_trade(summary)
+    assert (t["exit_price"], t["exit_reason"], t["exit_time"]) == (19.95, "vwap_loss", "2024-03-15T19:56:00Z")
+    sells = [o for o in node.orders.orders.values() if o.request.side.value == "sell"
+             and o.request.order_type.value == "market"]
+    assert [o.request.role.value for o in sells] == ["vwap_loss"]
+
+
+def test_bars_below_vwap_while_held_do_not_start_the_next_stretch() -> None:
+    """09:50 closes below VWAP while held (vwap_loss, sold at the 09:51 open); 09:51 and 09:52
+    close below too: two bars of a new stretch, not three, so 09:53's reclaim is no trigger. With
+    one more bar below (09:53), 09:54's reclaim is the second entry."""
+    def session(extra_below: bool) -> SessionBuilder:
+        s = setup()
+        rows = [("09:50", 20.2, 20.25, 19.8, 19.85, 1000), ("09:51", 19.85, 19.9, 19.75, 19.8, 1000),
+                ("09:52", 19.8, 19.85, 19.7, 19.75, 1000)]
+        if extra_below:
+            rows.append(("09:53", 19.75, 19.8, 19.7, 19.72, 1000))
+        t = "09:54" if extra_below else "09:53"
+        rows += [(t, 19.75, 20.5, 19.7, 20.4, 8000), ("09:55" if extra_below else "09:54", 20.4, 20.5, 20.3, 20.4, 1000)]
+        return add(s, "VWP", rows)
+
+    _, summary = run(session(False), universe=["VWP"])
+    assert summary["signals"] == 2  # the entry and its vwap_loss; no new trigger
+    assert [t["exit_reason"] for t in summary["trades"]] == ["vwap_loss"]
+    _, summary = run(session(True), universe=["VWP"])
+    assert summary["signals"] == 3
+    assert [t["entry_time"] for t in summary["trades"]][:2] == ["2024-03-15T13:49:00Z", "2024-03-15T13:55:00Z"]
