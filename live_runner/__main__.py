@@ -30,6 +30,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                                      "config's journal.url); a password here is visible in /proc: "
                                      "put such a URL in TRADING_JOURNAL_URL instead")
     p.add_argument("--universe", help="comma-separated session universe (overrides the gap scan)")
+    p.add_argument("--daily-bars", type=Path,
+                   help="the provider's daily bars (Parquet/CSV: symbol, session, close; Dagster's "
+                        "daily_bars): the previous close of a symbol whose bars lack that session")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -98,6 +101,7 @@ def _run(args: argparse.Namespace, bars: Path, speed: float | None) -> int:
     if journal_url is None:
         return 2
     opts = RunOptions(bars=bars, journal_url=journal_url, universe=universe,
+                      daily_bars=getattr(args, "daily_bars", None),
                       progress=not args.json, speed=speed)
     from live_runner import logs
 

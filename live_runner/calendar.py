@@ -26,6 +26,15 @@ from live_runner.clock import NEW_YORK, from_datetime, to_et
 
 DEFAULT_START = date(2015, 1, 1)
 DEFAULT_END = date(2030, 12, 31)
+
+
+class CalendarRangeError(ValueError):
+    """A date the calendar cannot place: outside the range it was loaded for, or a range
+    exchange_calendars cannot build. Names the date."""
+
+    def __init__(self, d: date, message: str) -> None:
+        self.date = d
+        super().__init__(message)
 # Loaded beyond the requested range so previous/next_session work at its edges (the longest NYSE
 # closure in the tz era, 2001-09-11..14, spans fewer days than this).
 _PAD = timedelta(days=14)
@@ -211,14 +220,35 @@ class MarketCalendar:
         self._day_hi = 0
         self._day_session: SessionTimes | None = None
 
+    @classmethod
+    def covering(cls, first: date, last: date, premarket_start: str = "04:00",
+                 afterhours_end: str = "20:00", name: str = "XNYS") -> "MarketCalendar":
+        """A calendar over the default range widened to whole years around [first, last] (the
+        dates of a bar file), so every session exchange_calendars knows is replayable. Whole
+        years keep the on-disk cache key stable: a wider range is built (~0.5 s) once, then
+        read from the cache. CalendarRangeError, naming the date, if exchange_calendars cannot
+        build the range."""
+        start = min(DEFAULT_START, date(first.year, 1, 1))
+        end = max(DEFAULT_END, date(last.year, 12, 31))
+        try:
+            return cls(start, end, premarket_start, afterhours_end, name)
+        except CalendarRangeError:
+            raise
+        except Exception as exc:  # exchange_calendars/pandas bounds (e.g. past 2262-04-11)
+            bad = first if first < DEFAULT_START else last
+            raise CalendarRangeError(
+                bad, f"{bad} is outside what the {name} calendar can place "
+                     f"(exchange_calendars: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+            ) from exc
+
     def __repr__(self) -> str:
         return f"MarketCalendar({self.name}, {self.start}..{self.end})"
 
     def _check(self, d: date) -> date:
         d = _as_date(d)
         if not (self.start <= d <= self.end):
-            raise ValueError(
-                f"{d} is outside the {self.name} calendar range {self.start}..{self.end}"
+            raise CalendarRangeError(
+                d, f"{d} is outside the {self.name} calendar range {self.start}..{self.end}"
             )
         return d
 

@@ -35,10 +35,32 @@ def tick_size(price: float) -> float:
     return 0.01 if price >= 1.0 else 0.0001
 
 
+_TICK_CENT = Decimal("0.01")
+_TICK_SUB = Decimal("0.0001")
+
+
+def round_to_tick_dec(price: Decimal) -> Decimal:
+    """The nearest valid tick, half up, on the exact decimal (4.795 -> 4.80, 8.175 -> 8.18)."""
+    return price.quantize(_TICK_CENT if price >= 1 else _TICK_SUB, rounding=ROUND_HALF_UP)
+
+
 def round_to_tick(price: float) -> float:
-    if price >= 1.0:
-        return round(price, 2)
-    return round(price, 4)
+    """`round_to_tick_dec` of the decimal a float price stands for (its shortest repr): binary
+    `round(4.795, 2)` would give 4.79, since 4.795 is stored as 4.79499999..."""
+    return float(round_to_tick_dec(Decimal(repr(price))))
+
+
+def target_price(avg_entry: Decimal, stop: float, target_r: float) -> float:
+    """`fill + target_r * (fill - stop)` in exact decimals, rounded to a valid tick (half up)."""
+    return float(round_to_tick_dec(avg_entry + Decimal(repr(target_r)) * (avg_entry - Decimal(repr(stop)))))
+
+
+_FOUR = Decimal("0.0001")
+
+
+def price_4(value: Decimal) -> float:
+    """An average price for reports: four decimals, half up on the exact decimal."""
+    return float(value.quantize(_FOUR, rounding=ROUND_HALF_UP))
 
 
 def commission(qty: int, per_share: Decimal, minimum: Decimal) -> Decimal:

@@ -366,6 +366,8 @@ class TradingNode:
             "commissions": money_str(self.portfolio.commissions),
             "positions": sorted(self.portfolio.positions),
             "universe": self.strategies.universe_snapshot(),
+            # premarket symbols without the previous session's close: refused by the gap scan
+            "prev_close_missing": self.strategies.prev_close_missing(),
         }
         self.journal.append(self.session_name, max(now, session.close), "session_end", "", summary)
         self.journal.flush()

@@ -32,7 +32,7 @@ from live_runner.journal_state import rebuild
 from live_runner.models import (
     Fill, Order, OrderRequest, OrderRole, OrderStatus, OrderType, Position, Side, TradingState,
 )
-from live_runner.money import ZERO, dec, round_to_tick
+from live_runner.money import ZERO, dec, target_price
 from live_runner.performance import TradeRecord
 
 if TYPE_CHECKING:
@@ -259,8 +259,7 @@ class _Scan:
             trade.entry_qty += qty
             trade.entry_cost += dec(price) * qty
             trade.commission += fee
-            avg = float(trade.entry_cost / trade.entry_qty)
-            trade.target = round_to_tick(avg + trade.target_r * (avg - trade.stop))
+            trade.target = target_price(trade.entry_cost / trade.entry_qty, trade.stop, trade.target_r)
         elif trade is not None:  # OrderManager._on_exit_fill
             trade.exit_qty += qty
             trade.exit_proceeds += dec(price) * qty

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from live_runner.adapters.replay import BarFile
+from live_runner.adapters.replay import BarFile, BarFileError, read_daily_closes
+from live_runner.calendar import CalendarRangeError, MarketCalendar
 from live_runner.clock import format_ns
 from live_runner.config import SystemConfig
 from live_runner.journal import Journal
@@ -30,6 +31,7 @@ class RunOptions:
     bars: Path | None
     journal_url: str
     universe: list[str] | None = None
+    daily_bars: Path | None = None  # the provider's daily closes (symbol, session, close)
     progress: bool = False
     speed: float | None = None  # None: as fast as possible; 60: one bar-minute per wall second
     linger: bool = False  # live service: keep serving after the data ends (until SIGTERM)
@@ -55,13 +57,31 @@ def _until(bars: Iterable[Bar], stop: threading.Event) -> Iterator[Bar]:
         yield bar
 
 
+def calendar_for(bar_file: BarFile, config: SystemConfig) -> MarketCalendar | None:
+    """The market calendar over the validated file's dates (None: no bars, the default range).
+    A date the calendar cannot place is the file's error (exit 2), raised before a journal
+    exists, so a refused file leaves nothing behind."""
+    if bar_file.first_ts is None or bar_file.last_ts is None:
+        return None
+    first = MarketCalendar.session_date_for_ts(bar_file.first_ts)
+    last = MarketCalendar.session_date_for_ts(bar_file.last_ts)
+    try:
+        return MarketCalendar.covering(first, last, config.premarket_start, config.afterhours_end)
+    except CalendarRangeError as exc:
+        raise BarFileError(bar_file.path, f"a bar dated {exc.date}: {exc}") from exc
+
+
 def run_session(config: SystemConfig, opts: RunOptions,
                 node_hook: Callable[[TradingNode], None] | None = None) -> dict[str, Any]:
     """Validate the bars file, run the chain over it, and return the session summary."""
     bar_file = BarFile(opts.bars)
     total = bar_file.validate()  # a malformed file fails here, before the journal is touched
+    calendar = calendar_for(bar_file, config)
+    daily = read_daily_closes(opts.daily_bars) if opts.daily_bars is not None else None
     journal = Journal(opts.journal_url, batch_size=config.journal.batch_size)
-    node = TradingNode(config, journal, universe=opts.universe)
+    node = TradingNode(config, journal, universe=opts.universe, calendar=calendar)
+    if daily:
+        node.strategies.set_daily_closes(daily)
     if node_hook is not None:
         node_hook(node)
     resumed_from = journal.recorded_events
@@ -104,6 +124,8 @@ def summarize(node: TradingNode, elapsed: float, resumed_from: int = 0) -> dict[
         "bars_rejected": node.data.bars_rejected,
         "bars_rejected_by_reason": dict(sorted(node.data.rejected.items())),
         "sessions": node.session_summaries,
+        # symbol-sessions whose previous close was missing (never taken from an older session)
+        "prev_close_missing": sum(s.get("prev_close_missing", 0) for s in node.session_summaries),
         "stats": {name: s.to_dict() for name, s in perf.stats_by_strategy().items()},
         "journal": redact_url(node.journal.url),
         "journal_events_resumed": resumed_from,
@@ -124,9 +146,12 @@ def format_summary(s: dict[str, Any]) -> str:
         f"bars processed {s['bars_processed']:,} (rejected {s['bars_rejected']:,}) in {s['elapsed_s']} s",
         f"signals {s['signals']}, orders submitted {s['orders_submitted']}, "
         f"risk denials {sum(s['risk_denials'].values())} {s['risk_denials'] or ''}".rstrip(),
-        f"trades {len(s['trades'])}, realized P&L {s['realized_pnl']} (commissions {s['commissions']}), "
-        f"final equity {s['final_equity']}",
+        f"trades {len(s['trades'])}, realized P&L {s['realized_pnl']} (net of commissions "
+        f"{s['commissions']}), final equity {s['final_equity']}",
     ]
+    if s.get("prev_close_missing"):
+        lines.append(f"premarket symbols without the previous session's close (not qualified): "
+                     f"{s['prev_close_missing']}")
     for name, st in s["stats"].items():
         lines.append(f"  {name}: {st.get('trades')} trades, win rate {st.get('win_rate')}, "
                      f"profit factor {st.get('profit_factor')}, avg R {st.get('avg_r')}")

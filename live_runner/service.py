@@ -16,7 +16,7 @@ import time
 import traceback
 from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator
 
-from live_runner.adapters.replay import BarFile
+from live_runner.adapters.replay import BarFile, read_daily_closes
 from live_runner import logs
 from live_runner.alerts import sinks_from_env
 from live_runner.config import SystemConfig
@@ -25,7 +25,7 @@ from live_runner.journal import Journal, JournalDivergence
 from live_runner.lease import Lease, LeaseLost
 from live_runner.models import Bar, OrderRole, OrderType, Severity, SystemState, TradingState
 from live_runner.node import TradingNode
-from live_runner.runs import RunOptions, summarize
+from live_runner.runs import RunOptions, calendar_for, summarize
 
 if TYPE_CHECKING:
     from live_runner.feeds import DataFeed
@@ -103,6 +103,8 @@ class LiveService:
         self.data_feed = data_feed
         self.bar_file = BarFile(opts.bars) if bar_source is None and data_feed is None else None
         self.total_bars = self.bar_file.validate() if self.bar_file is not None else None
+        # The bars file's dates set the calendar's range, checked before any journal exists.
+        calendar = calendar_for(self.bar_file, config) if self.bar_file is not None else None
         # A live feed's session cannot be regenerated after a crash (its bars and fills do not
         # repeat), so its journal is continued and the state read back from it (live_runner.restore);
         # a bars file is replayed deterministically, its journal verified event by event.
@@ -111,8 +113,10 @@ class LiveService:
                                connect_timeout_s=jc.connect_timeout_s,
                                statement_timeout_s=jc.statement_timeout_s,
                                max_queued_batches=jc.max_queued_batches)
-        self.node = TradingNode(config, self.journal, universe=opts.universe,
+        self.node = TradingNode(config, self.journal, universe=opts.universe, calendar=calendar,
                                 alert_sinks=sinks_from_env(env))
+        if opts.daily_bars is not None:
+            self.node.strategies.set_daily_closes(read_daily_closes(opts.daily_bars))
         self.node.restore_from_journal()
         logs.set_session_source(lambda: self.node.session_name)
         self.health = health or HealthMonitor(default_allowance_s=config.ops.heartbeat_allowance_s)

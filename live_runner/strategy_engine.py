@@ -8,6 +8,7 @@ replay's default universe), so no strategy has to re-derive them.
 from __future__ import annotations
 
 import importlib
+from datetime import date
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from live_runner.config import ConfigError, SystemConfig, hhmm
@@ -56,7 +57,14 @@ class StrategyEngine:
         self._session: SessionTimes | None = None
         self._open = 0
         self._close = 0
-        self._last_rth_close: dict[str, float] = {}
+        # Regular-session closes of the session being played (`_closes_date`), and the previous
+        # closes of the current session: the previous session's only (DESIGN.md "Edges, decided").
+        self._closes: dict[str, float] = {}
+        self._closes_date: date | None = None
+        self._prev_closes: dict[str, float] = {}
+        # The provider's daily closes by session (Dagster's daily_bars), for symbols whose bars
+        # lack the previous session.
+        self._daily_closes: dict[date, dict[str, float]] = {}
         self._pm: dict[str, PremarketStats] = {}
         self._qualified: dict[str, bool] = {}
         self.strategies: list[Strategy] = []
@@ -110,13 +118,24 @@ class StrategyEngine:
         """The day's universe from Dagster's premarket scan (None: derive it from the gap scan)."""
         self._session_universe = frozenset(symbols) if symbols is not None else None
 
+    def set_daily_closes(self, closes: dict[date, dict[str, float]]) -> None:
+        """The provider's daily closes, by session date and symbol (used only for the previous
+        session of a session, and only where the bars lack it)."""
+        self._daily_closes = closes
+
     def on_session_start(self, session: "SessionTimes") -> None:
         self._session = session
         self._open = session.open
         self._close = session.close
-        self._pm = {
-            sym: PremarketStats(prev_close=close) for sym, close in self._last_rth_close.items()
-        }
+        if self._closes_date != session.date:  # (a restart inside the session keeps its closes)
+            prev = self._closes if self._closes_date == session.prev_date else {}
+            daily = self._daily_closes.get(session.prev_date)
+            if daily:
+                prev = {**daily, **prev}  # the bars' own close wins where both exist
+            self._prev_closes = prev
+            self._closes = {}
+            self._closes_date = session.date
+        self._pm = {sym: PremarketStats(prev_close=close) for sym, close in self._prev_closes.items()}
         self._qualified = {}
         for strategy in self.strategies:
             strategy.on_session_start(session)
@@ -124,6 +143,11 @@ class StrategyEngine:
     def on_session_end(self, session: "SessionTimes") -> None:
         for strategy in self.strategies:
             strategy.on_session_end(session)
+
+    def prev_close_missing(self) -> int:
+        """Symbols that traded in this session's premarket without a close of the previous
+        session (in the bars or the daily closes): they cannot qualify today."""
+        return sum(1 for st in self._pm.values() if st.pm_high > 0 and not st.prev_close > 0)
 
     def universe_snapshot(self) -> list[str]:
         """The symbols in the session universe (for reports and /status)."""
@@ -147,7 +171,7 @@ class StrategyEngine:
             st.pm_volume += bar.volume
             st.pm_last = bar.close
         elif ts < self._close:
-            self._last_rth_close[sym] = bar.close
+            self._closes[sym] = bar.close
         out: list[Signal] = []
         for strategy in self.strategies:
             result = strategy.on_bar(bar)

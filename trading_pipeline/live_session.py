@@ -109,6 +109,9 @@ def plan_launch(context: dg.OpExecutionContext, cfg: LiveSessionConfig, runner: 
     command = [runner.interpreter(), "-m", "live_runner", "run", "--mode", "paper",
                "--config", str(config_file), "--bars", str(feed), "--speed", repr(float(speed)),
                "--universe", ",".join(universe), "--json"]
+    daily = store.path("daily_bars", day, ".parquet")
+    if daily.exists():  # previous closes for symbols whose feed lacks the previous session
+        command += ["--daily-bars", str(daily)]
     return LaunchPlan(day, universe, config_file, feed, journal_url, command)
 
 

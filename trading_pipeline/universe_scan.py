@@ -1,9 +1,11 @@
 """The pre-market gap scan, vectorized: the same qualification as the runner, for a whole market.
 
 `live_runner.strategies.gap_and_go.qualifies` is the definition (one symbol at a time, at 09:30);
-`qualify` below is that formula on numpy columns, with the same float operations in the same
-order, so both agree on every input (NaN included); tests/unit/test_pipeline_universe.py checks
-it against `qualifies` on random frames. `premarket_stats` derives what `qualifies` reads from
+`qualify` below is that formula on numpy columns, in the same exact integers (prices in 1e-8
+dollars, volumes in 1e-4 shares, config ratios as fractions: live_runner.exact), so both agree on
+every input (NaN included) and neither decides a boundary in binary floats;
+tests/unit/test_pipeline_universe.py checks it against `qualifies` on random frames and on prices
+exactly at each threshold. `premarket_stats` derives what `qualifies` reads from
 1-minute bars exactly as the runner's StrategyEngine does (high max, volume sum, last close of
 the bars before the open, invalid bars dropped as the DataManager drops them).
 """
@@ -14,6 +16,8 @@ import numpy as np
 import pandas as pd
 
 from live_runner.config import GapAndGoConfig
+from live_runner.exact import MAX_PRICE, MAX_VOLUME, PRICE_SCALE_F, VOLUME_SCALE_F
+from live_runner.strategies.gap_and_go import gap_rule
 
 STATS = ["prev_close", "pm_high", "pm_volume", "pm_last"]
 TABLE_ROWS = 25
@@ -70,19 +74,40 @@ def premarket_stats(bars: pd.DataFrame, premarket_open: int, open_ns: int) -> pd
     })
 
 
+def _exact_units(x: np.ndarray, scale: float) -> np.ndarray:
+    """`live_runner.exact.units`/`volume_units` on a column: the same IEEE product and the same
+    round-half-even, as exact Python ints (object array) so products never overflow."""
+    return np.rint(x * scale).astype(np.int64).astype(object)
+
+
 def qualify(stats: pd.DataFrame, cfg: GapAndGoConfig) -> np.ndarray:
-    """`qualifies(PremarketStats(...), cfg)` for every row at once (rows of STATS columns)."""
+    """`qualifies(PremarketStats(...), cfg)` for every row at once (rows of STATS columns), in
+    the same exact integers (live_runner.exact): no binary-float decision at a boundary."""
     prev = stats["prev_close"].to_numpy(np.float64)
     high = stats["pm_high"].to_numpy(np.float64)
     vol = stats["pm_volume"].to_numpy(np.float64)
     last = stats["pm_last"].to_numpy(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ok = (prev > 0) & (high > 0)  # NaN compares False, as `stats.prev_close <= 0` lets it
-        ok &= (last / prev - 1.0) >= cfg.gap_pct_min  # through and the gap test then fails
-        ok &= vol >= cfg.premarket_volume_min
-        ok &= (cfg.price_min <= last) & (last <= cfg.price_max)
-        ok &= last >= cfg.hold_ratio_min * high
-    return ok
+    with np.errstate(invalid="ignore"):  # NaN compares False: a missing prev_close never qualifies
+        ok = (prev > 0) & (high > 0) & (last > 0) & (vol >= 0)
+        # Integers of up to 9.2e18 units: any price below $92bn, any volume below 9.2e14 shares.
+        ok &= (prev < MAX_PRICE) & (high < MAX_PRICE) & (last < MAX_PRICE) & (vol < MAX_VOLUME)
+    out = np.zeros(len(stats), dtype=bool)
+    idx = np.flatnonzero(ok)
+    if len(idx) == 0:
+        return out
+    rule = gap_rule(cfg)
+    p = _exact_units(prev[idx], PRICE_SCALE_F)
+    h = _exact_units(high[idx], PRICE_SCALE_F)
+    last_u = _exact_units(last[idx], PRICE_SCALE_F)
+    vol_u = _exact_units(vol[idx], VOLUME_SCALE_F)
+    (gn, gd), (hn, hd) = rule.gap, rule.hold
+    sel = (p > 0) & (h > 0)
+    sel &= last_u * gd >= (gd + gn) * p
+    sel &= vol_u >= rule.volume_min_u
+    sel &= (last_u >= rule.price_min_u) & (last_u <= rule.price_max_u)
+    sel &= last_u * hd >= hn * h
+    out[idx] = sel.astype(bool)
+    return out
 
 
 def scan(prev_close: pd.DataFrame, pm_stats: pd.DataFrame, cfg: GapAndGoConfig) -> pd.DataFrame:

@@ -1,7 +1,8 @@
 """PaperExecutionClient: the embedded simulated broker, with DESIGN.md's fill model.
 
-- Market orders fill at the next bar's open (slippage against the trader), or at the last bar's
-  close when the session ends first.
+- Market orders fill at the next bar's open, a price that traded: never rounded (sub-penny prints
+  exist). Slippage moves it against the trader by exact decimal arithmetic, and a fill never
+  leaves its bar's [low, high]. When the session ends first: the last bar's close.
 - Sell stops trigger when a bar's low <= stop (fill at the stop, or the open if it opened below);
   sell limits when high >= limit (fill at the limit, or the open if it opened above). Stops are
   matched before limits, so a bar that could hit both is a stop.
@@ -31,7 +32,7 @@ from live_runner.config import PaperConfig
 from live_runner.models import (
     NANOS_PER_MINUTE, Bar, Fill, OrderEvent, OrderRequest, OrderStatus, OrderType, Side,
 )
-from live_runner.money import ZERO, commission, round_to_tick
+from live_runner.money import ZERO, commission, dec
 
 if TYPE_CHECKING:
     from live_runner.journal import Journal
@@ -58,7 +59,7 @@ class PaperExecutionClient:
     name = "paper"
 
     def __init__(self, config: PaperConfig, state: "Journal | None" = None) -> None:
-        self._slip = config.slippage_bps / 10_000.0
+        self._slip = Decimal(repr(config.slippage_bps)) / 10_000
         self._per_share = Decimal(repr(config.commission_per_share))
         self._min = Decimal(repr(config.commission_min))
         self._participation = config.max_participation
@@ -178,8 +179,7 @@ class PaperExecutionClient:
         # Market orders first (they fill at the open), then stops, then limits.
         for r in ready:
             if r.active and r.request.order_type is _MARKET:
-                price = op * (1.0 + self._slip) if r.request.side is _BUY else op * (1.0 - self._slip)
-                self._fill(r, round_to_tick(price), ts, volume)
+                self._fill(r, self._market_price(op, bar, r.request.side), ts, volume)
         for r in ready:
             req = r.request
             if not r.active or req.order_type is not _STOP:
@@ -203,13 +203,26 @@ class PaperExecutionClient:
             elif req.side is _BUY and bar.low <= limit:
                 self._fill(r, op if op < limit else limit, ts, volume)
 
+    def _market_price(self, price: float, bar: Bar, side: Side) -> float:
+        """A traded price of `bar` (its open, or its close at the session end) moved by the
+        slippage against the trader (exact decimals), kept inside the bar's [low, high]."""
+        slip = self._slip
+        if not slip:
+            return price
+        if side is _BUY:
+            moved = float(dec(price) * (1 + slip))
+            return moved if moved < bar.high else bar.high
+        moved = float(dec(price) * (1 - slip))
+        return moved if moved > bar.low else bar.low
+
     def end_session(self, ts: int) -> None:
         """Fill what the last bar can still fill (market orders at its close), expire the rest."""
         for sym, book in list(self._books.items()):
             last = self._last_bar.get(sym)
             for r in list(book):
                 if r.active and r.request.order_type is OrderType.MARKET and last is not None:
-                    self._fill(r, last.close, last.ts + NANOS_PER_MINUTE, math.inf)
+                    self._fill(r, self._market_price(last.close, last, r.request.side),
+                               last.ts + NANOS_PER_MINUTE, math.inf)
             for r in list(book):
                 if r.active:
                     self._deactivate(r)

@@ -15,6 +15,7 @@ import io
 import queue
 import threading
 from collections.abc import Iterator
+from datetime import date
 from functools import partial
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -128,11 +129,25 @@ class BarFile:
         self.is_parquet = self.path.suffix.lower() in (".parquet", ".pq", ".parq")  # else CSV
         self._names: dict[str, str] | None = None  # canonical column -> name in the file
         self._ts_digits: bool | None = None  # text timestamps: epoch-ns digits (or ISO-8601)?
+        # Earliest and latest bar start (UTC ns) once `validate` has run; None for no rows.
+        self.first_ts: int | None = None
+        self.last_ts: int | None = None
 
     def validate(self) -> int:
         """Check the whole file (columns, timestamps, numeric cells) and return its row count;
-        raises BarFileError at the first bad row."""
-        return sum(len(sym) for _, sym, _, _ in self._chunks(_SCAN_ROWS))
+        raises BarFileError at the first bad row. Also notes the first and last bar start (the
+        replay's calendar covers them)."""
+        total = 0
+        lo: int | None = None
+        hi: int | None = None
+        for _, sym, ts, _ in self._chunks(_SCAN_ROWS):
+            total += len(sym)
+            if len(ts):
+                a, b = int(ts.min()), int(ts.max())
+                lo = a if lo is None or a < lo else lo
+                hi = b if hi is None or b > hi else hi
+        self.first_ts, self.last_ts = lo, hi
+        return total
 
     def iter_bars(self, chunk_rows: int = 8192) -> Iterator[Bar]:
         """Stream the bars in file order, `chunk_rows` rows converted at a time."""
@@ -314,3 +329,36 @@ class BarFile:
         elif t != pa.float64():
             arr = pc.cast(arr, pa.float64(), safe=False)
         return arr.to_numpy(zero_copy_only=False)
+
+
+def read_daily_closes(path: str | Path) -> dict[date, dict[str, float]]:
+    """Daily closes by session and symbol from a daily-bars file (Parquet or CSV with columns
+    symbol, session (YYYY-MM-DD), close; others ignored), e.g. Dagster's `daily_bars` asset.
+    BarFileError naming the row and column for anything unusable."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() in (".parquet", ".pq", ".parq"):
+            table = pq.read_table(path)
+        else:
+            table = pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(
+                column_types={"symbol": pa.string(), "session": pa.string()}))
+    except (OSError, pa.ArrowException) as exc:
+        raise BarFileError(path, f"cannot read daily bars: {exc}") from exc
+    names = {n.strip().lower(): n for n in table.column_names}
+    for col in ("symbol", "session", "close"):
+        if col not in names:
+            raise BarFileError(path, f"missing (columns found: {', '.join(table.column_names)})", column=col)
+    out: dict[date, dict[str, float]] = {}
+    rows = zip(table.column(names["symbol"]).to_pylist(), table.column(names["session"]).to_pylist(),
+               table.column(names["close"]).to_pylist())
+    for i, (sym, session, close) in enumerate(rows, 1):
+        if not sym:
+            raise BarFileError(path, "empty symbol", row=i, column="symbol")
+        try:
+            day = session if isinstance(session, date) else date.fromisoformat(str(session))
+        except ValueError:
+            raise BarFileError(path, f"not a date: {session!r}", row=i, column="session") from None
+        if not isinstance(close, (int, float)) or not close > 0 or close == float("inf"):
+            raise BarFileError(path, f"not a positive price: {close!r}", row=i, column="close")
+        out.setdefault(day, {})[str(sym)] = float(close)
+    return out

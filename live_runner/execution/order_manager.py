@@ -24,7 +24,7 @@ from live_runner.execution.payloads import (
 )
 from live_runner.execution.trades import EXIT_REASON, STRATEGY_CODES, TRANSITIONS, OpenTrade
 from live_runner.journal import Deferred
-from live_runner.money import ZERO, dec, round_to_tick
+from live_runner.money import ZERO, dec, price_4, round_to_tick, target_price
 from live_runner.performance import TradeRecord
 from live_runner.risk.rules import RiskView
 
@@ -330,8 +330,9 @@ class OrderManager(ExitsMixin):
         trade.entry_qty += fill.qty
         trade.entry_cost += dec(fill.price) * fill.qty
         trade.commission += fill.commission
-        avg = float(trade.entry_cost / trade.entry_qty)
-        trade.target = round_to_tick(avg + trade.target_r * (avg - trade.stop))
+        avg_dec = trade.entry_cost / trade.entry_qty
+        avg = float(avg_dec)
+        trade.target = target_price(avg_dec, trade.stop, trade.target_r)
         pos = self.portfolio.positions.get(req.symbol)
         if pos is not None:
             pos.stop, pos.target = trade.stop, trade.target
@@ -378,8 +379,8 @@ class OrderManager(ExitsMixin):
         exit_price = trade.exit_proceeds / qty
         pnl = trade.exit_proceeds - trade.entry_cost - trade.commission
         risk = (entry_price - dec(trade.stop)) * qty if dec(trade.stop) < entry_price else ZERO
-        record = TradeRecord(symbol, trade.strategy, qty, trade.entry_ts, round(float(entry_price), 4),
-                             trade.exit_ts, round(float(exit_price), 4), EXIT_REASON[trade.last_exit_role],
+        record = TradeRecord(symbol, trade.strategy, qty, trade.entry_ts, price_4(entry_price),
+                             trade.exit_ts, price_4(exit_price), EXIT_REASON[trade.last_exit_role],
                              pnl, trade.commission, risk)
         self.performance.record_trade(record)
         self._journal("trade", trade.exit_ts, symbol, Deferred(trade_payload, record))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from functools import lru_cache
+from typing import TYPE_CHECKING, NamedTuple
 
 from live_runner.config import GapAndGoConfig
+from live_runner.exact import MAX_PRICE, MAX_VOLUME, at_least_ratio, gap_at_least, ratio, units, volume_units
 from live_runner.models import Bar, Fill, OrderRole, Side, Signal
 from live_runner.strategies.base import PremarketStats, Strategy, StrategyContext
 
@@ -12,15 +14,47 @@ if TYPE_CHECKING:
     from live_runner.calendar import SessionTimes
 
 
+class GapRule(NamedTuple):
+    """gap_and_go's thresholds as exact integers (see live_runner.exact)."""
+
+    gap: tuple[int, int]
+    volume_min_u: int
+    price_min_u: int
+    price_max_u: int
+    hold: tuple[int, int]
+
+
+@lru_cache(maxsize=16)
+def gap_rule(cfg: GapAndGoConfig) -> GapRule:
+    return GapRule(ratio(cfg.gap_pct_min), volume_units(cfg.premarket_volume_min),
+                   units(cfg.price_min), units(cfg.price_max), ratio(cfg.hold_ratio_min))
+
+
 def qualifies(stats: PremarketStats | None, cfg: GapAndGoConfig) -> bool:
-    """DESIGN.md's gap qualification at 09:30 (shared with the Dagster premarket scan)."""
-    if stats is None or stats.prev_close <= 0 or stats.pm_high <= 0:
+    """DESIGN.md's gap qualification at 09:30 (shared with the Dagster premarket scan), exact:
+    `pm_last / prev_close - 1 >= gap_pct_min`, `pm_volume >= premarket_volume_min`,
+    `price_min <= pm_last <= price_max`, `pm_last >= hold_ratio_min * pm_high` on the decimals the
+    prices stand for (16.90 over 16.25 is a gap of exactly 4%)."""
+    if stats is None:
         return False
+    return qualifies_values(stats.prev_close, stats.pm_high, stats.pm_volume, stats.pm_last, cfg)
+
+
+def qualifies_values(prev_close: float, pm_high: float, pm_volume: float, pm_last: float,
+                     cfg: GapAndGoConfig) -> bool:
+    """`qualifies` on plain numbers (NaN or a missing price never qualifies)."""
+    if not (0 < prev_close < MAX_PRICE and 0 < pm_high < MAX_PRICE and 0 < pm_last < MAX_PRICE
+            and 0 <= pm_volume < MAX_VOLUME):
+        return False  # NaN compares False
+    p, h, last = units(prev_close), units(pm_high), units(pm_last)
+    vol = volume_units(pm_volume)
+    r = gap_rule(cfg)
     return (
-        stats.pm_last / stats.prev_close - 1.0 >= cfg.gap_pct_min
-        and stats.pm_volume >= cfg.premarket_volume_min
-        and cfg.price_min <= stats.pm_last <= cfg.price_max
-        and stats.pm_last >= cfg.hold_ratio_min * stats.pm_high
+        p > 0 and h > 0
+        and gap_at_least(last, p, r.gap)
+        and vol >= r.volume_min_u
+        and r.price_min_u <= last <= r.price_max_u
+        and at_least_ratio(last, h, r.hold)
     )
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from live_runner.config import VwapReclaimConfig
+from live_runner.exact import PRICE_SCALE_F, VOLUME_SCALE_F, ratio
 from live_runner.models import Bar, Fill, OrderRole, Side, Signal
 from live_runner.strategies.base import Strategy, StrategyContext
 
@@ -16,14 +17,20 @@ if TYPE_CHECKING:
 
 @dataclass(slots=True)
 class _SymbolState:
-    pv: float = 0.0
-    vol: float = 0.0
+    """Exact integers (live_runner.exact): `pv` is the sum of (high + low + close) * volume in
+    1e-8 dollars x 1e-4 shares (three times the typical price), `vol` the volume in 1e-4 shares,
+    so VWAP = pv / (3 * vol) and a close is compared with it without rounding."""
+
+    pv: int = 0
+    vol: int = 0
     below: int = 0
     stretch_low: float = 0.0
-    volumes: deque = field(default_factory=deque)
+    volumes: deque = field(default_factory=deque)  # the lookback's volumes, 1e-4 shares
+    volume_sum: int = 0
     entries: int = 0
     holding: bool = False
     pending: bool = False
+    exiting: bool = False  # vwap_loss sent, its fill not reported yet: still held
 
 
 class VwapReclaim(Strategy):
@@ -36,6 +43,7 @@ class VwapReclaim(Strategy):
         self._start = 0
         self._end = 0
         self._states: dict[str, _SymbolState] = {}
+        self._mult_n, self._mult_d = ratio(params.volume_mult)
 
     def on_session_start(self, session: "SessionTimes") -> None:
         self._open = session.open
@@ -48,7 +56,7 @@ class VwapReclaim(Strategy):
         st = self._states.get(symbol)
         if st is None or st.vol <= 0:
             return None
-        return st.pv / st.vol
+        return st.pv / (3 * st.vol) / PRICE_SCALE_F
 
     def on_bar(self, bar: Bar) -> Signal | None:
         ts = bar.ts
@@ -59,35 +67,42 @@ class VwapReclaim(Strategy):
         if st is None:
             st = self._states[sym] = _SymbolState()
         p = self.params
-        volume = bar.volume
-        st.pv += (bar.high + bar.low + bar.close) / 3.0 * volume
+        volume = round(bar.volume * VOLUME_SCALE_F)
+        close = bar.close
+        c = round(close * PRICE_SCALE_F)
+        st.pv += (round(bar.high * PRICE_SCALE_F) + round(bar.low * PRICE_SCALE_F) + c) * volume
         st.vol += volume
         if st.vol <= 0:
             return None
-        vwap = st.pv / st.vol
-        close = bar.close
+        # close vs VWAP, exactly: sign of 3 * close * vol - pv (0: on VWAP, neither below nor above)
+        side = 3 * c * st.vol - st.pv
         signal: Signal | None = None
-        if st.holding or st.pending:
+        if st.holding or st.pending or st.exiting:
             # Exit on a close below VWAP from the fill bar on (the order manager cancels the OCO).
-            if st.holding and close < vwap:
+            # Bars below VWAP while held (an exit not yet filled included) or while the entry is
+            # pending start no stretch (DESIGN.md, "Edges, decided").
+            if st.holding and side < 0:
                 st.holding = False
+                st.exiting = True
                 signal = Signal(self.name, sym, ts, Side.SELL, reason="vwap_loss",
                                 reference_price=close)
             st.below = 0
-        elif close < vwap:
+        elif side < 0:
             if st.below == 0:
                 st.stretch_low = bar.low
             elif bar.low < st.stretch_low:
                 st.stretch_low = bar.low
             st.below += 1
         else:
+            n = len(st.volumes)
             if (
-                close > vwap
+                side > 0
                 and st.below >= p.min_bars_below
                 and self._start <= ts < self._end
                 and st.entries < p.max_entries_per_symbol
-                and len(st.volumes) >= p.min_lookback_bars
-                and volume >= p.volume_mult * (sum(st.volumes) / len(st.volumes))
+                and n >= p.min_lookback_bars
+                # volume >= volume_mult * mean, exactly: volume * n * den >= num * sum
+                and volume * n * self._mult_d >= self._mult_n * st.volume_sum
                 and self.ctx.in_universe(sym)
                 and self.ctx.position_qty(sym) == 0
             ):
@@ -99,8 +114,9 @@ class VwapReclaim(Strategy):
             st.below = 0
         vols = st.volumes
         vols.append(volume)
+        st.volume_sum += volume
         if len(vols) > p.volume_lookback:
-            vols.popleft()
+            st.volume_sum -= vols.popleft()
         return signal
 
     def on_fill(self, fill: Fill, role: OrderRole) -> None:
@@ -114,6 +130,7 @@ class VwapReclaim(Strategy):
             if self.ctx.position_qty(fill.symbol) == 0:
                 st.holding = False
                 st.pending = False
+                st.exiting = False
 
     def on_signal_rejected(self, signal: Signal, reason: str) -> None:
         """A refused entry does not count against max_entries_per_symbol; the setup is spent."""

@@ -231,15 +231,18 @@ def test_break_on_the_last_bar_before_entry_end_trades() -> None:
 # --- config: slippage and commissions ---------------------------------------------------------
 
 def test_slippage_moves_market_fills_against_the_trader() -> None:
-    """10 bps: the entry buys at 11.25 * 1.001 -> 11.26, the EOD sell at 11.60 * 0.999 -> 11.59."""
+    """10 bps: the entry buys at 11.25 * 1.001 = 11.26125 and the EOD sell at 11.60 * 0.999 =
+    11.5884, exact and not rounded (both inside their bars)."""
     s = gapper()
     s.flat("GAPR", "09:33", "15:55", 11.50, 20_000)
     s.bar("GAPR", "15:56", 11.60, 11.65, 11.55, 11.60, 20_000)
     node, summary = s.run(paper={"slippage_bps": 10}, **GG)
     t = one_trade(summary)
-    assert (t["entry_price"], t["exit_price"], t["exit_reason"]) == (11.26, 11.59, "eod")
-    assert order_of(node, "target").request.limit_price == 11.98  # 11.26 + 2 * 0.36
-    assert Decimal(t["pnl"]) == Decimal("576.55")  # 0.33 * 1785 - 12.50
+    assert (t["entry_price"], t["exit_price"], t["exit_reason"]) == (11.2613, 11.5884, "eod")
+    # target 11.26125 + 2 * 0.36125 = 11.98375 -> the tick 11.98
+    assert order_of(node, "target").request.limit_price == 11.98
+    # 1785 * (11.5884 - 11.26125) - 12.50
+    assert Decimal(t["pnl"]) == Decimal("571.46275")
 
 
 def test_slippage_does_not_touch_limit_fills() -> None:
@@ -247,8 +250,8 @@ def test_slippage_does_not_touch_limit_fills() -> None:
     s.bar("GAPR", "09:33", 11.4, 12.0, 11.35, 11.9, 40_000)
     _, summary = s.run(paper={"slippage_bps": 10}, **GG)
     t = one_trade(summary)
-    assert (t["entry_price"], t["exit_price"], t["exit_reason"]) == (11.26, 11.98, "target")
-    assert Decimal(t["pnl"]) == Decimal("1272.70")  # 0.72 * 1785 - 12.50
+    assert (t["entry_price"], t["exit_price"], t["exit_reason"]) == (11.2613, 11.98, "target")
+    assert Decimal(t["pnl"]) == Decimal("1270.46875")  # 1785 * (11.98 - 11.26125) - 12.50
 
 
 def test_commission_minimum_and_per_share_from_config() -> None:
@@ -412,3 +415,63 @@ def test_signal_bar_closing_at_its_low_gives_no_order() -> None:
     node, summary = s.run(**GG)
     assert summary["trades"] == [] and summary["orders_submitted"] == 0
     assert node.orders.orders == {}
+
+
+# --- prev_close: the previous session only (DESIGN.md, "Edges, decided") -----------------------
+
+def scanner_file(skip_all: bool = False) -> SessionBuilder:
+    """A scanner-style file of gap days: GAPR closed 10.00 on Wed 2024-03-13, has no bars on Thu
+    03-14 (OTHR trades that day, unless `skip_all`), and gaps on Fri 03-15 like `gapper()`."""
+    s = gapper(day="2024-03-15", prev_day="2024-03-13")
+    if not skip_all:
+        s.bar("OTHR", "10:00", 5.0, 5.0, 5.0, 5.0, 1_000, day="2024-03-14")
+    s.bar("GAPR", "09:33", 11.4, 12.0, 11.35, 11.9, 40_000)
+    return s
+
+
+def run_with_daily(s: SessionBuilder, daily: dict | None) -> dict:
+    from live_runner.config import parse_config
+    from live_runner.journal import Journal
+    from live_runner.node import TradingNode
+    from live_runner.runs import summarize
+
+    node = TradingNode(parse_config(GG), Journal("sqlite://"))
+    if daily is not None:
+        node.strategies.set_daily_closes(daily)
+    node.start()
+    node.feed(s.sorted_bars())
+    node.stop()
+    return summarize(node, 0.0)
+
+
+def test_a_symbol_that_skipped_the_previous_session_does_not_qualify() -> None:
+    """Its 03-13 close is two sessions old: no gap is taken from it; the count is reported."""
+    for skip_all in (False, True):
+        summary = run_with_daily(scanner_file(skip_all), None)
+        assert summary["signals"] == 0 and summary["trades"] == []
+        assert summary["prev_close_missing"] == 1
+        assert [d["prev_close_missing"] for d in summary["sessions"]][-1] == 1
+
+
+def test_the_providers_daily_close_supplies_the_previous_session() -> None:
+    from datetime import date
+
+    summary = run_with_daily(scanner_file(), {date(2024, 3, 14): {"GAPR": 10.00}})
+    t = one_trade(summary)  # the same trade as test_target_hit_exits_at_the_target_price
+    assert (t["qty"], t["entry_price"], t["exit_price"], t["exit_reason"]) == (1785, 11.25, 11.95, "target")
+    assert summary["prev_close_missing"] == 0
+    # A daily close of 10.60 makes the gap 2.8%: supplied, and refused on its merits.
+    summary = run_with_daily(scanner_file(), {date(2024, 3, 14): {"GAPR": 10.60}})
+    assert summary["signals"] == 0 and summary["prev_close_missing"] == 0
+    # Daily closes of another session are never used.
+    summary = run_with_daily(scanner_file(), {date(2024, 3, 13): {"GAPR": 10.00}})
+    assert summary["signals"] == 0 and summary["prev_close_missing"] == 1
+
+
+def test_the_bars_own_previous_close_wins_over_the_daily_close() -> None:
+    from datetime import date
+
+    s = gapper()  # GAPR closed 10.00 on 03-14 in the bars
+    s.bar("GAPR", "09:33", 11.4, 12.0, 11.35, 11.9, 40_000)
+    summary = run_with_daily(s, {date(2024, 3, 14): {"GAPR": 10.60}})
+    assert one_trade(summary)["exit_reason"] == "target"

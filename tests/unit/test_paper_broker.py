@@ -79,11 +79,48 @@ def test_slippage_is_against_the_trader() -> None:
     assert b.fills_of("SELL") == [(100, 49.95, t("09:31"))]  # down 10 bps
 
 
-def test_slippage_rounds_to_the_tick() -> None:
+def test_slippage_is_exact_and_not_rounded() -> None:
     b = Broker(slippage_bps=5).bar("09:30", 11.25, 11.25, 11.25, 11.25)
     b.submit(req("BUY", Side.BUY, 10))
     b.bar("09:31", 11.25, 11.3, 11.2, 11.25)
-    assert b.fills_of("BUY")[0][1] == 11.26  # 11.2556 -> 11.26
+    assert b.fills_of("BUY")[0][1] == 11.255625  # 11.25 * 1.0005, a price inside the bar
+
+
+def test_market_fill_is_the_traded_open_not_rounded() -> None:
+    """The issue's SLRX bar: open 4.795, low 4.7913. Rounding the open to the cent (4.79, or 4.80)
+    would sell outside the bar; the fill is the open itself."""
+    b = Broker().bar("12:20", 4.8, 4.81, 4.79, 4.8)
+    b.submit(req("SELL", Side.SELL, 100))
+    b.bar("12:21", 4.795, 4.80, 4.7913, 4.7950)
+    assert b.fills_of("SELL")[0][1] == 4.795
+    b.submit(req("BUY", Side.BUY, 100))
+    b.bar("12:22", 8.175, 8.18, 8.17, 8.175)
+    assert b.fills_of("BUY")[0][1] == 8.175
+
+
+@pytest.mark.parametrize("side, bar_args, expected", [
+    # 100 bps on a buy at 10.00 would be 10.10, above the bar's high 10.02: the high.
+    (Side.BUY, ("09:31", 10.0, 10.02, 9.95, 10.0), 10.02),
+    # 100 bps on a sell at 10.00 would be 9.90, below the bar's low 9.97: the low.
+    (Side.SELL, ("09:31", 10.0, 10.05, 9.97, 10.0), 9.97),
+])
+def test_slippage_never_leaves_the_bar(side: Side, bar_args: tuple, expected: float) -> None:
+    b = Broker(slippage_bps=100).bar("09:30", 10.0, 10.0, 10.0, 10.0)
+    b.submit(req("M", side, 10))
+    b.bar(*bar_args)
+    assert b.fills_of("M")[0][1] == expected
+
+
+def test_session_end_fill_with_slippage_stays_in_the_last_bar() -> None:
+    """A market order left at the session end fills at the last bar's close, slipped, clamped."""
+    b = Broker(slippage_bps=100).bar("15:59", 10.0, 10.03, 9.99, 10.01)
+    b.submit(req("EOD", Side.SELL, 10))
+    b.client.end_session(t("16:00"))
+    assert b.fills_of("EOD") == [(10, 9.99, t("16:00"))]  # 10.01 * 0.99 = 9.9099 < low 9.99
+    b = Broker(slippage_bps=10).bar("15:59", 10.0, 10.03, 9.99, 10.01)
+    b.submit(req("EOD", Side.SELL, 10))
+    b.client.end_session(t("16:00"))
+    assert b.fills_of("EOD") == [(10, 9.99999, t("16:00"))]  # 10.01 * 0.999, inside the bar
 
 
 def test_orders_act_only_from_the_bar_after_placement() -> None:
