@@ -9,13 +9,16 @@ VWAP is the session's from 09:30, typical price (h+l+c)/3, including the bar com
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from tests.kit.recorded import (Replay, d, et_ns, fills_outside_their_bar, load_bars, ns, recorded,
-                                replay)
+from tests.kit.recorded import (ROOT, Replay, d, et_ns, fills_outside_their_bar, load_bars, ns,
+                                recorded, replay)
 
 D = Decimal
 # file, universe (None: the gap_and_go qualifiers, as a replay without a universe)
@@ -70,11 +73,6 @@ def test_two_replays_give_identical_journals(name: str, universe: list[str], tmp
 
 def test_cli_replay_of_a_recorded_file_exits_0_with_json(tmp_path: Path) -> None:
     """The operator's command on real data: exit 0 and the --json summary."""
-    import json
-    import subprocess
-    import sys
-
-    from tests.kit.recorded import ROOT
     proc = subprocess.run(
         [sys.executable, "-m", "live_runner", "replay", "--bars", str(recorded("slrx_2024-07-23.csv")),
          "--journal", f"sqlite:///{tmp_path / 'j.db'}", "--universe", "SLRX", "--json"],
@@ -205,3 +203,14 @@ def test_early_close_day_stops_entries_at_its_flatten_time(tmp_path: Path) -> No
     late = [ts for ts, _, p in run.kind("signal") if p["side"] == "buy" and ts >= et_ns("2015-12-24", "12:55")]
     assert late == []
     assert run.summary["final_positions"] == {} or set(run.summary["final_positions"].values()) == {0}
+
+
+def test_gap_day_without_its_previous_session_has_no_prev_close(tmp_path: Path) -> None:
+    """CMAX's file holds 07-22 and 07-25 only: on 07-25 the previous session (07-24) has no bars,
+    so the 07-22 close (5.19) is not used as prev_close; the symbol does not qualify and each
+    session reports the missing previous close (07-22 has none before it either)."""
+    run = replay(recorded("cmax_2024-07-22_25.csv"), tmp_path / "j.db")
+    assert [(s["date"], s["prev_close_missing"]) for s in run.summary["sessions"]] == [
+        ("2024-07-22", 1), ("2024-07-25", 1)]
+    assert run.summary["prev_close_missing"] == 2
+    assert run.summary["trades"] == [] and run.summary["signals"] == 0
