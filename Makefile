@@ -36,11 +36,12 @@ dashboard: $(STAMP)
 	    --server.headless true --browser.gatherUsageStats false
 
 # pytest's exit status is the recipe's status: failures (1) and "no tests collected" (5) fail make.
-# TEST_WORKERS pytest-xdist workers (most tests wait on paced feeds and daemons, not the CPU);
-# the PostgreSQL tests share one worker (tests/conftest.py). TEST_WORKERS=0 runs serially.
+# TEST_WORKERS pytest-xdist workers (most tests wait on paced feeds and daemons, not the CPU), a
+# file's tests on one worker; the PostgreSQL files one at a time (tests/conftest.py).
+# TEST_WORKERS=0 runs serially.
 TEST_WORKERS ?= 4
 test: $(STAMP)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25 $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-legacy
 
 # The legacy SDK generation (ib_insync, polygon-api-client) in its own virtualenv: it can never

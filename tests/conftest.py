@@ -7,11 +7,14 @@ PostgreSQL: tests that need the real server use ``pg_url`` (a database URL) or `
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -87,24 +90,27 @@ def pg_schema_url(pg_url: str) -> Iterator[PgSchema]:
 
 
 # --- Parallel runs (pytest-xdist, `make test`) ------------------------------------------------
-# Tests that use the PostgreSQL server share one database (and its advisory-lock namespace: the
-# runner's lease keys on the account, not the schema), so they run one at a time on a single
-# worker (`--dist loadgroup`). Everything else isolates itself (tmp_path, free ports).
+# `--dist loadfile` keeps a file's tests on one worker, in order (some share a module-scoped
+# runner). Files that use the PostgreSQL server share one database and its advisory-lock
+# namespace (the runner's lease keys on the account, not the schema), so they take a machine-wide
+# file lock for their whole module: one such file at a time, whatever the worker.
 _PG_FIXTURES = re.compile(r"\b(pg_url|pg_schema_url|pg_database)\b")
-_pg_modules: dict[str, bool] = {}
+_PG_LOCK = Path(tempfile.gettempdir()) / "intraday-trader-tests-postgres.lock"
 
 
-def _uses_postgres(item: pytest.Item) -> bool:
-    path = str(item.path)
-    if path not in _pg_modules:
+@pytest.fixture(scope="module", autouse=True)
+def _postgres_one_file_at_a_time(request: pytest.FixtureRequest) -> Iterator[None]:
+    path = request.node.path
+    try:
+        uses = bool(_PG_FIXTURES.search(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError):
+        uses = False
+    if not uses or not os.environ.get("PYTEST_XDIST_WORKER"):
+        yield
+        return
+    with open(_PG_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            _pg_modules[path] = bool(_PG_FIXTURES.search(item.path.read_text(encoding="utf-8")))
-        except OSError:
-            _pg_modules[path] = False
-    return _pg_modules[path]
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        if _uses_postgres(item):
-            item.add_marker(pytest.mark.xdist_group("postgres"))
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
