@@ -204,7 +204,7 @@ def backtest_summary_matches_journals(context: dg.AssetCheckExecutionContext,
 
 backtest = dg.define_asset_job(
     "backtest", selection=dg.AssetSelection.assets(session_backtest),
-    partitions_def=BACKTEST_PARTITIONS, executor_def=dg.multiprocess_executor,
+    executor_def=dg.multiprocess_executor,
     description="Replay past sessions per parameter set (batched runs; see README Backtests).")
 
 backtest_report = dg.define_asset_job(

@@ -24,7 +24,10 @@ def daily_bars(context: dg.AssetExecutionContext, market_data: MarketDataResourc
     day = parse_session(context.partition_key)
     prev = session_times(session_times(day).prev_date)
     if market_data.provider == "replay":
-        source = market_data.source_file(day)
+        try:
+            source = market_data.source_file(day)
+        except FileNotFoundError as exc:
+            raise dg.Failure(f"daily_bars {day.isoformat()}: {exc}") from None
         minutes = read_bars(source, prev.open, prev.close)
         minutes = minutes.loc[valid_bars(minutes)]
         daily = daily_from_minutes(minutes)
