@@ -61,14 +61,22 @@ def create_backfill(instance: dg.DagsterInstance, days: list[date], sets: list[s
     return backfill_id
 
 
-def wait_backfill(instance: dg.DagsterInstance, backfill_id: str, timeout_s: float) -> list[dg.DagsterRun]:
-    """Until the backfill is done and its runs finished; returns the runs."""
+def wait_backfill(instance: dg.DagsterInstance, backfill_id: str, keys: list[str],
+                  timeout_s: float) -> list[dg.DagsterRun]:
+    """Until every targeted partition is materialized (or the backfill ends) and its runs are
+    finished; returns the runs. (The backfill's own status is only updated on the daemon's next
+    backfill tick, up to 30 s after the last run: not worth waiting for.)"""
+    from trading_pipeline.backtest_assets import session_backtest
+
     deadline = time.monotonic() + timeout_s
     while True:
         backfill = instance.get_backfill(backfill_id)
         runs = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
-        done = backfill.status not in (BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING)
-        if done and all(r.status in FINISHED for r in runs):
+        ended = backfill.status not in (BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING)
+        have = instance.get_materialized_partitions(session_backtest.key) if runs else set()
+        finished = bool(runs) and all(r.status in FINISHED for r in runs)
+        if finished and (ended or set(keys) <= set(have) or any(
+                r.status != dg.DagsterRunStatus.SUCCESS for r in runs)):
             return list(runs)
         if time.monotonic() > deadline:
             raise TimeoutError(f"backfill {backfill_id} not finished after {timeout_s:.0f} s "
@@ -102,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
               f"({', '.join(sets)})", flush=True)
         if not (args.wait or args.summary):
             return 0
-        runs = wait_backfill(instance, backfill_id, args.timeout)
+        runs = wait_backfill(instance, backfill_id, partition_keys(days, sets), args.timeout)
         failed = [r.run_id for r in runs if r.status != dg.DagsterRunStatus.SUCCESS]
         print(f"{len(runs)} runs, {len(failed)} not successful {failed or ''}".rstrip(), flush=True)
         if failed:
