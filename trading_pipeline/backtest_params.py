@@ -25,7 +25,7 @@ from pydantic import Field
 
 from trading_pipeline.partitions import parse_session, trading_days
 from trading_pipeline.resources import (
-    RunnerResource, TradingStoreResource, _with_search_path, resolve,
+    PROJECT_ROOT, RunnerResource, TradingStoreResource, _with_search_path, resolve,
 )
 
 PARAMS = dg.DynamicPartitionsDefinition(name="backtest_params")
@@ -57,8 +57,15 @@ class BacktestResource(dg.ConfigurableResource):
 
     params_file: str = Field(default="config/backtest_params.yaml")
 
-    def param_sets(self) -> dict[str, dict[str, Any]]:
+    def path(self) -> Path:
+        """Relative: under the project folder, else the one shipped with the code."""
         path = resolve(self.params_file)
+        shipped = PROJECT_ROOT / self.params_file
+        return path if path.exists() or Path(self.params_file).is_absolute() or not shipped.exists() \
+            else shipped
+
+    def param_sets(self) -> dict[str, dict[str, Any]]:
+        path = self.path()
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except OSError as exc:
@@ -78,7 +85,7 @@ class BacktestResource(dg.ConfigurableResource):
 
         sets = self.param_sets()
         if name not in sets:
-            raise ValueError(f"parameter set {name!r} is not defined in {resolve(self.params_file)} "
+            raise ValueError(f"parameter set {name!r} is not defined in {self.path()} "
                              f"(defined: {', '.join(sorted(sets)) or 'none'})")
         live = runner.load_config().model_dump(mode="json")
         return parse_config(deep_merge(live, {**sets[name], **BACKTEST_FIXED}),
