@@ -16,6 +16,8 @@ their values; a secret that is not set is simply absent (e.g. no webhook sink).
     TRADING_LIVE_MAX_RELAUNCHES / TRADING_LIVE_RELAUNCH_BACKOFF_S  failed live session relaunches
     TRADING_SENSOR_INTERVAL_S  market_open_sensor's evaluation interval (30 s)
     TRADING_LIVE_LOST_AFTER_S  a started session without a lease heartbeat this long is failed (90 s)
+    TRADING_HISTORY_SOURCE / _PATH / _CACHE / _SYMBOLS  backtest bars (history_sources.py)
+    TRADING_BACKTEST_PARAMS  parameter sets file (default config/backtest_params.yaml)
 """
 
 
@@ -23,7 +25,10 @@ import os
 
 import dagster as dg
 
+from trading_pipeline.backtest_assets import BACKTEST_ASSETS, BACKTEST_CHECKS, BACKTEST_JOBS
+from trading_pipeline.backtest_params import BacktestResource
 from trading_pipeline.checks import ALL_CHECKS
+from trading_pipeline.history_sources import HistoryResource
 from trading_pipeline.jobs import end_of_day, premarket_prep
 from trading_pipeline.live_session import live_session
 from trading_pipeline.market_assets import daily_bars, intraday_bars, premarket_universe
@@ -73,20 +78,28 @@ def build_resources() -> dict[str, object]:
             max_relaunches=int(_env("TRADING_LIVE_MAX_RELAUNCHES", "3")),
             backoff_s=float(_env("TRADING_LIVE_RELAUNCH_BACKOFF_S", "30")),
             lost_after_s=float(_env("TRADING_LIVE_LOST_AFTER_S", "90"))),
+        "history": HistoryResource(
+            source=_env("TRADING_HISTORY_SOURCE", "market_data"),
+            path=_env("TRADING_HISTORY_PATH", ""), cache_dir=_env("TRADING_HISTORY_CACHE", "var/history"),
+            symbols=[s for s in _env("TRADING_HISTORY_SYMBOLS", "").split(",") if s] or None,
+            api_key=_secret("TRADING_POLYGON_API_KEY"),
+            rest_base_url=os.environ.get("TRADING_POLYGON_REST_URL") or None),
+        "backtest": BacktestResource(params_file=_env("TRADING_BACKTEST_PARAMS", "config/backtest_params.yaml")),
         "pipes_subprocess_client": dg.PipesSubprocessClient(
             termination_timeout_seconds=float(_env("TRADING_RUNNER_TERMINATION_TIMEOUT", "30"))),
     }
 
 
-ASSETS = [daily_bars, premarket_universe, intraday_bars, session_journal, daily_report, replay_report]
+ASSETS = [daily_bars, premarket_universe, intraday_bars, session_journal, daily_report, replay_report,
+          *BACKTEST_ASSETS]
 
 
 def make_definitions(resources: dict[str, object] | None = None) -> dg.Definitions:
     """The code location with these resources (tests bind temporary folders this way)."""
     return dg.Definitions(
         assets=ASSETS,
-        asset_checks=ALL_CHECKS,
-        jobs=[premarket_prep, live_session, end_of_day, data_retention],
+        asset_checks=[*ALL_CHECKS, *BACKTEST_CHECKS],
+        jobs=[premarket_prep, live_session, end_of_day, data_retention, *BACKTEST_JOBS],
         schedules=ALL_SCHEDULES,
         sensors=ALL_SENSORS,
         resources=resources if resources is not None else build_resources(),

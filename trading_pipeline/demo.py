@@ -60,6 +60,27 @@ def _check(result, what: str) -> None:
         raise SystemExit(f"{what} failed")
 
 
+BACKTEST_FIRST = "2024-11-21"  # a few sessions up to the demo day
+BACKTEST_SETS = ["base", "tight"]
+
+
+def backtest_history(defs, instance, last: str) -> Path:
+    """A short history backtested (one batched run per parameter set, as a backfill makes
+    them), then the summary across it; returns the HTML report's path."""
+    from trading_pipeline.backtest_params import register_param_sets
+
+    register_param_sets(instance, BACKTEST_SETS)
+    job = defs.resolve_job_def("backtest")
+    for params in BACKTEST_SETS:
+        result = job.execute_in_process(instance=instance, run_config=QUIET, tags={
+            "dagster/asset_partition_range_start": f"{BACKTEST_FIRST}|{params}",
+            "dagster/asset_partition_range_end": f"{last}|{params}"})
+        _check(result, f"session_backtest ({params})")
+    _check(defs.resolve_job_def("backtest_report").execute_in_process(instance=instance, run_config=QUIET),
+           "backtest_summary")
+    return defs.resources["store"].root() / "backtest_summary" / "report.html"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trading_pipeline.demo", description=__doc__)
     parser.add_argument("--date", default=DEMO_DATE, help="session (default: the sample session)")
@@ -105,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
           f" (P&L drift {audit['pnl_drift']})")
     print(f"daily report: {report}")
     print(f"dagster runs: {live.run_id} (live_session) and 2 more, instance {home}")
+    print(f"\n[backtest] {BACKTEST_FIRST}..{key} x {', '.join(BACKTEST_SETS)}: session_backtest, "
+          "then backtest_summary", flush=True)
+    print(f"summary report: {backtest_history(defs, instance, key)}")
     print("see them in the Dagster UI: make ui, then http://127.0.0.1:3000 (Runs; Assets > daily_report)")
     return 0
 

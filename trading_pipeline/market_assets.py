@@ -24,7 +24,10 @@ def daily_bars(context: dg.AssetExecutionContext, market_data: MarketDataResourc
     day = parse_session(context.partition_key)
     prev = session_times(session_times(day).prev_date)
     if market_data.provider == "replay":
-        source = market_data.source_file(day)
+        try:
+            source = market_data.source_file(day)
+        except FileNotFoundError as exc:
+            raise dg.Failure(f"daily_bars {day.isoformat()}: {exc}") from None
         minutes = read_bars(source, prev.open, prev.close)
         minutes = minutes.loc[valid_bars(minutes)]
         daily = daily_from_minutes(minutes)
@@ -32,6 +35,10 @@ def daily_bars(context: dg.AssetExecutionContext, market_data: MarketDataResourc
     else:  # polygon: grouped daily (the whole market); yahoo: its symbols
         daily = market_data.previous_daily(day)
         origin = dg.MetadataValue.text(f"{market_data.provider} daily bars")
+    if daily.empty:  # no data is a failure, never a materialization of 0 symbols
+        where = origin.value if market_data.provider == "replay" else f"provider {market_data.provider}"
+        raise dg.Failure(f"daily_bars {day.isoformat()}: no bars of the previous session "
+                         f"{prev.date.isoformat()} in {where}")
     daily.insert(1, "session", prev.date.isoformat())
     path = store.path("daily_bars", day, ".parquet")
     daily.to_parquet(path, index=False)
@@ -81,6 +88,9 @@ def intraday_bars(context: dg.AssetExecutionContext, market_data: MarketDataReso
     day = parse_session(context.partition_key)
     symbols = store.load_universe(day)
     frame = market_data.session_bars(day, symbols)
+    if symbols and frame.empty:
+        raise dg.Failure(f"intraday_bars {day.isoformat()}: no bars for its {len(symbols)} universe "
+                         f"symbols from provider {market_data.provider}")
     path = write_bars(frame, store.path("intraday_bars", day, ".parquet"))
     session = session_times(day)
     in_session = frame["ts"].between(session.premarket_open, session.afterhours_close - 1)

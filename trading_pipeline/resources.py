@@ -176,23 +176,32 @@ class MarketDataResource(dg.ConfigurableResource):
         return self.minute_frame(candidates, session.premarket_open, session.open), len(candidates)
 
     def source_file(self, day: date) -> Path:
-        """The bar file holding `day`'s session (generated when missing and allowed; replay)."""
+        """The bar file holding `day`'s session (generated when missing and allowed; replay).
+
+        `bars_<day>.*` is taken when it covers the regular session. Any other file must hold the
+        previous session's regular hours and the whole of `day` (a generated `bars_<D>` also
+        holds D-1's regular hours but not D-1's premarket nor D-2: it is no source for D-1)."""
         self._check_provider()
         if self.provider != "replay":
             raise ValueError(f"source_file: provider {self.provider!r} has no bar files (replay only)")
         root = resolve(self.bars_dir)
-        session = market_calendar().session(day)
-        exact = [root / f"bars_{day.isoformat()}.parquet", root / f"bars_{day.isoformat()}.csv"]
-        candidates = [p for p in exact if p.exists()]
-        if root.is_dir():
-            candidates += sorted(p for p in root.glob("bars_*.*")
-                                 if p.suffix in (".parquet", ".csv") and p not in exact)
-        for path in candidates:
+        cal = market_calendar()
+        session = cal.session(day)
+        prev = cal.session(session.prev_date)
+        for path in (root / f"bars_{day.isoformat()}.parquet", root / f"bars_{day.isoformat()}.csv"):
+            if path.exists():
+                first, last = time_span(path)
+                if first < session.close and last >= session.open:
+                    return path
+        others = sorted(p for p in root.glob("bars_*.*") if p.suffix in (".parquet", ".csv")
+                        and p.stem != f"bars_{day.isoformat()}") if root.is_dir() else []
+        for path in others:
             first, last = time_span(path)
-            if first < session.close and last >= session.open:
+            if first < prev.close and last >= session.close - 60_000_000_000:
                 return path
         if not self.generate_missing:
-            raise FileNotFoundError(f"no bar file in {root} covers the {day.isoformat()} session")
+            raise FileNotFoundError(f"no bar file in {root} covers the {day.isoformat()} session "
+                                    f"(with the {prev.date.isoformat()} regular hours before it)")
         return self._generate(day, root)
 
     def _generate(self, day: date, root: Path) -> Path:

@@ -23,3 +23,6 @@ def test_demo_runs_the_sample_day_through_dagster(tmp_path):
     report = tmp_path / "var" / "pipeline" / "reports" / "2024-11-26" / "report.html"
     assert f"daily report: {report}" in text and report.exists()
     assert (tmp_path / "var" / "dagster" / "dagster.yaml").exists()
+    summary = tmp_path / "var" / "pipeline" / "backtest_summary" / "report.html"
+    assert "[backtest] 2024-11-21..2024-11-26 x base, tight" in text
+    assert f"summary report: {summary}" in text and summary.exists()

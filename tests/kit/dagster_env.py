@@ -135,6 +135,8 @@ def isolated_resources(tmp: Path, symbols: int = 24, **overrides: object) -> dic
     """The code location's resources, isolated under `tmp` (in-process tests)."""
     import dagster as dg
 
+    from trading_pipeline.backtest_params import BacktestResource
+    from trading_pipeline.history_sources import HistoryResource
     from trading_pipeline.relaunch import RelaunchPolicyResource
     from trading_pipeline.resources import (
         AlertsResource, MarketClockResource, MarketDataResource, RunnerResource, TradingStoreResource,
@@ -148,6 +150,8 @@ def isolated_resources(tmp: Path, symbols: int = 24, **overrides: object) -> dic
         "market_clock": MarketClockResource(),
         "relaunch_policy": RelaunchPolicyResource(),
         "pipes_subprocess_client": dg.PipesSubprocessClient(termination_timeout_seconds=30),
+        "history": HistoryResource(cache_dir=str(tmp / "history")),
+        "backtest": BacktestResource(),
     }
     resources.update(overrides)
     return resources

@@ -1,0 +1,158 @@
+"""History sources against fakes: local Parquet/CSV (a file per session and a partitioned
+dataset), Polygon REST minute aggregates (the fake Polygon on 127.0.0.1) with the on-disk cache,
+and Polygon flat files (daily minute-aggregate CSV.gz, Polygon's columns) from a local folder and
+from a local HTTP server in S3's key layout. Each gives the runner's feed: a seed bar per symbol
+from the previous session, then the session itself; fetched once, then reused."""
+
+import functools
+import gzip
+import threading
+from datetime import date
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from live_runner import sample_data
+from live_runner.models import Bar
+from tests.kit.fake_polygon import FakePolygon
+from trading_pipeline.bars import read_bars
+from trading_pipeline.history_sources import FLAT_PREFIX, HistoryResource, NoHistory
+from trading_pipeline.partitions import session_times
+
+pytestmark = pytest.mark.timeout(120)
+PREV, DAY = date(2024, 12, 2), date(2024, 12, 3)
+
+
+@pytest.fixture(scope="module")
+def market():
+    """Two sessions of 6 symbols (and the regular hours of 11-29 before them), as bar frames."""
+    df = sample_data.generate(PREV, 2, 6, 5)
+    frame = pd.DataFrame({"symbol": df["symbol"].astype(object), "ts": df["timestamp"].astype(np.int64),
+                          **{c: df[c].astype(np.float64) for c in ("open", "high", "low", "close", "volume")}})
+    return frame
+
+
+def session_rows(frame, day, regular_only=False):
+    t = session_times(day)
+    lo, hi = (t.open, t.close) if regular_only else (t.premarket_open, t.afterhours_close)
+    return frame.loc[(frame["ts"] >= lo) & (frame["ts"] < hi)].reset_index(drop=True)
+
+
+def expected_feed(frame):
+    prev = session_rows(frame, PREV, regular_only=True).sort_values(["symbol", "ts"])
+    seed = prev.groupby("symbol").tail(1)
+    return pd.concat([seed, session_rows(frame, DAY)]).sort_values(["ts", "symbol"], kind="stable") \
+        .reset_index(drop=True)
+
+
+def assert_feed(path, frame):
+    got = read_bars(path)
+    want = expected_feed(frame)
+    assert len(got) == len(want)
+    pd.testing.assert_frame_equal(got[["symbol", "ts"]], want[["symbol", "ts"]])
+    assert np.allclose(got["close"], want["close"])
+    assert (got["ts"] < session_times(DAY).premarket_open).sum() == 6  # one seed per symbol
+
+
+def write_runner_file(frame, path):
+    from trading_pipeline.bars import write_bars
+    return write_bars(frame, path)
+
+
+@pytest.mark.parametrize("layout", ["per_session_parquet", "per_session_csv", "partitioned"])
+def test_local_files(tmp_path, market, layout):
+    root = tmp_path / "bars"
+    for d in (PREV, DAY):
+        rows = session_rows(market, d) if d == DAY else market.loc[market["ts"] < session_times(DAY).premarket_open]
+        if layout == "per_session_parquet":
+            write_runner_file(rows, root / f"{d.isoformat()}.parquet")
+        elif layout == "partitioned":
+            write_runner_file(rows, root / f"date={d.isoformat()}" / "part-0.parquet")
+        else:
+            out = rows.rename(columns={"ts": "timestamp"})
+            out["timestamp"] = pd.to_datetime(out["timestamp"], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+            root.mkdir(exist_ok=True)
+            out.to_csv(root / f"{d.isoformat()}.csv", index=False)
+    history = HistoryResource(source="files", path=str(root), cache_dir=str(tmp_path / "cache"))
+    path, fetched = history.session_feed(DAY)
+    assert fetched
+    assert_feed(path, market)
+    assert history.session_feed(DAY) == (path, False)  # fetched once, then reused
+    with pytest.raises(NoHistory, match=r"2024-12-04 session in history source files"):
+        history.session_feed(date(2024, 12, 4))
+
+
+def test_polygon_rest_minute_aggregates_cached_on_disk(tmp_path, market, monkeypatch):
+    with FakePolygon() as fake:
+        monkeypatch.setenv("POLYGON_API_KEY", fake.api_key)
+        fake.clock.set(session_times(DAY).afterhours_close + 86_400 * 10**9)  # history: all complete
+        fake.add_bars([Bar(r.symbol, int(r.ts), r.open, r.high, r.low, r.close, r.volume)
+                       for r in market.itertuples()])
+        symbols = sorted(market["symbol"].unique())
+        history = HistoryResource(source="polygon_rest", symbols=symbols, rest_base_url=fake.rest_url,
+                                  cache_dir=str(tmp_path / "cache"))
+        path, fetched = history.session_feed(DAY)
+        asked = len(fake.requests)
+        assert fetched and asked >= len(symbols) and all(r["auth_ok"] for r in fake.requests)
+        assert_feed(path, market)
+        assert history.session_feed(DAY) == (path, False)
+        assert len(fake.requests) == asked  # the second time from the disk cache
+        with pytest.raises(NoHistory, match="2024-12-05 session in history source polygon_rest"):
+            history.session_feed(date(2024, 12, 5))
+
+
+def write_flat_files(frame, root):
+    """Polygon's layout and columns: ticker,volume,open,close,high,low,window_start,transactions."""
+    days = pd.to_datetime(frame["ts"], utc=True).dt.tz_convert("America/New_York").dt.date
+    for d in sorted(set(days)):
+        rows = frame.loc[days == d].sort_values(["symbol", "ts"])
+        out = pd.DataFrame({"ticker": rows["symbol"], "volume": rows["volume"].astype(np.int64),
+                            "open": rows["open"], "close": rows["close"], "high": rows["high"],
+                            "low": rows["low"], "window_start": rows["ts"], "transactions": 7})
+        path = root / FLAT_PREFIX / f"{d:%Y}" / f"{d:%m}" / f"{d.isoformat()}.csv.gz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with gzip.open(path, "wt") as fh:
+            out.to_csv(fh, index=False)
+
+
+def test_polygon_flat_files_from_a_folder(tmp_path, market):
+    write_flat_files(market, tmp_path / "flat")
+    history = HistoryResource(source="polygon_flat", path=str(tmp_path / "flat"),
+                              cache_dir=str(tmp_path / "cache"))
+    path, _ = history.session_feed(DAY)
+    assert_feed(path, market)
+    with pytest.raises(NoHistory, match="2024-12-04 session in history source polygon_flat"):
+        history.session_feed(date(2024, 12, 4))
+
+
+def test_polygon_flat_files_over_http_downloaded_once(tmp_path, market):
+    write_flat_files(market, tmp_path / "bucket")
+    served: list[str] = []
+
+    class Handler(SimpleHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            served.append(self.path)
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(tmp_path / "bucket")))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        history = HistoryResource(source="polygon_flat", path=url, cache_dir=str(tmp_path / "cache"))
+        path, _ = history.session_feed(DAY)
+        assert_feed(path, market)
+        assert sorted(served) == [f"/{FLAT_PREFIX}/2024/12/2024-12-02.csv.gz",
+                                  f"/{FLAT_PREFIX}/2024/12/2024-12-03.csv.gz"]
+        path.unlink()  # the feed again: the downloads are reused, nothing fetched twice
+        history.session_feed(DAY)
+        assert len(served) == 2
+        with pytest.raises(NoHistory, match="2024-12-04"):
+            history.session_feed(date(2024, 12, 4))
+    finally:
+        server.shutdown()
+        server.server_close()
