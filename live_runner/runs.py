@@ -34,6 +34,8 @@ class RunOptions:
     speed: float | None = None  # None: as fast as possible; 60: one bar-minute per wall second
     linger: bool = False  # live service: keep serving after the data ends (until SIGTERM)
     stop_event: threading.Event = field(default_factory=threading.Event)
+    # Told each new journal event (live_runner/story.py through the Pipes bridge); None: nobody.
+    journal_observer: Callable[[str, int, str, str, Any], None] | None = None
 
 
 def _progress(bars: Iterable[Bar], total: int, out: Any) -> Iterator[Bar]:
@@ -60,7 +62,8 @@ def run_session(config: SystemConfig, opts: RunOptions,
     """Validate the bars file, run the chain over it, and return the session summary."""
     bar_file = BarFile(opts.bars)
     total = bar_file.validate()  # a malformed file fails here, before the journal is touched
-    journal = Journal(opts.journal_url, batch_size=config.journal.batch_size)
+    journal = Journal(opts.journal_url, batch_size=config.journal.batch_size,
+                      observer=opts.journal_observer)
     node = TradingNode(config, journal, universe=opts.universe)
     if node_hook is not None:
         node_hook(node)

@@ -30,9 +30,11 @@ RELAUNCH_OF_TAG = "trading/relaunch_of"
 class RelaunchPolicyResource(dg.ConfigurableResource):
     """How often and how fast a failed live session is relaunched during the trading day."""
 
-    max_relaunches: int = Field(default=3, ge=0)
-    backoff_s: float = Field(default=30.0, ge=0)
-    backoff_max_s: float = Field(default=600.0, ge=0)
+    max_relaunches: int = Field(default=3, ge=0, description=(
+        "relaunches of a failed live session per day before giving up (one CRITICAL alert)"))
+    backoff_s: float = Field(default=30.0, ge=0, description=(
+        "wait before the first relaunch, doubled for each further one (market clock)"))
+    backoff_max_s: float = Field(default=600.0, ge=0, description="cap of the doubled wait")
 
     def delay(self, relaunches: int) -> timedelta:
         return timedelta(seconds=min(self.backoff_s * 2 ** relaunches, self.backoff_max_s))
