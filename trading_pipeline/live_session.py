@@ -39,13 +39,16 @@ from trading_pipeline.bars import write_bars
 from trading_pipeline.catalog import AFTER_CLOSE_FRESHNESS, CODE_VERSIONS, OWNERS, SESSION, usd
 from trading_pipeline.k8s_config import LIVE_SESSION_K8S_CONFIG
 from trading_pipeline.market_assets import premarket_universe
-from trading_pipeline.partitions import NotASession, parse_session, trading_days
+from trading_pipeline.partitions import (
+    NotASession, early_close_note, parse_session, session_times, trading_days,
+)
 from trading_pipeline.resources import (
     MarketClockResource, MarketDataResource, MissingUniverse, RunnerResource, TradingStoreResource,
 )
 
 # Emitted by Dagster's own Pipes session code (not by anything used here).
 warnings.filterwarnings("ignore", message=r"Function `PipesMessageReader.expected_writer_count`")
+warnings.filterwarnings("ignore", message=r"AssetExecutionContext.run_id is deprecated")
 LIVE_SESSION_TAG = "trading/live_session"
 K8S_CONFIG_TAG = "dagster-k8s/config"
 
@@ -170,7 +173,8 @@ LIVE_SESSION_KEY = dg.AssetKey("live_session")
         LIVE_SESSION_KEY, deps=[premarket_universe], group_name="session", kinds={"python"},
         description=("The trading session itself: the runner trades the day's universe (paper) "
                      "as a Pipes subprocess and writes the session's journal; its story (entries, "
-                     "exits, denials, state changes, alerts) is in the run's logs."),
+                     "exits, denials, state changes, alerts) is in the run's logs. "
+                     + early_close_note()),
         owners=OWNERS, tags=SESSION, code_version=CODE_VERSIONS["live_session"],
         freshness_policy=AFTER_CLOSE_FRESHNESS)])
 def run_live_session(context: dg.AssetExecutionContext, config: LiveSessionConfig,
@@ -198,8 +202,9 @@ def run_live_session(context: dg.AssetExecutionContext, config: LiveSessionConfi
         raise dg.Failure(f"{plan.day}: the runner exited without reporting a session summary")
     summary["journal"] = redact_url(str(summary.get("journal", "")))  # the runner's already is
     (store.session_dir(plan.day) / "summary.json").write_text(json.dumps(summary, indent=1))
-    return dg.MaterializeResult(metadata={"session": plan.day.isoformat(), "mode": plan.mode,
-                                          **summary_metadata(summary)})
+    return dg.MaterializeResult(metadata={
+        "session": plan.day.isoformat(), "mode": plan.mode,
+        "early_close": session_times(plan.day).early_close, **summary_metadata(summary)})
 
 
 def summary_metadata(summary: dict) -> dict[str, object]:
@@ -221,6 +226,5 @@ def summary_metadata(summary: dict) -> dict[str, object]:
 
 
 live_session = dg.define_asset_job(
-    "live_session", selection=dg.AssetSelection.assets(LIVE_SESSION_KEY), partitions_def=trading_days(),
-    tags=LIVE_SESSION_TAGS,
+    "live_session", selection=dg.AssetSelection.assets(LIVE_SESSION_KEY), tags=LIVE_SESSION_TAGS,
     description="Run the real-time chain for one session: the live_session asset (Pipes subprocess).")

@@ -17,7 +17,7 @@ from dagster._core.storage.tags import SENSOR_NAME_TAG
 
 from trading_pipeline.live_session import live_session
 from trading_pipeline.market_assets import premarket_universe
-from trading_pipeline.partitions import is_session, ns_to_ny, session_times
+from trading_pipeline.partitions import day_tags, is_session, ns_to_ny, session_times
 from trading_pipeline.relaunch import RelaunchCursor, RelaunchPolicyResource, decide
 from trading_pipeline.resources import AlertsResource, MarketClockResource
 
@@ -69,7 +69,9 @@ def market_open_sensor(context: dg.SensorEvaluationContext, market_clock: Market
     context.update_cursor(cursor.dump())
     if decision.request is None:
         return dg.SkipReason(decision.reason)
-    return decision.request
+    extra = day_tags(day)  # an early close is marked on the run
+    return decision.request.with_replaced_attrs(tags={**decision.request.tags, **extra}) if extra \
+        else decision.request
 
 
 def failure_cause(context: dg.RunFailureSensorContext) -> str:
