@@ -56,6 +56,16 @@ def _answers(url: str) -> bool:
         return False
 
 
+def _dismiss_welcome(page) -> None:
+    """The UI's one-time "Join the Dagster community" dialog covers the page: skip it."""
+    skip = page.get_by_role("button", name="Skip")
+    try:
+        skip.wait_for(timeout=5_000)
+    except Exception:
+        return
+    skip.click()
+
+
 @pytest.fixture(scope="module")
 def demo_site(tmp_path_factory):
     """`python -m trading_pipeline.demo` in a temporary project, its instance's run ids."""
@@ -118,14 +128,20 @@ def test_the_day_in_the_dagster_ui(demo_site):
                     body = page.inner_text("body")
                     assert "You have not launched any runs for this job" not in body, body[:3000]
 
-                    # Assets > daily_report: the Markdown report and its equity chart (an image)
+                    # Assets > daily_report: the equity chart (an image) behind its metadata row
                     page.goto(f"{base}/assets/daily_report?partition={DAY}", wait_until="domcontentloaded")
+                    row = page.locator("tr", has_text="equity_curve").first
+                    row.wait_for(timeout=90_000)
+                    _dismiss_welcome(page)
+                    row.get_by_text("Show Markdown").click()
                     chart = page.locator("img[src^='data:image/png;base64']").first
                     chart.wait_for(timeout=90_000)
                     chart.scroll_into_view_if_needed()
                     width = chart.evaluate("img => img.complete ? img.naturalWidth : 0")
                     assert width >= 400, width  # decoded: the PNG renders
-                    page.get_by_text("Per strategy").first.wait_for(timeout=30_000)
+                    page.screenshot(path=str(tmp / "daily_report.png"))
+                    if os.environ.get("DAGSTER_UI_SCREENSHOT"):
+                        shutil.copy(tmp / "daily_report.png", os.environ["DAGSTER_UI_SCREENSHOT"])
                 except Exception as exc:
                     page.screenshot(path=str(tmp / "failure.png"), full_page=True)
                     raise AssertionError(f"UI check failed: {exc} (screenshot {tmp / 'failure.png'}); "
