@@ -107,13 +107,14 @@ def _run(args: argparse.Namespace, bars: Path, speed: float | None) -> int:
 
     # `run` also writes the per-session log file; a replay logs to stderr only.
     log_setup = logs.setup_from_config(config, with_file=speed is not None)
+    from live_runner import pipes_bridge
+
+    bridge = pipes_bridge.attach()  # a no-op unless started by Dagster Pipes
+    opts.journal_observer = bridge.journal_observer  # the session's story, told through Pipes
     if log_setup.file is not None:
         logging.getLogger("live_runner.service").info("logging to %s (run %s)", log_setup.file,
                                                       log_setup.run_id)
     install_sigterm(opts.stop_event)
-    from live_runner import pipes_bridge
-
-    bridge = pipes_bridge.attach()  # a no-op unless started by Dagster Pipes
     from live_runner.adapters.base import AccountModeError
     from live_runner.adapters.replay import BarFileError
     from live_runner.journal import JournalDivergence

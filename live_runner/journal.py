@@ -141,8 +141,12 @@ class Journal:
     def __init__(self, url: str, batch_size: int = 1000, engine: Engine | None = None,
                  continue_log: bool = False, *, connect_timeout_s: float = 5.0,
                  statement_timeout_s: float = 10.0, max_queued_batches: int = 64,
-                 retry_backoff_s: float = 0.5, retry_backoff_max_s: float = 5.0) -> None:
+                 retry_backoff_s: float = 0.5, retry_backoff_max_s: float = 5.0,
+                 observer: "Callable[[str, int, str, str, Any], None] | None" = None) -> None:
         self.url = url
+        # Told each new event after it is buffered (not the regenerated prefix of a resume): the
+        # session's story for the operator (live_runner/story.py). It must not raise.
+        self.observer = observer
         self.engine = engine or make_engine(url, connect_timeout_s, statement_timeout_s)
         metadata.create_all(self.engine)
         self.batch_size = batch_size
@@ -219,6 +223,8 @@ class Journal:
         buffer += (seq, session, ts, kind, key, payload)
         if len(buffer) >= FIELDS * self.batch_size:
             self._hand_off()
+        if self.observer is not None:
+            self.observer(session, ts, kind, key, payload)
         return seq
 
     def hand_off(self) -> None:

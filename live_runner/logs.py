@@ -3,7 +3,8 @@
 Every record, whatever logger it comes from, leaves with three context fields:
 
 - `session`: the trading session the runner is in (the node's session date, as in the journal's
-  `session` column; before the first bar, the date the run started),
+  `session` column; before the first bar, the session it was launched for when the launcher
+  said (Dagster Pipes), else the date the run started),
 - `component`: the part of the runner that logged it (`order_manager`, `data_manager`,
   `ops_server`, ...; from the logger name unless the call passes `extra={"component": ...}`),
 - `client_order_id`: the order the line is about, when there is one (`extra=` or `order_context`).
@@ -55,12 +56,21 @@ CONTEXT_FIELDS = ("session", "component", "client_order_id", "run")
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 _session_source: Callable[[], str] | None = None
+# The session the process was started for (e.g. by Dagster), when known: the date lines carry
+# before the first bar, instead of the wall-clock date.
+_launch_session = ""
 
 
 def set_session_source(source: Callable[[], str] | None) -> None:
     """Where `session` comes from when no context sets it (the service binds its node here)."""
     global _session_source
     _session_source = source
+
+
+def set_launch_session(session: str) -> None:
+    """The session this process was started to trade (YYYY-MM-DD), when the launcher says so."""
+    global _launch_session
+    _launch_session = session
 
 
 def component_for(logger_name: str) -> str:
@@ -109,7 +119,7 @@ class ContextFilter(logging.Filter):
                     session = _session_source()
                 except Exception:  # a log line must never fail because of its context
                     session = ""
-            record.session = session or self.default_session
+            record.session = session or _launch_session or self.default_session
         if not d.get("component"):
             record.component = COMPONENT.get() or component_for(record.name)
         if not d.get("client_order_id"):
@@ -238,4 +248,5 @@ def setup_from_config(config: Any, *, with_file: bool = True, stream: IO[str] | 
 
 __all__ = ["setup_logging", "setup_from_config", "LogSetup", "JsonFormatter", "TextFormatter",
            "ContextFilter", "log_context", "order_context", "set_session_source", "component_for",
+           "set_launch_session",
            "log_file_path", "SESSION", "COMPONENT", "CLIENT_ORDER_ID"]

@@ -2,10 +2,18 @@
 
 The runner never depends on Dagster: `attach()` returns a no-op unless the process was launched by
 a Pipes client (DAGSTER_PIPES_CONTEXT in the environment) and `dagster_pipes` is importable; it
-is imported lazily, only then. When attached, log records of INFO and above are forwarded to the
-Dagster run's log, and the end-of-session summary is sent as a Pipes custom message (and as
-asset materialization metadata when the step targets an asset). The Pipes channel is closed at
-interpreter exit, so every exit path (errors, SIGTERM/SIGINT, normal end) closes it once.
+is imported lazily, only then. When attached:
+
+- log records of INFO and above are forwarded to the Dagster run's log, each prefixed with its
+  session date (`[2024-11-26] story: 09:32 ET ENTRY ...`); the launcher's `session` extra is the
+  date lines carry before the first bar (not the wall-clock date);
+- the session's story (live_runner/story.py: start and end, entries, exits with their reason,
+  trades, risk denials, trading-state changes, commands) is told from the journal, at INFO;
+- the end-of-session summary is sent as a Pipes custom message; the Dagster side turns it into
+  the asset's typed metadata (trading_pipeline/live_session.py).
+
+The Pipes channel is closed at interpreter exit, so every exit path (errors, SIGTERM/SIGINT,
+normal end) closes it once.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ class NoBridge:
     """Not launched by Dagster: reporting does nothing."""
 
     active = False
+    journal_observer = None
 
     def report(self, summary: dict[str, Any]) -> None:
         return None
@@ -34,41 +43,42 @@ class _PipesLogHandler(logging.Handler):
     def __init__(self, pipes: Any) -> None:
         super().__init__(_FORWARD_LEVEL)
         self._pipes = pipes
+        from live_runner.logs import ContextFilter
+
+        self.addFilter(ContextFilter())  # fills record.session / component like the other handlers
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             if not self._pipes.is_closed:
-                self._pipes.log.log(record.levelno, f"{record.name}: {record.getMessage()}")
+                d = record.__dict__
+                session = d.get("session") or "-"
+                component = d.get("component") or record.name
+                self._pipes.log.log(record.levelno, f"[{session}] {component}: {record.getMessage()}")
         except Exception:  # reporting must never take the trading process down
             self.handleError(record)
 
 
-def _metadata(summary: dict[str, Any]) -> dict[str, Any]:
-    """Flat, typed metadata of the summary (Dagster shows these in the UI)."""
-    keys = ("signals", "orders_submitted", "bars_processed", "bars_rejected", "elapsed_s")
-    meta: dict[str, Any] = {k: summary[k] for k in keys if k in summary}
-    for k in ("realized_pnl", "commissions", "final_equity"):
-        if k in summary:
-            meta[k] = {"raw_value": float(summary[k]), "type": "float"}
-    meta["trades"] = len(summary.get("trades", []))
-    return meta
-
-
 class PipesBridge:
-    """Launched by Dagster: logs and the session summary go back through the Pipes channel."""
+    """Launched by Dagster: logs, the story and the session summary go back through Pipes."""
 
     active = True
 
     def __init__(self, pipes: Any) -> None:
+        from live_runner import logs, story
+
         self._pipes = pipes
+        session = _extra(pipes, "session")
+        if session:
+            logs.set_launch_session(str(session))
+        self.journal_observer = story.Story(str(session or ""))
         self._handler = _PipesLogHandler(pipes)
         logging.getLogger().addHandler(self._handler)
+        if logging.getLogger("live_runner.story").getEffectiveLevel() > logging.INFO:
+            logging.getLogger("live_runner.story").setLevel(logging.INFO)  # told even at WARNING
 
     def report(self, summary: dict[str, Any]) -> None:
         try:
             self._pipes.report_custom_message({"summary": summary})
-            if self._pipes.is_asset_step:
-                self._pipes.report_asset_materialization(metadata=_metadata(summary))
         except Exception as exc:  # the summary is also on stdout; Dagster would say it is missing
             logging.getLogger("live_runner.pipes").warning("pipes report failed: %r", exc)
 
@@ -78,6 +88,13 @@ class PipesBridge:
             self._pipes.close()
         except Exception:
             pass
+
+
+def _extra(pipes: Any, name: str) -> Any:
+    try:
+        return pipes.extras.get(name)
+    except Exception:
+        return None
 
 
 def attach() -> NoBridge | PipesBridge:

@@ -36,6 +36,8 @@ class RunOptions:
     speed: float | None = None  # None: as fast as possible; 60: one bar-minute per wall second
     linger: bool = False  # live service: keep serving after the data ends (until SIGTERM)
     stop_event: threading.Event = field(default_factory=threading.Event)
+    # Told each new journal event (live_runner/story.py through the Pipes bridge); None: nobody.
+    journal_observer: Callable[[str, int, str, str, Any], None] | None = None
 
 
 def _progress(bars: Iterable[Bar], total: int, out: Any) -> Iterator[Bar]:
@@ -78,7 +80,8 @@ def run_session(config: SystemConfig, opts: RunOptions,
     total = bar_file.validate()  # a malformed file fails here, before the journal is touched
     calendar = calendar_for(bar_file, config)
     daily = read_daily_closes(opts.daily_bars) if opts.daily_bars is not None else None
-    journal = Journal(opts.journal_url, batch_size=config.journal.batch_size)
+    journal = Journal(opts.journal_url, batch_size=config.journal.batch_size,
+                      observer=opts.journal_observer)
     node = TradingNode(config, journal, universe=opts.universe, calendar=calendar)
     if daily:
         node.strategies.set_daily_closes(daily)

@@ -113,7 +113,8 @@ class LiveService:
         self.journal = Journal(opts.journal_url, batch_size=jc.batch_size, continue_log=data_feed is not None,
                                connect_timeout_s=jc.connect_timeout_s,
                                statement_timeout_s=jc.statement_timeout_s,
-                               max_queued_batches=jc.max_queued_batches)
+                               max_queued_batches=jc.max_queued_batches,
+                               observer=opts.journal_observer)
         self.node = TradingNode(config, self.journal, universe=opts.universe, calendar=calendar,
                                 alert_sinks=sinks_from_env(env))
         if opts.daily_bars is not None:

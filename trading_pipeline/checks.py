@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from live_runner.journal_state import load_state
+from trading_pipeline.catalog import usd
 from trading_pipeline.market_assets import daily_bars, intraday_bars, load_intraday, premarket_universe
 from trading_pipeline.partitions import parse_session, session_times, trading_days
 from trading_pipeline.resources import TradingStoreResource
@@ -40,9 +41,13 @@ def ohlc_problems(frame: pd.DataFrame, keys: list[str]) -> dict[str, int]:
         }
 
 
-@dg.asset_check(asset=daily_bars, blocking=True, partitions_def=trading_days())
+@dg.asset_check(asset=daily_bars, blocking=True, partitions_def=trading_days(),
+                description="Previous closes are usable (blocks the scan when not): at least one "
+                            "symbol, no duplicate symbol, OHLC consistent, positive prices, no "
+                            "negative volume.")
 def daily_bars_sane(context: dg.AssetCheckExecutionContext,
                     store: TradingStoreResource) -> dg.AssetCheckResult:
+    """Each sanity rule's count of offending rows (all zero when it passes)."""
     day = parse_session(context.partition_key)
     frame = pd.read_parquet(store.path("daily_bars", day, ".parquet"))
     problems = ohlc_problems(frame, ["symbol"])
@@ -88,7 +93,8 @@ def intraday_bars_complete(context: dg.AssetCheckExecutionContext,
         passed=not missing, severity=dg.AssetCheckSeverity.WARN,
         metadata={"expected_minutes": int(expected), "symbols": len(universe),
                   "symbols_with_gaps": len(missing),
-                  "missing_minutes": json.dumps(dict(sorted(missing.items())[:20]))})
+                  "missing_minutes_total": int(sum(missing.values())),
+                  "missing_minutes": dg.MetadataValue.json(dict(sorted(missing.items())[:20]))})
 
 
 @dg.asset_check(asset=daily_report, partitions_def=trading_days())
@@ -112,8 +118,9 @@ def report_matches_journal(context: dg.AssetCheckExecutionContext,
     if ended_with is not None:
         ok = ok and ended_with == journal == Decimal(report["trades_pnl"])
     return dg.AssetCheckResult(passed=ok, metadata={
-        "report_pnl": str(reported), "journal_pnl": str(journal), "trades_pnl": report["trades_pnl"],
-        "session_end_pnl": str(ended_with) if ended_with is not None else "n/a"})
+        "report_pnl_usd": usd(reported), "journal_pnl_usd": usd(journal),
+        "trades_pnl_usd": usd(report["trades_pnl"]), "session_end_pnl_usd": usd(ended_with),
+        "difference_usd": usd(reported - journal)})
 
 
 ALL_CHECKS = [daily_bars_sane, universe_not_empty, intraday_bars_sane, intraday_bars_complete,

@@ -22,6 +22,7 @@ their values; a secret that is not set is simply absent (e.g. no webhook sink).
 
 
 import os
+import warnings
 
 import dagster as dg
 
@@ -30,7 +31,7 @@ from trading_pipeline.backtest_params import BacktestResource
 from trading_pipeline.checks import ALL_CHECKS
 from trading_pipeline.history_sources import HistoryResource
 from trading_pipeline.jobs import end_of_day, premarket_prep
-from trading_pipeline.live_session import live_session
+from trading_pipeline.live_session import live_session, run_live_session
 from trading_pipeline.market_assets import daily_bars, intraday_bars, premarket_universe
 from trading_pipeline.relaunch import RelaunchPolicyResource
 from trading_pipeline.resources import (
@@ -85,13 +86,22 @@ def build_resources() -> dict[str, object]:
             api_key=_secret("TRADING_POLYGON_API_KEY"),
             rest_base_url=os.environ.get("TRADING_POLYGON_REST_URL") or None),
         "backtest": BacktestResource(params_file=_env("TRADING_BACKTEST_PARAMS", "config/backtest_params.yaml")),
-        "pipes_subprocess_client": dg.PipesSubprocessClient(
-            termination_timeout_seconds=float(_env("TRADING_RUNNER_TERMINATION_TIMEOUT", "30"))),
+        "pipes_subprocess_client": dg.ResourceDefinition.hardcoded_resource(
+            dg.PipesSubprocessClient(
+                termination_timeout_seconds=float(_env("TRADING_RUNNER_TERMINATION_TIMEOUT", "30"))),
+            description="Starts the runner as a Dagster Pipes subprocess (its logs and summary come "
+                        "back through Pipes); on termination it sends SIGINT and waits "
+                        "TRADING_RUNNER_TERMINATION_TIMEOUT seconds (default 30) before killing it."),
     }
 
 
-ASSETS = [daily_bars, premarket_universe, intraday_bars, session_journal, daily_report, replay_report,
-          *BACKTEST_ASSETS]
+# The day in order: premarket -> the session itself -> end of day, then the research loop. Each
+# asset links to its source (a beta API in the pinned dagster; its warnings are expected).
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    ASSETS = dg.with_source_code_references([
+        daily_bars, premarket_universe, run_live_session, intraday_bars, session_journal,
+        daily_report, replay_report, *BACKTEST_ASSETS])
 
 
 def make_definitions(resources: dict[str, object] | None = None) -> dg.Definitions:

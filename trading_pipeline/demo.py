@@ -5,6 +5,10 @@ premarket_prep job materializes the sample session's previous closes and univers
 live_session job runs the runner as a Pipes subprocess in replay mode, and the end_of_day job
 stores the bars, reads the journal and materializes the daily report and the replay audit. The
 session summary is printed as `python -m live_runner demo` prints it.
+
+The three runs are ordinary runs of the workspace's jobs (trading_pipeline/workspace_runs.py):
+they carry the code location's origin, so the UI shows them on the Overview timeline, on each
+job's Runs and Partitions tabs, and re-executes them as any launched run.
 """
 
 import argparse
@@ -52,11 +56,14 @@ def output_to(path: Path) -> Iterator[None]:
                 os.close(copy)
 
 
-def _check(result, what: str) -> None:
-    if not result.success:
-        for event in result.all_events:
-            if event.is_failure:
-                print(f"{what} failed: {event.message}", file=sys.stderr)
+def _check(instance, run, what: str) -> None:
+    import dagster as dg
+
+    from trading_pipeline.workspace_runs import failure_messages
+
+    if run.status != dg.DagsterRunStatus.SUCCESS:
+        for message in failure_messages(instance, run.run_id):
+            print(f"{what} failed: {message}", file=sys.stderr)
         raise SystemExit(f"{what} failed")
 
 
@@ -86,12 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--date", default=DEMO_DATE, help="session (default: the sample session)")
     args = parser.parse_args(argv)
     home = prepare_home()
-    os.environ.setdefault("TRADING_RUNNER_OPS_PORT", "0")  # no fixed ops port for a replay
     import dagster as dg
 
     from live_runner.runs import format_summary
     from trading_pipeline.definitions import defs
     from trading_pipeline.partitions import parse_session
+    from trading_pipeline.workspace_runs import code_location, run_job
 
     day = parse_session(args.date)
     key = day.isoformat()
@@ -99,24 +106,22 @@ def main(argv: list[str] | None = None) -> int:
     store = defs.resources["store"]
     if store.journal_exists(day):  # a fresh session each time (a kept journal would be resumed)
         store.drop_journal(day)
-    print(f"[1/3] premarket_prep {key}: previous closes and the gap scan", flush=True)
-    prep = defs.resolve_job_def("premarket_prep").execute_in_process(
-        partition_key=key, instance=instance, run_config=QUIET)
-    _check(prep, "premarket_prep")
-    universe = store.load_universe(day)
-    runner_out = store.session_dir(day) / "runner.out"
-    print(f"      universe: {len(universe)} symbols {', '.join(universe)}", flush=True)
-    print(f"[2/3] live_session {key}: the runner as a Pipes subprocess, replay mode "
-          f"(its output: {runner_out})", flush=True)
-    with output_to(runner_out):
-        live = defs.resolve_job_def("live_session").execute_in_process(
-            partition_key=key, instance=instance,
-            run_config={**QUIET, "ops": {"run_live_session": {"config": {"mode": "replay"}}}})
-    _check(live, "live_session")
-    print(f"[3/3] end_of_day {key}: intraday bars, journal, daily report, replay audit", flush=True)
-    eod = defs.resolve_job_def("end_of_day").execute_in_process(
-        partition_key=key, instance=instance, run_config=QUIET)
-    _check(eod, "end_of_day")
+    with code_location(instance, PROJECT_ROOT) as location:
+        print(f"[1/3] premarket_prep {key}: previous closes and the gap scan", flush=True)
+        prep = run_job(instance, location, "premarket_prep", key, QUIET)
+        _check(instance, prep, "premarket_prep")
+        universe = store.load_universe(day)
+        runner_out = store.session_dir(day) / "runner.out"
+        print(f"      universe: {len(universe)} symbols {', '.join(universe)}", flush=True)
+        print(f"[2/3] live_session {key}: the runner as a Pipes subprocess, replay mode "
+              f"(its output: {runner_out})", flush=True)
+        with output_to(runner_out):
+            live = run_job(instance, location, "live_session", key,
+                           {**QUIET, "ops": {"run_live_session": {"config": {"mode": "replay"}}}})
+        _check(instance, live, "live_session")
+        print(f"[3/3] end_of_day {key}: intraday bars, journal, daily report, replay audit", flush=True)
+        eod = run_job(instance, location, "end_of_day", key, QUIET)
+        _check(instance, eod, "end_of_day")
     summary = json.loads((store.session_dir(day) / "summary.json").read_text())
     audit = json.loads(store.path("replay_report", day, ".json").read_text())
     report = store.root() / "reports" / key / "report.html"

@@ -12,12 +12,22 @@ import dagster as dg
 import pandas as pd
 
 from trading_pipeline.bars import daily_from_minutes, read_bars, write_bars
+from trading_pipeline.catalog import (
+    CODE_VERSIONS, END_OF_DAY, OWNERS, PREMARKET, UNIVERSE_FRESHNESS, table, tabular,
+)
 from trading_pipeline.partitions import parse_session, session_times, trading_days
 from trading_pipeline.resources import MarketDataResource, RunnerResource, TradingStoreResource
 from trading_pipeline.universe_scan import markdown_table, premarket_stats, scan, valid_bars
 
 
-@dg.asset(partitions_def=trading_days(), group_name="premarket", kinds={"parquet"})
+BAR_COLUMNS = {"symbol": "ticker", "ts": "bar start, ns since the epoch (UTC)",
+               "volume": "shares traded"}
+UNIVERSE_COLUMNS = {"rank": "int", "symbol": "string", "gap_pct": "float", "prev_close": "float",
+                    "pm_last": "float", "pm_high": "float", "pm_volume": "int"}
+
+
+@dg.asset(partitions_def=trading_days(), group_name="premarket", kinds={"parquet"}, owners=OWNERS,
+          tags=PREMARKET, code_version=CODE_VERSIONS["daily_bars"])
 def daily_bars(context: dg.AssetExecutionContext, market_data: MarketDataResource,
                store: TradingStoreResource) -> dg.MaterializeResult:
     """The previous session's daily bar per symbol (its close is the gap reference)."""
@@ -44,13 +54,17 @@ def daily_bars(context: dg.AssetExecutionContext, market_data: MarketDataResourc
     daily.to_parquet(path, index=False)
     return dg.MaterializeResult(metadata={
         "symbols": len(daily), "previous_session": prev.date.isoformat(),
-        "provider": market_data.provider, "source": origin, "path": dg.MetadataValue.path(str(path))})
+        "provider": market_data.provider, "source": origin, "path": dg.MetadataValue.path(str(path)),
+        **tabular(daily, BAR_COLUMNS)})
 
 
-@dg.asset(partitions_def=trading_days(), group_name="premarket", deps=[daily_bars], kinds={"json"})
+@dg.asset(partitions_def=trading_days(), group_name="premarket", deps=[daily_bars], kinds={"json"},
+          owners=OWNERS, tags=PREMARKET, code_version=CODE_VERSIONS["premarket_universe"],
+          freshness_policy=UNIVERSE_FRESHNESS)
 def premarket_universe(context: dg.AssetExecutionContext, market_data: MarketDataResource,
                        runner: RunnerResource, store: TradingStoreResource) -> dg.MaterializeResult:
-    """The gap scan at the open: gap_and_go's qualification over the whole market, ranked."""
+    """The gap scan at the open: gap_and_go's qualification over the whole market, ranked (due
+    by 09:15 ET, before the open sensor's 15-minute lead)."""
     day = parse_session(context.partition_key)
     session = session_times(day)
     daily_path = store.path("daily_bars", day, ".parquet")
@@ -72,15 +86,20 @@ def premarket_universe(context: dg.AssetExecutionContext, market_data: MarketDat
     tmp.write_text(json.dumps(payload, indent=1))
     tmp.replace(path)
     context.log.info(f"{day}: {len(ranked)} of {len(prev_close)} symbols qualify")
+    rows = json.loads(ranked.to_json(orient="records"))
     return dg.MaterializeResult(metadata={
         "count": len(ranked), "scanned": len(prev_close), "candidates": fetched,
         "provider": market_data.provider, "early_close": session.early_close,
         "universe": dg.MetadataValue.md(markdown_table(ranked)),
+        "ranking": table(rows, UNIVERSE_COLUMNS),
+        "dagster/row_count": dg.MetadataValue.int(len(ranked)),
+        "dagster/column_schema": dg.TableSchema(columns=[
+            dg.TableColumn(name, kind) for name, kind in UNIVERSE_COLUMNS.items()]),
         "symbols": ", ".join(ranked["symbol"].head(50)), "path": dg.MetadataValue.path(str(path))})
 
 
 @dg.asset(partitions_def=trading_days(), group_name="end_of_day", deps=[premarket_universe],
-          kinds={"parquet"})
+          kinds={"parquet"}, owners=OWNERS, tags=END_OF_DAY, code_version=CODE_VERSIONS["intraday_bars"])
 def intraday_bars(context: dg.AssetExecutionContext, market_data: MarketDataResource,
                   store: TradingStoreResource) -> dg.MaterializeResult:
     """The universe's 1-minute bars of the session (with the previous session's regular hours,
@@ -96,7 +115,8 @@ def intraday_bars(context: dg.AssetExecutionContext, market_data: MarketDataReso
     in_session = frame["ts"].between(session.premarket_open, session.afterhours_close - 1)
     return dg.MaterializeResult(metadata={
         "rows": len(frame), "session_rows": int(in_session.sum()), "symbols": len(symbols),
-        "early_close": session.early_close, "path": dg.MetadataValue.path(str(path))})
+        "early_close": session.early_close, "path": dg.MetadataValue.path(str(path)),
+        **tabular(frame, BAR_COLUMNS)})
 
 
 def load_intraday(store: TradingStoreResource, day) -> pd.DataFrame:

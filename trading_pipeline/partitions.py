@@ -44,6 +44,28 @@ def trading_days() -> dg.TimeWindowPartitionsDefinition:
     )
 
 
+@lru_cache(maxsize=1)
+def early_closes() -> tuple[date, ...]:
+    """The early-close sessions (13:00 ET) of the partition range."""
+    return tuple(market_calendar().early_closes(PARTITIONS_START, CALENDAR_END))
+
+
+EARLY_CLOSE_TAG = "trading/early_close"
+
+
+def day_tags(day: date) -> dict[str, str]:
+    """Run tags of a day's runs: an early close is marked (`trading/early_close: 13:00 ET`), so
+    the Runs list and a partition's runs say why the session is short."""
+    close = session_times(day)
+    return {EARLY_CLOSE_TAG: f"{ns_to_ny(close.close):%H:%M} ET"} if close.early_close else {}
+
+
+def early_close_note() -> str:
+    """One sentence listing the early closes, for descriptions of the partitioned assets."""
+    days = ", ".join(d.isoformat() for d in early_closes())
+    return f"Early closes (13:00 ET; the session ends and is flattened earlier): {days}."
+
+
 class NotASession(ValueError):
     """A date on which the exchange does not trade (weekend, holiday, closure)."""
 

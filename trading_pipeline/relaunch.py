@@ -30,12 +30,14 @@ RELAUNCH_OF_TAG = "trading/relaunch_of"
 class RelaunchPolicyResource(dg.ConfigurableResource):
     """How often and how fast a failed live session is relaunched during the trading day."""
 
-    max_relaunches: int = Field(default=3, ge=0)
-    backoff_s: float = Field(default=30.0, ge=0)
-    backoff_max_s: float = Field(default=600.0, ge=0)
+    max_relaunches: int = Field(default=3, ge=0, description=(
+        "relaunches of a failed live session per day before giving up (one CRITICAL alert)"))
+    backoff_s: float = Field(default=30.0, ge=0, description=(
+        "wait before the first relaunch, doubled for each further one (market clock)"))
+    backoff_max_s: float = Field(default=600.0, ge=0, description="cap of the doubled wait")
     lost_after_s: float = Field(default=90.0, gt=0, description=(
-        "A STARTED live session whose runner has not renewed its account lease for this long "
-        "(the lease ttl is 10 s) has lost its run worker: it is marked failed and relaunched."))
+        "a STARTED live session whose runner has not renewed its account lease for this long "
+        "(the lease ttl is 10 s) has lost its run worker: it is marked failed and relaunched"))
 
     def delay(self, relaunches: int) -> timedelta:
         return timedelta(seconds=min(self.backoff_s * 2 ** relaunches, self.backoff_max_s))

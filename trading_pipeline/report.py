@@ -3,7 +3,9 @@ Markdown (Dagster metadata), PNG and one self-contained HTML file.
 
 Statistics are live_runner.performance's (the same code the runner reports with), so the report
 and the runner never disagree on what a win rate or a drawdown is. Every P&L in it (realized, per
-trade, per strategy) is net of commissions, as in the runner's --json.
+trade, per strategy) is net of commissions, as in the runner's --json. Money is in US dollars; the
+max drawdown is the largest fall of the cumulative closed-trade P&L in dollars; the Sharpe ratio
+is per trade (mean / standard deviation of trade returns), not annualized.
 """
 
 from __future__ import annotations
@@ -24,26 +26,37 @@ def _fmt(v: float | None, pattern: str = "{:.2f}") -> str:
     return "n/a" if v is None else pattern.format(v)
 
 
-def stats_rows(records: list[TradeRecord]) -> list[dict[str, str]]:
-    """One row per strategy plus the total, as display strings."""
+def strategy_stats(records: list[TradeRecord]) -> list[tuple[str, StrategyStats]]:
+    """One entry per strategy plus the total ("all"), last."""
     groups: dict[str, list[TradeRecord]] = {}
     for r in records:
         groups.setdefault(r.strategy, []).append(r)
-    rows = []
-    for name, trades in [*sorted(groups.items()), ("all", records)]:
-        s = StrategyStats.from_trades(trades)
-        rows.append({"strategy": name, "trades": str(s.trades), "win rate": f"{s.win_rate:.0%}",
-                     "profit factor": _fmt(s.profit_factor), "avg R": _fmt(s.avg_r),
-                     "net P&L": f"{s.net_pnl:.2f}", "max drawdown": f"{s.max_drawdown:.2f}",
-                     "Sharpe": _fmt(s.sharpe)})
-    return rows
+    return [(name, StrategyStats.from_trades(trades))
+            for name, trades in [*sorted(groups.items()), ("all", records)]]
+
+
+def stats_rows(records: list[TradeRecord]) -> list[dict[str, str]]:
+    """One row per strategy plus the total, as display strings."""
+    return [{"strategy": name, "trades": str(s.trades), "win rate": f"{s.win_rate:.0%}",
+             "profit factor": _fmt(s.profit_factor), "avg R": _fmt(s.avg_r),
+             "net P&L ($)": f"{s.net_pnl:.2f}", "max drawdown ($)": f"{s.max_drawdown:.2f}",
+             "Sharpe (per trade)": _fmt(s.sharpe)}
+            for name, s in strategy_stats(records)]
+
+
+def stats_numbers(records: list[TradeRecord]) -> list[dict[str, Any]]:
+    """The same statistics as numbers (metadata, plots)."""
+    return [{"strategy": name, "trades": s.trades, "win_rate": s.win_rate,
+             "net_pnl": money_str(s.net_pnl), "max_drawdown": money_str(s.max_drawdown),
+             "sharpe": s.sharpe}
+            for name, s in strategy_stats(records)]
 
 
 def trade_rows(records: list[TradeRecord]) -> list[dict[str, str]]:
     return [{"symbol": r.symbol, "strategy": r.strategy, "qty": str(r.qty),
              "entry (ET)": ns_to_ny(r.entry_ts).strftime("%H:%M"), "entry": _price(r.entry_price),
              "exit (ET)": ns_to_ny(r.exit_ts).strftime("%H:%M"), "exit": _price(r.exit_price),
-             "reason": r.exit_reason, "R": _fmt(r.r_multiple), "net P&L": f"{r.pnl:.2f}"}
+             "reason": r.exit_reason, "R": _fmt(r.r_multiple), "net P&L ($)": f"{r.pnl:.2f}"}
             for r in records]
 
 
@@ -115,8 +128,8 @@ def build(snap: dict[str, Any], records: list[TradeRecord], out_dir: Path) -> di
     positions = snap["positions"]
     status = ("no live session ran" if not snap["ran"] else
               "session closed" if snap["ended"] else "session NOT closed (stopped early)")
-    head = (f"**{day}**: realized P&L **{snap['realized_pnl']}** (net of commissions "
-            f"{snap['commissions']}), "
+    head = (f"**{day}**: realized P&L **${snap['realized_pnl']}** (net of commissions "
+            f"${snap['commissions']}), "
             f"{len(records)} trades, {status}"
             + (f", open positions {positions}" if positions else ""))
     md = "\n\n".join([head, "### Per strategy", markdown(stats), "### Trades", markdown(trades)])
@@ -129,5 +142,5 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}</style></head><b
     html_path = out_dir / "report.html"
     html_path.write_text(page)
     return {"session": day, "realized_pnl": snap["realized_pnl"], "trades_pnl": money_str(trades_pnl),
-            "trades": len(records), "markdown": md, "png_b64": b64, "png_path": str(png_path),
+            "trades": len(records), "stats": stats_numbers(records), "markdown": md, "png_b64": b64, "png_path": str(png_path),
             "html_path": str(html_path), "ended": snap["ended"], "ran": snap["ran"]}

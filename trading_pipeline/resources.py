@@ -64,10 +64,13 @@ class MarketDataResource(dg.ConfigurableResource):
     call, so it scans `symbols` only."""
 
     provider: str = Field(default="replay", description="replay | polygon | yahoo")
-    bars_dir: str = "var/market"
-    generate_missing: bool = True
-    sample_symbols: int = 40
-    sample_seed: int = 7
+    bars_dir: str = Field(default="var/market", description=(
+        "replay: folder of bar files bars_YYYY-MM-DD.parquet|csv (relative to the project)"))
+    generate_missing: bool = Field(default=True, description=(
+        "replay: generate a synthetic session when no bar file covers the day"))
+    sample_symbols: int = Field(default=40, ge=1, description="synthetic market: number of symbols")
+    sample_seed: int = Field(default=7, description=(
+        "synthetic market: seed of the sample session (day D uses seed + days since 2024-11-26)"))
     api_key: str | None = Field(default=None, description="data API key (EnvVar only)")
     scan_candidates: int = Field(default=500, ge=1, description=(
         "polygon/yahoo premarket scan: the previous session's symbols in the gap_and_go price band, "
@@ -253,8 +256,12 @@ class RunnerResource(dg.ConfigurableResource):
     python: str = Field(default="", description="interpreter (default: the one running Dagster)")
     speed: float = Field(default=1.0, gt=0, description="feed pace in live mode (1 = real time)")
     replay_speed: float = Field(default=1_000_000.0, gt=0, description="pace in replay mode")
-    termination_timeout_s: float = Field(default=30.0, gt=0)
-    ops_port: int | None = Field(default=None, description="override ops.port (0: any free port)")
+    termination_timeout_s: float = Field(default=30.0, gt=0, description=(
+        "kept for existing configs; the bound used on termination is pipes_subprocess_client's "
+        "(TRADING_RUNNER_TERMINATION_TIMEOUT)"))
+    ops_port: int | None = Field(default=None, description=(
+        "the runner's ops server port (0: any free port). Unset: the runner YAML's ops.port when "
+        "it sets one, else any free port (never a fixed port nobody configured)"))
 
     def interpreter(self) -> str:
         return self.python or sys.executable
@@ -280,7 +287,8 @@ class TradingStoreResource(dg.ConfigurableResource):
     whatever a journal holds, so two sessions must never share one. A PostgreSQL URL without
     `{session}` gets one schema per session (`journal_YYYYMMDD`)."""
 
-    data_dir: str = "var/pipeline"
+    data_dir: str = Field(default="var/pipeline", description=(
+        "folder of the stored outputs (bars, universes, reports, sessions; relative to the project)"))
     journal_url: str = Field(default="", description="SQLAlchemy URL (EnvVar when it has a password)")
 
     def root(self) -> Path:
@@ -424,16 +432,21 @@ class AlertsResource(dg.ConfigurableResource):
     """Operator alerts through live_runner's AlertSystem (log always; webhook and email when set).
     Every field is a secret or an address, so each is bound to its TRADING_ALERT_* EnvVar."""
 
-    webhook_url: str | None = None
-    smtp_host: str | None = None
-    smtp_port: str | None = None
-    smtp_user: str | None = None
-    smtp_password: str | None = None
-    smtp_tls: str | None = None  # starttls | ssl | none (live_runner.alerts.EmailSink)
-    smtp_starttls: str | None = None  # the older switch, kept for existing .env files
-    smtp_cafile: str | None = None
-    email_from: str | None = None
-    email_to: str | None = None
+    webhook_url: str | None = Field(default=None, description="webhook sink URL (TRADING_ALERT_WEBHOOK_URL)")
+    smtp_host: str | None = Field(default=None, description="email sink: SMTP server (TRADING_ALERT_SMTP_HOST)")
+    smtp_port: str | None = Field(default=None, description="email sink: SMTP port (TRADING_ALERT_SMTP_PORT)")
+    smtp_user: str | None = Field(default=None, description="email sink: SMTP login (TRADING_ALERT_SMTP_USER)")
+    smtp_password: str | None = Field(default=None, description=(
+        "email sink: SMTP password (TRADING_ALERT_SMTP_PASSWORD, EnvVar only)"))
+    smtp_tls: str | None = Field(default=None, description=(
+        "email sink: starttls | ssl | none (TRADING_ALERT_SMTP_TLS; live_runner.alerts.EmailSink)"))
+    smtp_starttls: str | None = Field(default=None, description=(
+        "email sink: the older STARTTLS switch, kept for existing .env files (TRADING_ALERT_SMTP_STARTTLS)"))
+    smtp_cafile: str | None = Field(default=None, description=(
+        "email sink: CA bundle to verify the SMTP server (TRADING_ALERT_SMTP_CAFILE)"))
+    email_from: str | None = Field(default=None, description="email sink: sender (TRADING_ALERT_EMAIL_FROM)")
+    email_to: str | None = Field(default=None, description=(
+        "email sink: recipients, comma-separated (TRADING_ALERT_EMAIL_TO)"))
 
     def _env(self) -> dict[str, str]:
         pairs = {"WEBHOOK_URL": self.webhook_url, "SMTP_HOST": self.smtp_host,

@@ -10,6 +10,7 @@ import re
 from datetime import date, datetime, time, timedelta
 
 import dagster as dg
+from pydantic import Field
 
 from trading_pipeline.partitions import NEW_YORK
 from trading_pipeline.resources import MarketDataResource, RunnerResource, TradingStoreResource, resolve
@@ -18,8 +19,9 @@ _DAY_FILE = re.compile(r"^bars_(\d{4}-\d{2}-\d{2})\.(parquet|csv)$")
 
 
 class RetentionConfig(dg.Config):
-    as_of: str = ""  # YYYY-MM-DD; empty: today in New York
-    days: int | None = None  # default: the runner config's data_retention_days
+    as_of: str = Field(default="", description="the day to count back from, YYYY-MM-DD; empty: today in New York")
+    days: int | None = Field(default=None, description=(
+        "keep this many calendar days before as_of; empty: the runner config's data_retention_days"))
 
 
 @dg.op

@@ -12,7 +12,9 @@ from datetime import datetime, timedelta
 import dagster as dg
 
 from trading_pipeline.jobs import end_of_day, premarket_prep
-from trading_pipeline.partitions import NEW_YORK, TZ_NAME, is_session, ns_to_ny, session_times
+from trading_pipeline.partitions import (
+    NEW_YORK, TZ_NAME, day_tags, is_session, ns_to_ny, session_times,
+)
 from trading_pipeline.retention import data_retention
 
 AFTER_CLOSE = timedelta(minutes=30)
@@ -28,7 +30,8 @@ def premarket_prep_schedule(context: dg.ScheduleEvaluationContext):
     day = _et(context).date()
     if not is_session(day):
         return dg.SkipReason(f"{day.isoformat()} is not an XNYS session")
-    return dg.RunRequest(run_key=f"premarket_prep:{day}", partition_key=day.isoformat())
+    return dg.RunRequest(run_key=f"premarket_prep:{day}", partition_key=day.isoformat(),
+                         tags=day_tags(day))
 
 
 @dg.schedule(job=end_of_day, cron_schedule=["30 13 * * 1-5", "30 16 * * 1-5"],
@@ -42,7 +45,8 @@ def end_of_day_schedule(context: dg.ScheduleEvaluationContext):
     close = ns_to_ny(session_times(day).close)
     if not close + AFTER_CLOSE <= now < close + AFTER_CLOSE + timedelta(hours=1):
         return dg.SkipReason(f"{day.isoformat()} closes at {close:%H:%M} ET; not this tick")
-    return dg.RunRequest(run_key=f"end_of_day:{day}", partition_key=day.isoformat())
+    return dg.RunRequest(run_key=f"end_of_day:{day}", partition_key=day.isoformat(),
+                         tags=day_tags(day))
 
 
 @dg.schedule(job=data_retention, cron_schedule="30 21 * * 1-5", execution_timezone=TZ_NAME,

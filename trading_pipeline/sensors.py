@@ -19,7 +19,7 @@ from dagster._core.storage.tags import SENSOR_NAME_TAG
 
 from trading_pipeline.live_session import live_session
 from trading_pipeline.market_assets import premarket_universe
-from trading_pipeline.partitions import is_session, ns_to_ny, session_times
+from trading_pipeline.partitions import day_tags, is_session, ns_to_ny, session_times
 from trading_pipeline.relaunch import RelaunchCursor, RelaunchPolicyResource, decide
 from trading_pipeline.resources import AlertsResource, MarketClockResource, TradingStoreResource
 from trading_pipeline.run_liveness import last_heartbeat, lost_reason
@@ -36,8 +36,13 @@ IN_PROGRESS = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.QUEUED,
 
 
 @dg.sensor(job=live_session, minimum_interval_seconds=INTERVAL_S,
-           description="One live_session per session, once the universe is ready and the open near; "
-                       "a failed one relaunched (bounded) until the close.")
+           description="Launches one live_session per XNYS session, from 15 minutes before the open "
+                       "until the close, once that day's premarket_universe is materialized; one "
+                       "run at a time (skips while another live session is queued or running, "
+                       "unless its runner's lease heartbeat is gone: then it is marked failed); a "
+                       "failed run is relaunched, bounded and with back-off, until the close "
+                       "(TRADING_LIVE_MAX_RELAUNCHES, TRADING_LIVE_RELAUNCH_BACKOFF_S, "
+                       "TRADING_LIVE_LOST_AFTER_S).")
 def market_open_sensor(context: dg.SensorEvaluationContext, market_clock: MarketClockResource,
                        alerts: AlertsResource, relaunch_policy: RelaunchPolicyResource,
                        store: TradingStoreResource):
@@ -76,11 +81,27 @@ def market_open_sensor(context: dg.SensorEvaluationContext, market_clock: Market
     decision = decide(key, list(runs), now, relaunch_policy, cursor)
     if decision.alert is not None:
         a = decision.alert
-        alerts.send(a.key, a.severity, a.message, session=key)
+        delivered = alerts.send(a.key, a.severity, a.message, session=key)
+        context.log.info(f"alert {a.key} ({a.severity}) {'sent' if delivered else 'NOT delivered'}: "
+                         f"{a.message}")
     context.update_cursor(cursor.dump())
     if decision.request is None:
         return dg.SkipReason(decision.reason)
-    return decision.request
+    extra = day_tags(day)  # an early close is marked on the run
+    return decision.request.with_replaced_attrs(tags={**decision.request.tags, **extra}) if extra \
+        else decision.request
+
+
+def failure_cause(context: dg.RunFailureSensorContext) -> str:
+    """What went wrong, in the words of the failing step(s): a dg.Failure's description, else the
+    error's message; the run's own failure message when no step failed (a run worker lost)."""
+    causes = []
+    for event in context.get_step_failure_events():
+        data = event.step_failure_data
+        user = data.user_failure_data.description if data.user_failure_data else None
+        text = user or (data.error.message.strip() if data.error else "") or event.message or ""
+        causes.append(f"step {event.step_key}: {text}")
+    return "; ".join(causes) or (context.failure_event.message or "no error reported")
 
 
 def _lost(record: Any, store: TradingStoreResource, policy: RelaunchPolicyResource,
@@ -94,15 +115,18 @@ def _lost(record: Any, store: TradingStoreResource, policy: RelaunchPolicyResour
 
 
 @dg.run_failure_sensor(name="run_failure_alerts", default_status=dg.DefaultSensorStatus.RUNNING,
-                       description="Every failed run becomes an alert (critical for live sessions).")
+                       description="Every failed run becomes an alert carrying the failing step's "
+                                   "error (critical for live sessions, else a warning).")
 def run_failure_alerts(context: dg.RunFailureSensorContext, alerts: AlertsResource) -> None:
     run = context.dagster_run
     severity = "critical" if run.job_name == live_session.name else "warning"
     partition = run.tags.get("dagster/partition", "")
     message = f"{run.job_name} run {run.run_id} failed" + (f" ({partition})" if partition else "")
-    error = context.failure_event.message or ""
-    alerts.send(f"dagster_run_failed:{run.job_name}", severity, f"{message}: {error}"[:2000],
-                run_id=run.run_id, job=run.job_name, partition=partition)
+    text = f"{message}: {failure_cause(context)}"[:2000]
+    key = f"dagster_run_failed:{run.job_name}"
+    delivered = alerts.send(key, severity, text, run_id=run.run_id, job=run.job_name, partition=partition)
+    context.log.info(f"alert {key} ({severity}) {'sent' if delivered else 'NOT delivered to every sink'}: "
+                     f"{text}")
 
 
 ALL_SENSORS = [market_open_sensor, run_failure_alerts]

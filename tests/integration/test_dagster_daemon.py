@@ -116,7 +116,7 @@ def test_terminating_a_live_session_stops_the_runner_cleanly(site):
     day = "2024-11-27"
     site.prepare(day)
     run_id = site.launch("live_session", day,
-                         {"ops": {"run_live_session": {"config": {"mode": "live", "speed": 20.0}}}})
+                         {"ops": {"run_live_session": {"config": {"mode": "paced", "speed": 20.0}}}})
     feed = str(site.tmp / "pipeline" / "sessions" / day / "feed.parquet")
     wait_for(lambda: processes_matching("live_runner", feed), 90, "the runner process")
     # The runner opens Pipes (live_runner.pipes_bridge) once its signal handlers are installed.

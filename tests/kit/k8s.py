@@ -45,6 +45,7 @@ def run_job(job_name: str, tag: dict | str | None = None) -> dict[str, Any]:
 
 
 def live_session_job() -> dict[str, Any]:
-    from trading_pipeline.live_session import live_session
+    from trading_pipeline.live_session import K8S_CONFIG_TAG, live_session_tags
 
-    return run_job("live_session", live_session.tags["dagster-k8s/config"])
+    # the tag the code location sets when it runs in Kubernetes
+    return run_job("live_session", live_session_tags({"KUBERNETES_SERVICE_HOST": "10.0.0.1"})[K8S_CONFIG_TAG])

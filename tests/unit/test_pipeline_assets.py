@@ -3,7 +3,9 @@ prep, the live session in replay mode (a real runner subprocess through Pipes), 
 checks, bad launches that fail fast without starting a runner, and retention."""
 
 import json
+import logging
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import dagster as dg
@@ -68,15 +70,35 @@ def test_premarket_prep_materializes_a_ranked_universe(trading_day):
 def test_live_session_reports_the_runner_summary_through_pipes(trading_day):
     tmp, _, instance, results = trading_day
     live = results["live_session"]
-    output = live.output_for_node("run_live_session")
     summary = json.loads((tmp / "pipeline" / "sessions" / SAMPLE_DAY / "summary.json").read_text())
-    assert output == {"session": SAMPLE_DAY, "realized_pnl": summary["realized_pnl"]}
     assert summary["trades"], "the sample session trades"
-    logs = [entry.user_message for entry in instance.all_logs(live.run_id)]
-    assert any("[pipes] external process successfully opened dagster pipes" in m for m in logs)
-    assert any(m.startswith("live_runner.") for m in logs), "runner logs are forwarded"
-    meta = [e for e in live.all_events if e.event_type_value == "STEP_OUTPUT"][0]
-    assert meta.step_output_data.metadata["trades"].value == len(summary["trades"])
+    meta = metadata_of(live, "run_live_session")  # the op of the live_session asset
+    assert meta["trades"] == dg.IntMetadataValue(len(summary["trades"]))
+    assert meta["realized_pnl_usd"] == dg.FloatMetadataValue(float(summary["realized_pnl"]))
+    assert isinstance(meta["risk_denials"], dg.JsonMetadataValue)
+    assert meta["risk_denials"].value == summary["risk_denials"]
+    assert meta["mode"].value == "replay" and meta["early_close"].value is False
+
+
+def test_the_runner_tells_the_sessions_story_in_the_run_logs(trading_day):
+    """At INFO, each line dated with the session (not the wall clock): start and end, every entry,
+    every exit with its reason, each trade, the risk denials."""
+    tmp, _, instance, results = trading_day
+    summary = json.loads((tmp / "pipeline" / "sessions" / SAMPLE_DAY / "summary.json").read_text())
+    logs = [e for e in instance.all_logs(results["live_session"].run_id) if e.user_message]
+    assert any("[pipes] external process successfully opened dagster pipes" in e.user_message for e in logs)
+    story = [e.user_message for e in logs if e.user_message.startswith(f"[{SAMPLE_DAY}] story: ")]
+    assert all(e.level == logging.INFO for e in logs if e.user_message in story)
+    assert any("session starts: equity $100,000.00" in m for m in story)
+    assert any(f"session ends: realized P&L ${Decimal(summary['realized_pnl']):,.2f}" in m for m in story)
+    trades = summary["trades"]
+    assert sum(" ENTRY " in m for m in story) >= len(trades)
+    assert sum(" EXIT " in m and ", reason " in m for m in story) >= len(trades)
+    assert sum(" TRADE closed " in m for m in story) == len(trades)
+    assert sum(" RISK DENIED " in m for m in story) == sum(summary["risk_denials"].values())
+    assert not any(m.startswith("[2024-11-25]") for m in (e.user_message for e in logs))
+    ops = [e.user_message for e in logs if "ops server on http://127.0.0.1:" in e.user_message]
+    assert ops and ops[0].startswith(f"[{SAMPLE_DAY}] ") and ":8080" not in ops[0]  # any free port
 
 
 def test_end_of_day_report_reconciles_and_replay_is_identical(trading_day):
@@ -87,13 +109,15 @@ def test_end_of_day_report_reconciles_and_replay_is_identical(trading_day):
     report = metadata_of(eod, "daily_report")
     assert "### Per strategy" in report["report"].value and "win rate" in report["report"].value
     assert report["equity_curve"].value.startswith("![equity curve](data:image/png;base64,")
-    html = Path(report["html"].value)
+    html = Path(report["html_file"].value)
     assert html.exists() and "<img alt=\"equity curve\"" in html.read_text()
-    assert Path(report["png"].value).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert Path(report["png_file"].value).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = json.loads((tmp / "pipeline" / "sessions" / SAMPLE_DAY / "summary.json").read_text())
-    assert report["realized_pnl"].value == pytest.approx(float(summary["realized_pnl"]))
+    assert report["realized_pnl_usd"] == dg.FloatMetadataValue(float(summary["realized_pnl"]))
+    assert isinstance(report["max_drawdown_usd"], dg.FloatMetadataValue)
+    assert "Sharpe (per trade)" in report["report"].value and "max drawdown ($)" in report["report"].value
     audit = metadata_of(eod, "replay_report")
-    assert audit["identical"].value is True and audit["pnl_drift"].value == 0.0
+    assert audit["identical"].value is True and audit["pnl_drift_usd"] == dg.FloatMetadataValue(0.0)
     journal = metadata_of(eod, "session_journal")
     assert journal["ran"].value is True and journal["fills"].value > 0
 
@@ -114,7 +138,6 @@ def test_session_without_live_run_is_reported_empty_and_replayed(trading_day):
     ({"session": "2024-11-30", "mode": "replay"}, "2024-11-30 is not an XNYS session (a weekend day)"),
     ({"mode": "replay", "strategies": ["gap_and_go", "momentum_magic"]}, "unknown strategy 'momentum_magic'"),
     ({"session": "2024-12-02", "mode": "replay"}, "no premarket_universe for 2024-12-02"),
-    ({"mode": "warp"}, "unknown mode 'warp'"),
 ])
 def test_bad_launch_fails_fast_without_starting_the_runner(tmp_path, config, problem):
     SpyPipesClient.calls = []
@@ -126,6 +149,14 @@ def test_bad_launch_fails_fast_without_starting_the_runner(tmp_path, config, pro
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert problem in failure.step_failure_data.error.message
     assert SpyPipesClient.calls == []
+
+
+def test_mode_is_a_choice_the_launchpad_checks(tmp_path):
+    defs = make_definitions(isolated_resources(tmp_path, pipes_subprocess_client=SpyPipesClient()))
+    with pytest.raises(dg.DagsterInvalidConfigError, match="mode") as exc:
+        defs.resolve_job_def("live_session").execute_in_process(
+            partition_key=SAMPLE_DAY, run_config={"ops": {"run_live_session": {"config": {"mode": "warp"}}}})
+    assert "auto" in str(exc.value) and "paced" in str(exc.value) and "replay" in str(exc.value)
 
 
 def test_a_runner_that_dies_fails_the_run(tmp_path):

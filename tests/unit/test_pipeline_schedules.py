@@ -157,7 +157,7 @@ def webhook():
     server.server_close()
 
 
-def test_a_failed_live_session_raises_a_critical_alert(instance, tmp_path, webhook):
+def test_a_failed_live_session_raises_a_critical_alert(instance, tmp_path, webhook, capfd):
     url, received = webhook
     defs = make_definitions(isolated_resources(tmp_path))
     result = defs.resolve_job_def("live_session").execute_in_process(
@@ -173,3 +173,15 @@ def test_a_failed_live_session_raises_a_critical_alert(instance, tmp_path, webho
     assert alert["alert"]["severity"] == "critical"
     assert alert["alert"]["key"] == "dagster_run_failed:live_session"
     assert result.run_id in alert["text"] and "(2024-11-26)" in alert["text"]
+    # the cause, in the failing step's words, not only "Steps failed"
+    assert "step run_live_session: live_session: no premarket_universe for 2024-11-26" in alert["text"]
+    assert "materialize premarket_prep for that session first" in alert["text"]
+    # the sensor's tick log says what it sent (the tick's logs in the UI)
+    err = capfd.readouterr().err
+    assert "alert dagster_run_failed:live_session (critical) sent: live_session run" in err, err[-2000:]
+
+
+def test_a_days_runs_mark_an_early_close():
+    early = evaluate(premarket_prep_schedule, at("2024-11-29T07:00"))
+    assert early.tags["trading/early_close"] == "13:00 ET"
+    assert "trading/early_close" not in evaluate(premarket_prep_schedule, at("2024-11-26T07:00")).tags
