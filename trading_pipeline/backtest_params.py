@@ -55,7 +55,9 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 class BacktestResource(dg.ConfigurableResource):
     """Parameter sets and where backtest journals go."""
 
-    params_file: str = Field(default="config/backtest_params.yaml")
+    params_file: str = Field(default="config/backtest_params.yaml", description=(
+        "YAML file naming the parameter sets (runner-config overrides); relative paths are under "
+        "the project folder"))
 
     def path(self) -> Path:
         """Relative: under the project folder, else the one shipped with the code."""

@@ -19,7 +19,8 @@ def test_definitions_load_with_every_piece():
                     "session_journal", "daily_report", "replay_report"}
     checks = {k.name for k in repo.asset_graph.asset_check_keys}
     assert checks == {"daily_bars_sane", "universe_not_empty", "intraday_bars_sane",
-                      "intraday_bars_complete", "report_matches_journal"}
+                      "intraday_bars_complete", "report_matches_journal",
+                      "backtest_summary_matches_journals"}
     for schedule in repo.schedule_defs:
         assert schedule.execution_timezone == "America/New_York"
 

@@ -2,13 +2,15 @@
 evaluated with Dagster's build_sensor_context on a real test instance holding the day's runs, on a
 fixed market clock, with the alerts delivered to a real webhook receiver."""
 
+import tempfile
+
 import dagster as dg
 import pytest
 from dagster._core.test_utils import create_run_for_test
 
 from tests.unit.test_pipeline_schedules import at, universe_ready, webhook  # noqa: F401 (fixture)
 from trading_pipeline.relaunch import RELAUNCH_OF_TAG, RELAUNCH_TAG, RelaunchPolicyResource
-from trading_pipeline.resources import AlertsResource, MarketClockResource
+from trading_pipeline.resources import AlertsResource, MarketClockResource, TradingStoreResource
 from trading_pipeline.sensors import market_open_sensor
 
 DAY = "2024-11-26"
@@ -24,12 +26,14 @@ class Sensor:
         self.url = hook_url
         self.cursor: str | None = None
         self.policy = RelaunchPolicyResource(max_relaunches=max_relaunches, backoff_s=30, backoff_max_s=120)
+        self.data_dir = tempfile.mkdtemp(prefix="relaunch-")  # no journal: no runner's heartbeat
 
     def tick(self, hhmm: str):
         context = dg.build_sensor_context(
             instance=self.instance, cursor=self.cursor,
             resources={"market_clock": MarketClockResource(now_iso=at(f"{DAY}T{hhmm}").isoformat()),
-                       "alerts": AlertsResource(webhook_url=self.url), "relaunch_policy": self.policy})
+                       "alerts": AlertsResource(webhook_url=self.url), "relaunch_policy": self.policy,
+                       "store": TradingStoreResource(data_dir=self.data_dir)})
         result = market_open_sensor(context)
         self.cursor = context.cursor
         return result

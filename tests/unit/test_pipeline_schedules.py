@@ -2,6 +2,7 @@
 (Thanksgiving 2024-11-28), an early close (2024-11-29, 13:00) and the DST changes of 2024."""
 
 import json
+import tempfile
 import threading
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -16,7 +17,7 @@ from tests.kit.dagster_env import isolated_resources
 from trading_pipeline.definitions import make_definitions
 from trading_pipeline.partitions import trading_days
 from trading_pipeline.relaunch import RelaunchPolicyResource
-from trading_pipeline.resources import AlertsResource, MarketClockResource
+from trading_pipeline.resources import AlertsResource, MarketClockResource, TradingStoreResource
 from trading_pipeline.schedules import data_retention_schedule, end_of_day_schedule, premarket_prep_schedule
 from trading_pipeline.sensors import market_open_sensor, run_failure_alerts
 
@@ -94,7 +95,8 @@ def instance():
 def sensor_at(instance, when: str, tz=NY):
     context = dg.build_sensor_context(
         instance=instance, resources={"market_clock": MarketClockResource(now_iso=at(when, tz).isoformat()),
-                                      "alerts": AlertsResource(), "relaunch_policy": RelaunchPolicyResource()})
+                                      "alerts": AlertsResource(), "relaunch_policy": RelaunchPolicyResource(),
+                                      "store": TradingStoreResource(data_dir=tempfile.mkdtemp(prefix="sensor-"))})
     return market_open_sensor(context)
 
 
