@@ -13,6 +13,7 @@ from typing import Any
 
 import altair as alt
 import pandas as pd
+import streamlit as st
 
 from dashboard import fmt
 
@@ -88,7 +89,8 @@ def candles(symbol: str, day: str, bars: pd.DataFrame, marks: list[dict[str, Any
                     description=alt.Description("label:N")))
     if not layers:
         layers.append(alt.Chart(pd.DataFrame({"t": [], "price": []})).mark_point().encode(x=_x(day), y="price:Q"))
-    return alt.layer(*layers).properties(height=height, title=symbol, usermeta=SVG)
+    return alt.layer(*layers).properties(height=height, title=symbol, usermeta=SVG,
+                                         description=f"price chart {symbol}: {legend(marks)}")
 
 
 def equity_curve(day: str, curve: list[tuple[int, Decimal]], start: Decimal | None, height: int = 240) -> alt.LayerChart:
@@ -117,3 +119,10 @@ def strategy_bars(df: pd.DataFrame) -> alt.Chart:
                         legend=alt.Legend(title=None, orient="bottom")),
         tooltip=[alt.Tooltip("label:N", title="P&L")], description=alt.Description("label:N"),
     ).properties(height=alt.Step(36), title="P&L by strategy", usermeta=SVG)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def spec(kind: str, *args: Any) -> dict[str, Any]:
+    """The Vega-Lite spec of a chart (cached: a refresh on unchanged data rebuilds nothing)."""
+    chart = {"candles": candles, "equity": equity_curve, "strategies": strategy_bars}[kind](*args)
+    return chart.to_dict(validate=False)

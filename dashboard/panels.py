@@ -144,7 +144,7 @@ def overview_charts(view: jv.SessionView | None, positions: list[dict[str, Any]]
     left, right = st.columns([3, 2])
     with left:
         if view.curve:
-            st.altair_chart(charts.equity_curve(view.session, view.curve, view.start_equity), width="stretch")
+            st.vega_lite_chart(charts.spec("equity", view.session, view.curve, view.start_equity), width="stretch")
         else:
             st.caption("No equity marks in the journal for this session yet.")
     with right:
@@ -152,7 +152,7 @@ def overview_charts(view: jv.SessionView | None, positions: list[dict[str, Any]]
         if df.empty:
             st.caption("No P&L by strategy yet: nothing traded this session.")
         else:
-            st.altair_chart(charts.strategy_bars(df), width="stretch")
+            st.vega_lite_chart(charts.spec("strategies", df), width="stretch")
 
 
 def price_charts(view: jv.SessionView, held: list[str], until_ns: int | None, settings: Settings,
@@ -190,8 +190,9 @@ def _grid(view: jv.SessionView, symbols: list[str], frame: pd.DataFrame, key: st
         for col, sym in zip(cols, symbols[i:i + 2]):
             marks = view.marks.get(sym, [])
             with col:
-                st.altair_chart(charts.candles(sym, view.session, frame[frame.symbol == sym], marks),
-                                width="stretch", key=f"{key}_{sym}")
+                bars = frame[frame.symbol == sym].reset_index(drop=True)
+                st.vega_lite_chart(charts.spec("candles", sym, view.session, bars, marks), width="stretch",
+                                   key=f"{key}_{sym}")
                 st.caption(f"{sym}: {charts.legend(marks)}")
 
 
