@@ -29,6 +29,9 @@ with st.sidebar:
                "times in New York time (America/New_York)")
 
 
+VIEWS = ("Today", "Past sessions")
+
+
 @st.fragment(run_every=settings.refresh_s or None)
 def page() -> None:
     view = runner.fetch(settings.runner_url, settings.timeout_s)
@@ -39,11 +42,12 @@ def page() -> None:
     today = panels.today(settings, view, last)
     st.header("Intraday trader", anchor=False)
     panels.banner(view, today)
-    live_tab, past_tab = st.tabs(["Today", "Past sessions"])
-    with live_tab:
-        panels.live(settings, view, today)
-    with past_tab:
+    # Only the view picked is drawn (a hidden tab would cost a full render on every refresh).
+    shown = st.radio("View", VIEWS, key="view", horizontal=True, label_visibility="collapsed")
+    if shown == VIEWS[1]:
         past.past(settings, today)
+    else:
+        panels.live(settings, view, today)
 
 
 page()

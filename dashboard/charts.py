@@ -122,7 +122,9 @@ def strategy_bars(df: pd.DataFrame) -> alt.Chart:
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def spec(kind: str, *args: Any) -> dict[str, Any]:
-    """The Vega-Lite spec of a chart (cached: a refresh on unchanged data rebuilds nothing)."""
-    chart = {"candles": candles, "equity": equity_curve, "strategies": strategy_bars}[kind](*args)
+def spec(kind: str, key: tuple, _args: tuple) -> dict[str, Any]:
+    """The Vega-Lite spec of a chart, cached by `key` (what its data is a function of: the
+    journal's last seq, the symbol, the bars' end), so a refresh on unchanged data neither
+    rebuilds nor hashes it."""
+    chart = {"candles": candles, "equity": equity_curve, "strategies": strategy_bars}[kind](*_args)
     return chart.to_dict(validate=False)

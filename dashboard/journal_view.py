@@ -29,6 +29,7 @@ TIMELINE = ("session_start", "session_end", "order", "order_event", "fill", "tra
 @dataclass
 class SessionView:
     session: str
+    seq: int = 0  # the journal's last seq when read (a cache key for what is drawn from it)
     start_equity: Decimal | None = None
     equity: Decimal | None = None
     cash: Decimal | None = None
@@ -63,7 +64,7 @@ def session_view(url: str, session: str, last_seq: int) -> SessionView:
     """Everything the page shows of one session (as of the journal's `last_seq`)."""
     state = load_state(url, session)
     ses = state.sessions.get(session)
-    view = SessionView(session)
+    view = SessionView(session, last_seq)
     if ses is None:
         return view
     view.realized, view.commissions = ses.realized, ses.commissions

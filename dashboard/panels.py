@@ -35,11 +35,13 @@ class Today:
     bars_file: str | None
 
 
-def table(df: pd.DataFrame, empty: str, key: str | None = None) -> None:
+def table(df: pd.DataFrame, empty: str, rows: int | None = None) -> None:
     if df.empty:
         st.caption(empty)
         return
-    st.dataframe(df, hide_index=True, width="stretch", key=key)
+    st.dataframe(df.head(rows) if rows else df, hide_index=True, width="stretch")
+    if rows and len(df) > rows:
+        st.caption(f"first {rows} of {len(df)} rows")
 
 
 def journal_template(settings: Settings, status: dict[str, Any] | None) -> str:
@@ -144,7 +146,8 @@ def overview_charts(view: jv.SessionView | None, positions: list[dict[str, Any]]
     left, right = st.columns([3, 2])
     with left:
         if view.curve:
-            st.vega_lite_chart(charts.spec("equity", view.session, view.curve, view.start_equity), width="stretch")
+            st.vega_lite_chart(charts.spec("equity", (view.session, view.seq),
+                                           (view.session, view.curve, view.start_equity)), width="stretch")
         else:
             st.caption("No equity marks in the journal for this session yet.")
     with right:
@@ -152,7 +155,8 @@ def overview_charts(view: jv.SessionView | None, positions: list[dict[str, Any]]
         if df.empty:
             st.caption("No P&L by strategy yet: nothing traded this session.")
         else:
-            st.vega_lite_chart(charts.spec("strategies", df), width="stretch")
+            key = (view.session, view.seq, tuple(map(tuple, df.astype(str).to_numpy())))
+            st.vega_lite_chart(charts.spec("strategies", key, (df,)), width="stretch")
 
 
 def price_charts(view: jv.SessionView, held: list[str], until_ns: int | None, settings: Settings,
@@ -177,22 +181,22 @@ def price_charts(view: jv.SessionView, held: list[str], until_ns: int | None, se
                    "intraday_bars): the charts show the journal's marks only.")
     opened = [s for s in shown if s in held]
     closed = [s for s in shown if s not in held]
-    _grid(view, opened, frame, key + "_open")
+    _grid(view, opened, frame, key + "_open", (source, until_ns))
     if closed:
         with st.expander(f"Closed this session: {len(closed)} symbol{'s' if len(closed) != 1 else ''}",
                          expanded=not opened):
-            _grid(view, closed, frame, key + "_closed")
+            _grid(view, closed, frame, key + "_closed", (source, until_ns))
 
 
-def _grid(view: jv.SessionView, symbols: list[str], frame: pd.DataFrame, key: str) -> None:
+def _grid(view: jv.SessionView, symbols: list[str], frame: pd.DataFrame, key: str, bars_key: tuple) -> None:
     for i in range(0, len(symbols), 2):
         cols = st.columns(2)
         for col, sym in zip(cols, symbols[i:i + 2]):
             marks = view.marks.get(sym, [])
             with col:
                 bars = frame[frame.symbol == sym].reset_index(drop=True)
-                st.vega_lite_chart(charts.spec("candles", sym, view.session, bars, marks), width="stretch",
-                                   key=f"{key}_{sym}")
+                st.vega_lite_chart(charts.spec("candles", (view.session, view.seq, sym, *bars_key),
+                                               (sym, view.session, bars, marks)), width="stretch", key=f"{key}_{sym}")
                 st.caption(f"{sym}: {charts.legend(marks)}")
 
 
@@ -233,7 +237,9 @@ def live(settings: Settings, runner: RunnerView, t: Today) -> None:
 
     st.subheader("Orders and fills")
     st.markdown("**Open orders**")
-    table(tables.orders(opened), "No open orders.")
+    table(tables.orders(opened[:jv.ROWS]), "No open orders.")
+    if len(opened) > jv.ROWS:
+        st.caption(f"first {jv.ROWS} of {len(opened)} open orders")
     st.markdown("**Recent orders** (journal, newest first)")
     table(tables.orders(view.orders if view else []), "No orders in the journal for this session.")
     st.markdown("**Recent fills** (journal, newest first)")

@@ -171,7 +171,8 @@ def test_runner_down_shows_the_journal_with_charts_and_marks(monkeypatch, data) 
 
 
 def test_past_sessions_pick_a_date(monkeypatch, data) -> None:
-    at = app(monkeypatch, DOWN, data["journal"], pipeline_dir=data["full"].parent)
+    at = past_view(app(monkeypatch, DOWN, data["journal"], pipeline_dir=data["full"].parent))
+    assert "Account" not in [h.value for h in at.subheader]  # only the view picked is drawn
     pick = at.selectbox(key="past_session")
     assert list(pick.options) == [kit.DAY, "2024-11-25"]  # newest first
     at = run(pick.select("2024-11-25"))
@@ -183,20 +184,24 @@ def test_past_sessions_pick_a_date(monkeypatch, data) -> None:
     trades = table(at, "Entry price", "Exit reason", "P&L")
     assert len(trades) == sum(s["trades"] for s in data["summary"]["stats"].values())
     assert f"Session {kit.DAY}" in [s.value for s in at.subheader]
-    assert len(charts(at)) >= 4  # today's and the picked session's curves and P&L by strategy
+    want = expected_marks(data["journal"], kit.DAY)
+    assert len(charts(at)) == 2 + min(12, len(want))  # curve, P&L by strategy, a price chart per symbol
+    assert texts(at.caption).count(" entr") >= min(12, len(want))
 
 
 def metrics_of_past(at: AppTest) -> dict[str, str]:
-    labels = [m.label for m in at.metric]
-    start = labels.index("Start equity")
-    return {m.label: m.value for m in list(at.metric)[start:]}
+    return {m.label: m.value for m in at.metric}
+
+
+def past_view(at: AppTest) -> AppTest:
+    return run(at.radio(key="view").set_value("Past sessions"))
 
 
 def test_daily_report_offered_when_dagster_wrote_it(monkeypatch, data, tmp_path) -> None:
     report = tmp_path / "reports" / kit.DAY / "report.html"
     report.parent.mkdir(parents=True)
     report.write_text("<html>report</html>")
-    at = app(monkeypatch, DOWN, data["journal"], pipeline_dir=tmp_path)
+    at = past_view(app(monkeypatch, DOWN, data["journal"], pipeline_dir=tmp_path))
     assert str(report) in texts(at.caption)
 
 
@@ -205,9 +210,9 @@ def test_missing_journal_is_a_fresh_install_and_is_not_created(monkeypatch, tmp_
     db = tmp_path / "none" / "journal.db"
     at = app(monkeypatch, DOWN, f"sqlite:///{db}")
     assert "empty or missing" in texts(at.info) and "Runner DOWN" in texts(at.error)
-    assert "No past sessions" in texts(at.info)
-    assert not db.exists() and not db.parent.exists()
     assert metrics(at)["Equity"] == "-"
+    assert "No past sessions" in texts(past_view(at).info)
+    assert not db.exists() and not db.parent.exists()
 
 
 def test_journal_without_events_and_no_journal_configured(monkeypatch, tmp_path) -> None:
@@ -223,8 +228,8 @@ def test_session_template_lists_the_pipelines_journal_files(monkeypatch, data, t
     src = Path(data["journal"][len("sqlite:///"):])
     (tmp_path / "journal_20241126.db").write_bytes(src.read_bytes())
     at = app(monkeypatch, DOWN, f"sqlite:///{tmp_path}/journal_{{session}}.db")
-    assert list(at.selectbox(key="past_session").options) == [kit.DAY]
     assert f"session {kit.DAY} read from the journal" in texts(at.success)
+    assert list(past_view(at).selectbox(key="past_session").options) == [kit.DAY]
 
 
 # --- PostgreSQL: the pipeline's one schema per session --------------------------------------------
@@ -268,10 +273,11 @@ def test_postgres_per_session_schemas_are_found_and_listed(monkeypatch, data, pg
     copy_journal(data["journal"], search.format(pg_database, "20241126"), kit.DAY)
     at = app(monkeypatch, DOWN, pg_database)  # the database URL, as compose gives it
     assert "empty or missing" not in texts(at.info)
-    assert list(at.selectbox(key="past_session").options) == [kit.DAY, "2024-11-25"]
     assert f"session {kit.DAY} read from the journal" in texts(at.success)
     last = data["summary"]["sessions"][-1]
     assert metrics(at)["Equity"] == money(last["equity"])
+    at = past_view(at)
+    assert list(at.selectbox(key="past_session").options) == [kit.DAY, "2024-11-25"]
     at = run(at.selectbox(key="past_session").select("2024-11-25"))
     assert metrics_of_past(at)["Trades"] == "0"
 
