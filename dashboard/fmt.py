@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 ET = ZoneInfo("America/New_York")
 MISSING = "-"
 CENT = Decimal("0.01")
+TICK = Decimal("0.0001")
 
 # What the two money figures mean, stated once on the page (Account) and in the docs.
 REALIZED_DEFINITION = ("Realized: closed trades' profit and loss, net of every commission paid this "
@@ -54,7 +55,7 @@ def price(v: Any) -> str:
     d = dec(v)
     if d is None or not d.is_finite() or d == 0:
         return MISSING
-    return f"{d:,.2f}" if abs(d) >= 1 else f"{d:.4f}"
+    return f"{d.quantize(CENT, ROUND_HALF_UP):,.2f}" if abs(d) >= 1 else f"{d.quantize(TICK, ROUND_HALF_UP):.4f}"
 
 
 def number(v: Any, digits: int = 2) -> str:
