@@ -132,6 +132,20 @@ def wait_metrics(page, figures: dict[str, str]) -> None:
             raise AssertionError(f"{label} {value!r} not on the page: {page.inner_text('body')[:3000]}")
 
 
+def click(page, button, then, state: str = "visible") -> None:
+    """Click and wait for `then`. A click that lands while the page's auto-refresh reruns can be
+    dropped by Streamlit (seen about once in five runs at a 1 s refresh on a loaded 2-core
+    machine): like a trader, click again once when nothing happened after 10 s."""
+    for attempt in range(2):
+        button.click()
+        try:
+            then.wait_for(state=state, timeout=10_000)
+            return
+        except Exception:
+            if attempt:
+                raise
+
+
 def shoot(page, path: Path) -> Path:
     page.screenshot(path=str(path))
     keep = os.environ.get("DASHBOARD_SCREENSHOT_DIR")
@@ -154,7 +168,7 @@ def test_dashboard_in_chromium(tmp_path: Path) -> None:
         assert held, "the cut session should hold positions"
         app = Streamlit({"TRADING_RUNNER_URL": runner.url, "TRADING_JOURNAL_URL": journal,
                          "TRADING_CONTROL_TOKEN": kit.TOKEN, "TRADING_OPERATOR": "browser",
-                         "TRADING_DASHBOARD_REFRESH_S": "1"}, tmp_path / "streamlit.log")
+                         "TRADING_DASHBOARD_REFRESH_S": "2"}, tmp_path / "streamlit.log")
         try:
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
@@ -179,19 +193,18 @@ def test_dashboard_in_chromium(tmp_path: Path) -> None:
                         page.wait_for_timeout(200)
                     assert got == want, (got, want)
 
-                    page.get_by_role("button", name="Emergency stop…").click()  # armed: the confirm fits
-                    page.get_by_role("button", name="Confirm emergency stop").wait_for(timeout=20_000)
-                    assert page.evaluate(CUT_OFF) == []
-                    page.get_by_role("button", name="Cancel", exact=True).click()
-                    page.get_by_role("button", name="Confirm emergency stop").wait_for(state="detached", timeout=20_000)
+                    confirm = page.get_by_role("button", name="Confirm emergency stop")
+                    click(page, page.get_by_role("button", name="Emergency stop…"), confirm)  # armed
+                    assert page.evaluate(CUT_OFF) == []  # the confirm button fits
+                    click(page, page.get_by_role("button", name="Cancel", exact=True), confirm, "detached")
                     page.set_viewport_size({"width": 480, "height": 900})  # a narrow window
                     page.wait_for_timeout(1500)
                     assert page.evaluate(CUT_OFF) == []
                     shots.append(shoot(page, tmp_path / "dashboard_480x900.png"))
                     page.set_viewport_size({"width": 1366, "height": 768})
 
-                    page.get_by_role("button", name="Pause", exact=True).click()
-                    page.get_by_text("pause: accepted by the runner").wait_for(timeout=30_000)
+                    click(page, page.get_by_role("button", name="Pause", exact=True),
+                          page.get_by_text("pause: accepted by the runner"))
                     assert runner.status()["paused"] is True
                     page.get_by_text("Trading ACTIVE · PAUSED").first.wait_for(timeout=30_000)
                     last = runner.status()
