@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
+
+import streamlit as st
 
 from live_runner.ops_client import Unreachable, call
 
@@ -43,6 +46,22 @@ def fetch(url: str, timeout_s: float = 3.0) -> RunnerView:
     except Unreachable as exc:
         view.ready = {"ready": False, "reasons": [str(exc)]}
     return view
+
+
+@st.cache_resource(show_spinner=False)
+def _memory() -> tuple[threading.Lock, dict[str, dict[str, Any]]]:
+    return threading.Lock(), {}
+
+
+def remember(view: RunnerView) -> dict[str, Any] | None:
+    """The runner's last /status seen by this dashboard process (any browser tab), updated with
+    `view` when it answered: what the page shows once it stops answering (its session, journal,
+    bars file)."""
+    lock, seen = _memory()
+    with lock:
+        if view.status is not None:
+            seen[view.url] = view.status
+        return seen.get(view.url)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,12 +2,13 @@
 
     TRADING_RUNNER_URL        the runner's ops server (default http://127.0.0.1:8080)
     TRADING_JOURNAL_URL       SQLAlchemy URL of the journal; `{session}` in it (the pipeline's one
-                              SQLite file per session, YYYYMMDD) lists the files present.
-                              Unset: the journal the runner reports in /status, if it is up.
+                              SQLite file per session, YYYYMMDD) lists the files present; a
+                              PostgreSQL URL lists the pipeline's `journal_YYYYMMDD` schemas.
+                              Unset: the journal the runner reports (or last reported) in /status.
     TRADING_CONTROL_TOKEN     bearer token for /control/*; unset: the controls are disabled
     TRADING_OPERATOR          name sent with each command (default: the OS user)
-    TRADING_DASHBOARD_REFRESH_S   auto-refresh period of the live panels (default 2; 0: off)
-    TRADING_PIPELINE_DIR      where the daily reports live (default var/pipeline)
+    TRADING_DASHBOARD_REFRESH_S   auto-refresh period of the page (default 2; 0: off)
+    TRADING_PIPELINE_DIR      the pipeline's files: daily reports and stored bars (default var/pipeline)
 """
 
 from __future__ import annotations

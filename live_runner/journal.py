@@ -1,6 +1,7 @@
 """The journal: an append-only event table in SQL (SQLAlchemy Core), the runner's memory.
 
-Every order, order event, fill, trade, denial, alert, command and equity mark is appended as one
+Every order, order event, fill, trade, denial, alert, command, equity mark and price mark (`mark`:
+a held symbol's close, once per bar, after that bar's fills) is appended as one
 row `(seq, session, ts, kind, key, payload)`. Positions, open orders and P&L are derived from it
 (`live_runner.journal_state`). Writes are batched off the hot path: `append` only buffers; a full
 batch is handed to a writer thread which writes it in one transaction; `flush` waits until

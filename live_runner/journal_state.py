@@ -9,6 +9,12 @@ neither terminal nor fully filled; fills drive FILLED/PARTIALLY_FILLED, never jo
 events); realized P&L net of commissions and the commissions, per session (the node resets both
 at each session start) and overall (their sum); closed trades; trading state; the last equity
 mark; event counts. `load_state(url)` does the same from a journal's SQLAlchemy URL.
+
+Marks: each held position is marked at its symbol's last price, from the runner's `mark` events
+(one per bar of a held symbol, journaled after that bar's fills) or, for a position opened
+since, its entry fill. Cash follows the fills from the last equity mark (or from the start of the
+first session), so `equity = cash + positions at their last price` and `daily P&L = equity -
+start-of-day equity` hold as of the journal's last event, with no lag behind the last bar.
 """
 
 from __future__ import annotations
@@ -107,6 +113,30 @@ class SessionState:
     end: dict[str, Any] | None = None  # the session_end payload
     positions: dict[str, PositionState] = field(default_factory=dict)  # as of its last event
     orders: dict[str, OrderState] = field(default_factory=dict)  # placed in this session
+    sod_equity: Decimal | None = None  # the session_start mark
+    cash: Decimal | None = None  # as of its last event (None: the journal cannot tell)
+    prices: dict[str, Decimal] = field(default_factory=dict)  # last price per symbol, as of its last event
+    last_ts: int = 0  # time of its last event
+
+    @property
+    def unrealized(self) -> Decimal:
+        """Open positions at their last price, less their cost basis (exact)."""
+        return sum((self.prices.get(s, p.cost_basis / p.qty) * p.qty - p.cost_basis
+                    for s, p in self.positions.items()), ZERO)
+
+    @property
+    def market_value(self) -> Decimal:
+        return sum((self.prices.get(s, p.cost_basis / p.qty) * p.qty for s, p in self.positions.items()), ZERO)
+
+    @property
+    def equity(self) -> Decimal | None:
+        """Cash plus positions at their last price, as of the session's last event."""
+        return None if self.cash is None else self.cash + self.market_value
+
+    @property
+    def daily_pnl(self) -> Decimal | None:
+        eq = self.equity
+        return None if eq is None or self.sod_equity is None else eq - self.sod_equity
 
     @property
     def open_orders(self) -> dict[str, OrderState]:
@@ -130,6 +160,8 @@ class JournalState:
     counts: Counter[str] = field(default_factory=Counter)
     events: int = 0
     last_seq: int = 0
+    cash: Decimal | None = None
+    prices: dict[str, Decimal] = field(default_factory=dict)
 
     @property
     def open_orders(self) -> dict[str, OrderState]:
@@ -162,9 +194,12 @@ class _Builder:
         self.current: SessionState | None = None
 
     def snapshot(self) -> None:
-        """Positions as of the current session's last event (fills only ever change them)."""
-        if self.current is not None:
-            self.current.positions = {s: replace(p) for s, p in self.state.positions.items()}
+        """Positions, cash and marks as of the current session's last event."""
+        cur = self.current
+        if cur is not None:
+            cur.positions = {s: replace(p) for s, p in self.state.positions.items()}
+            cur.cash = self.state.cash
+            cur.prices = {s: self.state.prices[s] for s in cur.positions if s in self.state.prices}
 
     def session(self, name: str) -> SessionState:
         s = self.state.sessions.get(name)
@@ -186,6 +221,7 @@ class _Builder:
             self.snapshot()
             self.current = ses
         ses.counts[kind] += 1
+        ses.last_ts = max(ses.last_ts, ev["ts"])
         handler = getattr(self, f"_on_{kind}", None)
         if handler is not None:
             handler(ev, ses, key, p)
@@ -193,6 +229,10 @@ class _Builder:
     # --- event kinds ---------------------------------------------------------------------------
     def _on_session_start(self, ev: dict, ses: SessionState, key: str, p: dict) -> None:
         ses.started = True
+        if "equity" in p:
+            ses.sod_equity = Decimal(p["equity"])
+            if self.state.cash is None and not self.state.positions:
+                self.state.cash = ses.sod_equity  # nothing held yet: the account is its cash
         if "state" in p:
             ses.trading_state = self.state.trading_state = p["state"]
 
@@ -206,6 +246,10 @@ class _Builder:
     def _on_equity(self, ev: dict, ses: SessionState, key: str, p: dict) -> None:
         mark = EquityMark(ev["ts"], Decimal(p["equity"]), Decimal(p["cash"]), int(p["positions"]))
         ses.last_equity = self.state.last_equity = mark
+        self.state.cash = mark.cash  # the runner's own figure: exact, and an anchor for what follows
+
+    def _on_mark(self, ev: dict, ses: SessionState, key: str, p: dict) -> None:
+        self.state.prices[key] = _price(p["close"])
 
     def _on_order(self, ev: dict, ses: SessionState, key: str, p: dict) -> None:
         self.state.orders[key] = ses.orders[key] = OrderState(
@@ -244,9 +288,12 @@ class _Builder:
         st.realized -= fee
         symbol = p["symbol"]
         pos = st.positions.get(symbol)
+        if st.cash is not None:
+            st.cash += -(notional + fee) if p["side"] == "buy" else notional - fee
         if p["side"] == "buy":
             if pos is None:
                 pos = st.positions[symbol] = PositionState(symbol, p.get("strategy", ""), opened_ts=ev["ts"])
+                st.prices[symbol] = price  # marked at its entry until its next bar's mark
             pos.cost_basis += notional
             pos.qty += qty
             pos.entry_commission += fee

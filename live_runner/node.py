@@ -240,6 +240,10 @@ class TradingNode:
         held = sym in positions
         self.execution.on_bar(bar)
         self.portfolio.mark(sym, bar.close)
+        if sym in positions:
+            # The held symbol's price after this bar's fills: the journal's projection (and a
+            # dashboard reading it with the runner down) marks the position here, with no lag.
+            self.journal.append(self.session_name, ts, "mark", sym, {"close": bar.close})
         signals = self.strategies.on_bar(bar)
         if signals:
             execution = self.execution

@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 import traceback
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator
 
 from live_runner.adapters.replay import BarFile, read_daily_closes
@@ -175,6 +176,8 @@ class LiveService:
         out["broker_connected"] = self.node.execution.connected
         if self.data_feed is not None:
             out["data_feed"] = self.data_feed.status()
+        if self.opts.bars is not None and self.bar_file is not None:
+            out["bars_file"] = str(Path(self.opts.bars).resolve())  # the dashboard draws its candles from it
         if self.error:
             out["error"] = self.error
         if self.node.restart_info:

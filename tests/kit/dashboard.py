@@ -39,8 +39,9 @@ def bars(out_dir: Path, symbols: int = 40, seed: int = 7, cut_et: str | None = N
     return sample_data.write(df, out_dir)
 
 
-def config(path: Path, batch_size: int = 1) -> Path:
-    path.write_text(f"log_dir: null\nops: {{port: 0}}\njournal: {{batch_size: {batch_size}}}\n")
+def config(path: Path, batch_size: int = 1, port: int = 0) -> Path:
+    """A runner config; `port` fixes the ops server's (a runner restarted on it is found again)."""
+    path.write_text(f"log_dir: null\nops: {{port: {port}}}\njournal: {{batch_size: {batch_size}}}\n")
     return path
 
 
@@ -97,6 +98,7 @@ class Runner:
         raise TimeoutError(f"runner did not reach {market_time}: {self.log.read_text()[-2000:]}")
 
     def stop(self) -> None:
+        """SIGTERM: the runner flushes its journal and exits, leaving the session open."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -111,6 +113,25 @@ class Runner:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+FIGURES = ("equity", "cash", "daily_pnl", "realized_pnl", "unrealized_pnl", "commissions")
+
+
+def money(x: object, signed: bool = False) -> str:
+    """As the page writes money: two decimals, thousands separators, sign on P&L."""
+    from decimal import ROUND_HALF_UP, Decimal
+
+    d = Decimal(repr(x) if isinstance(x, float) else str(x)).quantize(Decimal("0.01"), ROUND_HALF_UP)
+    return f"{abs(d) if d == 0 else d:{'+' if signed else ''},.2f}"
+
+
+def page_figures(status: dict[str, Any]) -> dict[str, str]:
+    """The Account figures the page must show for this /status (label -> text)."""
+    labels = {"equity": "Equity", "cash": "Cash", "daily_pnl": "Daily P&L", "realized_pnl": "Realized",
+              "unrealized_pnl": "Unrealized", "commissions": "Commissions (in Realized)"}
+    signed = {"daily_pnl", "realized_pnl", "unrealized_pnl"}
+    return {labels[k]: money(status[k], k in signed) for k in FIGURES}
 
 
 def free_port() -> int:
