@@ -368,7 +368,9 @@ class TradingNode:
             "universe": self.strategies.universe_snapshot(),
         }
         self.journal.append(self.session_name, max(now, session.close), "session_end", "", summary)
-        self.journal.flush()
+        # To the writer now, without waiting for it: this runs inside the next session's first
+        # bar (the hot path); `stop` flushes, and a crash loses at most the bar in flight.
+        self.journal.hand_off()
         self.session_summaries.append(summary)
         if self.on_session_closed is not None:
             self.on_session_closed(summary)
