@@ -336,6 +336,7 @@ class TradingNode:
             self.strategies.on_session_start(session)
             return
         self.portfolio.start_session()
+        self.performance.start_session(self.portfolio.sod_equity)
         self.risk.start_session()
         self.orders.start_session(self.session_name, session.open, self._flatten_ns, session.close)
         self.strategies.on_session_start(session)
