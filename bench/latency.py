@@ -1,12 +1,18 @@
 """Tick-to-order latency: from a bar entering the DataManager to the paper broker's submit.
 
-Usage: .venv/bin/python bench/latency.py [--events 100000] [--no-journal]
+Usage: .venv/bin/python bench/latency.py [--events 100000] [--no-journal] [--clock wall|cpu|sched]
+                                         [--writer thread|process]
 Every other regular-session bar of a synthetic market produces a signal (bench/pingpong.py), and
 the time to the submit of the order that signal causes is recorded (the last submit of the bar):
 the first line, over 100,000 signal-producing events. The second line adds the bars with a submit
 but no signal (an entry fill placing the stop and target), for the whole picture. Journal (SQLite
 file) and the node's latency histogram are on, as in production.
-Targets (issue 2): p50 <= 15 us, p99 <= 50 us.
+Targets (issue 2): p50 <= 15 us, p99 <= 50 us; (issue 18) p99.9 <= 1 ms, max <= 5 ms, journal on.
+Clocks: `wall` is what a bar sees; `cpu` the main thread's CPU time (blind to waiting, for the
+GIL or anything else); `sched` is wall time minus the time the kernel kept the main thread
+runnable but off a CPU (its run-queue delay, /proc/thread-self/schedstat): on a shared,
+overloaded machine it keeps what the process itself causes (its work, GIL waits, journal
+waits) and drops the preemption other processes cause.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import argparse
 from datetime import date
 import gc
+import os
 import random
 import tempfile
 import time
@@ -50,8 +57,10 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--symbols", type=int, default=5)
     ap.add_argument("--no-journal", action="store_true")
-    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                    help="cpu: thread CPU time, immune to preemption on a shared machine")
+    ap.add_argument("--clock", choices=["wall", "cpu", "sched"], default="wall",
+                    help="cpu: thread CPU time; sched: wall minus run-queue delay (see above)")
+    ap.add_argument("--writer", choices=["thread", "process"], default="thread",
+                    help="the journal's writer (journal.writer)")
     args = ap.parse_args()
     cfg = parse_config({
         "active_strategies": ["bench.pingpong:PingPong"], "account_size": 1_000_000,
@@ -62,11 +71,16 @@ def main() -> None:
     days = cal.sessions_in_range(date(2023, 1, 3), date(2024, 12, 31))
     with tempfile.TemporaryDirectory() as tmp:
         url = "sqlite://" if args.no_journal else f"sqlite:///{tmp}/j.db"
-        journal = Journal(url, batch_size=cfg.journal.batch_size)
+        journal = Journal(url, batch_size=cfg.journal.batch_size, writer=args.writer)
         node = TradingNode(cfg, journal, calendar=cal)
         client = node.execution.primary
         real_submit = client.submit
-        perf = time.perf_counter_ns if args.clock == "wall" else time.thread_time_ns
+        perf = time.thread_time_ns if args.clock == "cpu" else time.perf_counter_ns
+        sched_fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY) if args.clock == "sched" else -1
+
+        def run_delay() -> int:  # ns this thread waited on a run queue
+            return int(os.pread(sched_fd, 64, 0).split()[1]) if sched_fd >= 0 else 0
+
         last = [0]
 
         def timed_submit(req):  # type: ignore[no-untyped-def]
@@ -84,15 +98,19 @@ def main() -> None:
         for bar in synthetic_bars(args.symbols, days, cal):
             last[0] = 0
             signals = engine.signals
+            r0 = run_delay()
             t0 = perf()
             on_bar(bar)
             if last[0]:
+                took = last[0] - t0
+                if sched_fd >= 0:
+                    took = max(0, took - (run_delay() - r0))
                 if engine.signals != signals:
-                    samples.append(last[0] - t0)
+                    samples.append(took)
                     if len(samples) >= args.events:
                         break
                 else:
-                    others.append(last[0] - t0)
+                    others.append(took)
         node.stop()
         journal.close()
     def q(xs: list[int], p: float) -> float:
@@ -101,10 +119,12 @@ def main() -> None:
     samples.sort()
     emit(bench="tick_to_order_latency_us", clock=args.clock, events=len(samples), p50=q(samples, 0.50),
          p90=q(samples, 0.90), p99=q(samples, 0.99), p999=q(samples, 0.999),
-         max=round(samples[-1] / 1000, 1), journal=not args.no_journal, orders=node.orders.orders_submitted)
+         max=round(samples[-1] / 1000, 1), journal=not args.no_journal, writer=journal.writer,
+         orders=node.orders.orders_submitted)
     every = sorted(samples + others)
     emit(bench="bar_to_submit_any_us", clock=args.clock, events=len(every), exit_placements=len(others),
-         p50=q(every, 0.50), p90=q(every, 0.90), p99=q(every, 0.99), p999=q(every, 0.999))
+         p50=q(every, 0.50), p90=q(every, 0.90), p99=q(every, 0.99), p999=q(every, 0.999),
+         max=round(every[-1] / 1000, 1))
 
 
 if __name__ == "__main__":

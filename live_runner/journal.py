@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -68,10 +69,11 @@ class JournalDivergence(RuntimeError):
 _SORT = orjson.OPT_SORT_KEYS
 
 
-class Deferred(msgspec.Struct, frozen=True, gc=False):
+class Deferred(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """A payload the writer thread builds as `build(a, b)`: the hot path hands over the frozen
     values it already has (a request, a signal, a fill) instead of a dict only the journal reads.
-    The stored bytes are those of the dict `build` returns."""
+    The stored bytes are those of the dict `build` returns. (Array-like: a writer process
+    receives it as `[build, a, b]`, which no dict payload can be mistaken for.)"""
 
     build: Callable[[Any, Any], dict[str, Any]]
     a: Any
@@ -121,6 +123,7 @@ def make_engine(url: str, connect_timeout_s: float = 5.0, statement_timeout_s: f
     return sa.create_engine(url, pool_pre_ping=True)
 
 
+SHIP_EVENTS = 64  # process writer: events per shipped chunk (one C-level encode, ~25 us)
 FIELDS = 6  # seq, session, ts, kind, key, payload: one event's slots in the flat buffer
 _SQLITE_INSERT = "INSERT INTO journal_events (seq, session, ts, kind, key, payload) VALUES (?, ?, ?, ?, ?, ?)"
 
@@ -134,6 +137,34 @@ def _rows(flat: list[Any]) -> Iterator[tuple[Any, ...]]:
             for seq, session, ts, kind, key, payload in zip(it, it, it, it, it, it))
 
 
+def _write_rows(engine: Engine, sqlite: bool, rows: Iterator[tuple[Any, ...]] | list[tuple[Any, ...]]) -> None:
+    """One transaction. SQLite gets the rows through its driver's executemany, which skips
+    SQLAlchemy's per-row parameter processing (GIL time taken from the hot path)."""
+    with engine.begin() as conn:
+        if sqlite:
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.executemany(_SQLITE_INSERT, rows)
+            finally:
+                cursor.close()
+        else:
+            names = ("seq", "session", "ts", "kind", "key", "payload")
+            conn.execute(events.insert(), [dict(zip(names, row)) for row in rows])
+
+
+def _sync_sqlite(engine: Engine, url: str) -> None:
+    """Make what the batches committed under synchronous=NORMAL (which survives a killed
+    process, not a power cut) durable on disk: a checkpoint fsyncs the WAL before it copies
+    it into the database file. Cheap at operator-command frequency."""
+    if url in ("sqlite://", "sqlite:///:memory:"):
+        return
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
+
+WRITERS = ("thread", "process")
+
+
 class Journal:
     """`continue_log=True` is the live restart's mode: the stored events are the record of what
     happened (real fills are not reproducible), so new events are appended after them and nothing
@@ -143,6 +174,7 @@ class Journal:
                  continue_log: bool = False, *, connect_timeout_s: float = 5.0,
                  statement_timeout_s: float = 10.0, max_queued_batches: int = 64,
                  retry_backoff_s: float = 0.5, retry_backoff_max_s: float = 5.0,
+                 writer: str | None = None,
                  observer: "Callable[[str, int, str, str, Any], None] | None" = None) -> None:
         self.url = url
         # Told each new event after it is buffered (not the regenerated prefix of a resume): the
@@ -178,10 +210,34 @@ class Journal:
         self._recorded = len(self._existing)
         self.continued = continue_log and bool(self._existing)
         self.next_seq = self._recorded + 1 if self.continued else 1
-        self.written = 0
+        self._written = 0
         self.verified = 0
         self.closed = False
         self.divergence: JournalDivergence | None = None
+        # `writer="process"`: encoded and written by a writer process (journal_process.py), not a
+        # thread sharing the GIL; events are shipped in chunks of `_ship_every`. An explicit
+        # engine or an in-memory database cannot be shared with another process: thread.
+        writer = writer or os.environ.get("TRADING_JOURNAL_WRITER", "thread")
+        if writer not in WRITERS:
+            raise ValueError(f"journal writer must be one of {', '.join(WRITERS)}, not {writer!r}")
+        self._proc: Any = None
+        self._ship_every = batch_size
+        if writer == "process" and engine is None and url not in ("sqlite://", "sqlite:///:memory:"):
+            from live_runner.journal_process import ProcessWriter
+
+            self._proc = ProcessWriter(url, connect_timeout_s=connect_timeout_s,
+                                       statement_timeout_s=statement_timeout_s,
+                                       retry_backoff_s=retry_backoff_s, retry_backoff_max_s=retry_backoff_max_s)
+            self._ship_every = min(batch_size, SHIP_EVENTS)
+
+    @property
+    def writer(self) -> str:
+        return "thread" if self._proc is None else "process"
+
+    @property
+    def written(self) -> int:
+        """Events written to the database by this journal."""
+        return self._written if self._proc is None else self._proc.written
 
     # --- writing -----------------------------------------------------------------------------
     @property
@@ -222,7 +278,7 @@ class Journal:
             return seq
         buffer = self._buffer
         buffer += (seq, session, ts, kind, key, payload)
-        if len(buffer) >= FIELDS * self.batch_size:
+        if len(buffer) >= FIELDS * self._ship_every:
             self._hand_off()
         if self.observer is not None:
             self.observer(session, ts, kind, key, payload)
@@ -233,6 +289,8 @@ class Journal:
         each burst of bars, so a crash loses at most the events of the burst in flight)."""
         if self._buffer:
             self._hand_off()
+        if self._proc is not None:
+            self._proc.drain()
 
     def _verify(self, seq: int, session: str, ts: int, kind: str, key: str, text: str) -> None:
         stored = self._existing[seq - 1]
@@ -249,6 +307,11 @@ class Journal:
         batch, self._buffer = self._buffer, []
         if self._error is not None:
             raise RuntimeError(f"journal writer failed: {self._error}") from self._error
+        if self._proc is not None:
+            if self._proc.error is not None:
+                raise RuntimeError(f"journal writer failed: {self._proc.error}")
+            self._proc.ship(batch, len(batch) // FIELDS)
+            return
         with self._cond:
             self._batches.append(batch)
             self._in_writer += len(batch) // FIELDS
@@ -273,6 +336,13 @@ class Journal:
         if self.closed:
             fut.set_exception(RuntimeError("journal closed"))
             return fut
+        if self._proc is not None:
+            if self._proc.error is not None:
+                fut.set_exception(RuntimeError(f"journal writer failed: {self._proc.error}"))
+                return fut
+            if self._buffer:
+                self._hand_off()
+            return self._proc.commit(last)
         if self._buffer:
             self._hand_off()
         fut.last_seq = last  # type: ignore[attr-defined]
@@ -296,16 +366,19 @@ class Journal:
             fut.set_exception(exc)
 
     def _sync_sqlite(self) -> None:
-        """Make what the batches committed under synchronous=NORMAL (which survives a killed
-        process, not a power cut) durable on disk: a checkpoint fsyncs the WAL before it copies
-        it into the database file. Cheap at operator-command frequency."""
-        if self.url in ("sqlite://", "sqlite:///:memory:"):
-            return
-        with self.engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        _sync_sqlite(self.engine, self.url)
 
     def health(self) -> str | None:
         """None when the journal keeps up; else why not (the service alerts and reduces)."""
+        if self._proc is not None:
+            proc = self._proc
+            if proc.error is not None:
+                return f"writer gave up: {proc.error}"
+            if proc.failure is not None:
+                return f"writes failing ({proc.write_failures} failed attempts): {proc.failure}"
+            if proc.in_flight > self.max_queued_batches * self.batch_size:
+                return f"writer behind: {proc.in_flight} events waiting"
+            return None
         if self._error is not None:
             return f"writer gave up: {self._error}"
         if self.failure is not None:
@@ -334,7 +407,7 @@ class Journal:
                 self._batches.popleft()
                 n = len(batch) // FIELDS
                 self._in_writer -= n
-                self.written += n if written else 0
+                self._written += n if written else 0
                 self._cond.notify_all()
 
     def _write_retrying(self, batch: list[Any]) -> bool:
@@ -364,19 +437,8 @@ class Journal:
             return True
 
     def _write(self, batch: list[Any]) -> None:
-        """One transaction per batch. SQLite gets the rows through its driver's executemany, which
-        skips SQLAlchemy's per-row parameter processing (GIL time taken from the hot path)."""
-        rows = _rows(batch)
-        with self.engine.begin() as conn:
-            if self._sqlite:
-                cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-                try:
-                    cursor.executemany(_SQLITE_INSERT, rows)
-                finally:
-                    cursor.close()
-            else:
-                names = ("seq", "session", "ts", "kind", "key", "payload")
-                conn.execute(events.insert(), [dict(zip(names, row)) for row in rows])
+        """One transaction per batch."""
+        _write_rows(self.engine, self._sqlite, _rows(batch))
 
     def flush(self, timeout_s: float | None = None) -> bool:
         """Hand off what is buffered and wait until every appended event is written. Returns
@@ -384,6 +446,11 @@ class Journal:
         retried) or after `timeout_s`: a journal that cannot write must not block the loop."""
         if self._buffer:
             self._hand_off()
+        if self._proc is not None:
+            done = self._proc.wait_written(timeout_s)
+            if self._proc.error is not None:
+                raise RuntimeError(f"journal writer failed: {self._proc.error}")
+            return done
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         with self._cond:
             while self._in_writer and self._error is None and self.failure is None:
@@ -404,6 +471,12 @@ class Journal:
         try:
             if self._buffer:
                 self._hand_off()
+            if self._proc is not None:
+                proc = self._proc
+                proc.close(timeout_s)
+                if proc.error is not None or proc.in_flight:
+                    raise RuntimeError(f"journal writer failed: {proc.error or proc.failure}; "
+                                       f"{proc.in_flight} events not written")
             if self._writer is not None:
                 with self._cond:
                     self._stopping = True  # the writer's next failure is its last
@@ -420,7 +493,8 @@ class Journal:
     @property
     def pending(self) -> int:
         """Events appended but not yet written (buffered or queued)."""
-        return len(self._buffer) // FIELDS + self._in_writer
+        in_writer = self._in_writer if self._proc is None else self._proc.in_flight
+        return len(self._buffer) // FIELDS + in_writer
 
     # --- reading -----------------------------------------------------------------------------
     def read(self, session: str | None = None, kinds: tuple[str, ...] | None = None) -> list[dict[str, Any]]:

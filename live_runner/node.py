@@ -340,6 +340,7 @@ class TradingNode:
             self.strategies.on_session_start(session)
             return
         self.portfolio.start_session()
+        self.performance.start_session(self.portfolio.sod_equity)
         self.risk.start_session()
         self.orders.start_session(self.session_name, session.open, self._flatten_ns, session.close)
         self.strategies.on_session_start(session)
@@ -374,7 +375,9 @@ class TradingNode:
             "prev_close_missing": self.strategies.prev_close_missing(),
         }
         self.journal.append(self.session_name, max(now, session.close), "session_end", "", summary)
-        self.journal.flush()
+        # To the writer now, without waiting for it: this runs inside the next session's first
+        # bar (the hot path); `stop` flushes, and a crash loses at most the bar in flight.
+        self.journal.hand_off()
         self.session_summaries.append(summary)
         if self.on_session_closed is not None:
             self.on_session_closed(summary)

@@ -266,14 +266,17 @@ class PerformanceTracker:
     """Session P&L bookkeeping: closed trades plus an equity curve of at most one mark a minute.
 
     The curve holds one mark per UTC minute (a later mark in the same minute replaces the
-    earlier one), so a full 04:00-20:00 session is at most 960 points; `reset_session` starts
-    the next day. Marks must arrive in time order (the injected clock is monotonic).
+    earlier one), so a full 04:00-20:00 session is at most 960 points; `start_session` (the
+    node, at each session) or `reset_session` starts the next day's, so a long run keeps one
+    day of marks, not all of them (the journal has every mark). Marks must arrive in time order
+    (the injected clock is monotonic).
     """
 
     def __init__(self, starting_equity: Decimal) -> None:
         self._starting_equity = Decimal(starting_equity)
         self._trades: list[TradeRecord] = []
         self._curve: list[tuple[int, Decimal]] = []
+        self._curve_start = self._starting_equity  # the curve's first running peak
         self._realized = _ZERO
         self._commissions = _ZERO
         self._overall = StatsAccumulator()
@@ -293,6 +296,12 @@ class PerformanceTracker:
         if acc is None:
             acc = self._by_strategy[t.strategy] = StatsAccumulator()
         acc.add(t)
+
+    def start_session(self, equity: Decimal) -> None:
+        """A new session's equity curve, its running peak starting at `equity`; trades and
+        their statistics carry on."""
+        self._curve.clear()
+        self._curve_start = Decimal(equity)
 
     def mark_equity(self, ts: int, equity: Decimal) -> None:
         """Record equity at `ts` (UTC ns), replacing the last mark when in the same minute.
@@ -346,7 +355,7 @@ class PerformanceTracker:
     def account_max_drawdown(self) -> Decimal:
         """Largest peak-to-trough fall of the equity marks; the running peak starts at the
         starting equity, so a fall before any new high counts. 0 with no marks."""
-        return _max_drawdown((e for _, e in self._curve), self._starting_equity)
+        return _max_drawdown((e for _, e in self._curve), self._curve_start)
 
     def account_sharpe(self) -> float | None:
         """Sharpe of the per-mark returns `e[i] / e[i-1] - 1` between consecutive marks (the
@@ -380,7 +389,7 @@ class PerformanceTracker:
     def reset_session(self, starting_equity: Decimal) -> dict[str, Any]:
         """Start a new session from `starting_equity`; returns the finished session's summary."""
         summary = self.to_dict()
-        self._starting_equity = Decimal(starting_equity)
+        self._starting_equity = self._curve_start = Decimal(starting_equity)
         self._trades.clear()
         self._curve.clear()
         self._realized = _ZERO

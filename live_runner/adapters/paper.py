@@ -229,6 +229,9 @@ class PaperExecutionClient:
                     self._event(OrderEvent(r.request.client_order_id, OrderStatus.EXPIRED, ts, "day order expired"))
         self._books.clear()
         self._bar_count.clear()
+        # Every order is finished now (filled or expired; the journal keeps them). Ids carry the
+        # session's date, so duplicates are a same-session matter: the index starts afresh.
+        self._by_id.clear()
 
     def _fill(self, r: _Resting, price: float, ts: int, bar_volume: float) -> None:
         req = r.request

@@ -205,7 +205,12 @@ class BarFile:
             raise BarFileError(self.path, f"not a readable Parquet file: {exc}") from exc
         self._names = self._resolve(pf.schema_arrow.names)
         cols = [self._names[c] for c in COLUMNS]
-        yield from pf.iter_batches(batch_size=chunk_rows, columns=cols, use_threads=True)
+        # One reader per row group: a single `iter_batches` over the whole file keeps Arrow
+        # buffers alive across row groups (34 -> 78 MB over a 7.5 M-row file), released only at
+        # its end; per row group they are freed as soon as the group is consumed (~2 MB).
+        for group in range(pf.metadata.num_row_groups):
+            yield from pf.iter_batches(batch_size=chunk_rows, row_groups=[group], columns=cols,
+                                       use_threads=True)
 
     def _open_csv(self, typed: bool, block_size: int) -> pcsv.CSVStreamingReader:
         assert self._names is not None
