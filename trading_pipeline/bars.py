@@ -9,6 +9,7 @@ the rows asked for.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,17 @@ _TS = pa.timestamp("ns", tz="UTC")
 def empty_frame() -> pd.DataFrame:
     return pd.DataFrame({"symbol": pd.Series([], dtype=object), "ts": pd.Series([], dtype=np.int64),
                          **{c: pd.Series([], dtype=np.float64) for c in COLUMNS[2:]}})
+
+
+def frame_of(bars: "list[Any]") -> pd.DataFrame:
+    """A bars frame from the runner's Bar objects (a provider's REST answer); empty when none."""
+    if not bars:
+        return empty_frame()
+    return pd.DataFrame({
+        "symbol": pd.Series([b.symbol for b in bars], dtype=object),
+        "ts": np.fromiter((b.ts for b in bars), np.int64, len(bars)),
+        **{c: np.fromiter((getattr(b, c) for b in bars), np.float64, len(bars))
+           for c in ("open", "high", "low", "close", "volume")}})
 
 
 def _timestamps_ns(column: pa.ChunkedArray | pa.Array) -> np.ndarray:

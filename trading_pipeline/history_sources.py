@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 from pydantic import Field
 
-from trading_pipeline.bars import empty_frame, read_bars, write_bars
+from trading_pipeline.bars import frame_of, read_bars, write_bars
 from trading_pipeline.partitions import market_calendar
 from trading_pipeline.resources import resolve
 
@@ -172,13 +172,7 @@ class HistoryResource(dg.ConfigurableResource):
         cfg = parse_config({"polygon": {"rest_base_url": self.rest_base_url}}).polygon
         (p0, _), (_, s1) = _windows(day)
         bars = PolygonDataClient(cfg, key).rest.minute_bars_many(sorted(set(self.symbols)), p0, s1)
-        if not bars:
-            return empty_frame()
-        return pd.DataFrame({
-            "symbol": pd.Series([b.symbol for b in bars], dtype=object),
-            "ts": np.fromiter((b.ts for b in bars), np.int64, len(bars)),
-            **{c: np.fromiter((getattr(b, c) for b in bars), np.float64, len(bars))
-               for c in ("open", "high", "low", "close", "volume")}})
+        return frame_of(bars)
 
     # --- Polygon flat files ------------------------------------------------------------------
     def flat_file(self, day: date) -> Path | None:

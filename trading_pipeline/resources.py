@@ -26,7 +26,7 @@ import pandas as pd
 import sqlalchemy as sa
 from pydantic import Field
 
-from trading_pipeline.bars import empty_frame, read_bars, time_span
+from trading_pipeline.bars import empty_frame, frame_of, read_bars, time_span
 from trading_pipeline.partitions import NEW_YORK, market_calendar
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -151,13 +151,7 @@ class MarketDataResource(dg.ConfigurableResource):
             bars = [b for s in symbols for b in client.intraday_bars(s, start_ns, end_ns)]
         else:
             raise ValueError("minute_frame is for live providers; replay reads source_file")
-        if not bars:
-            return empty_frame()
-        return pd.DataFrame({
-            "symbol": pd.Series([b.symbol for b in bars], dtype=object),
-            "ts": np.fromiter((b.ts for b in bars), np.int64, len(bars)),
-            **{c: np.fromiter((getattr(b, c) for b in bars), np.float64, len(bars))
-               for c in ("open", "high", "low", "close", "volume")}})
+        return frame_of(bars)
 
     def scan_candidates_of(self, previous: pd.DataFrame, cfg: Any) -> list[str]:
         """Live providers: the previous session's symbols whose close is in gap_and_go's price

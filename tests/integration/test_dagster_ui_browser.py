@@ -11,31 +11,14 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from tests.kit.browser import ARGS, CHROMIUM, need_browser
 from tests.kit.dagster_env import REPO_ROOT, DagsterProcess, process_env, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run"]
 DAY = "2024-11-26"
-
-
-def _need_browser():
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is required in CI (apt-get install chromium)", pytrace=False)
-        pytest.skip("chromium not installed (apt-get install -y chromium); runs in CI")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip("playwright (pip) not installed")
-    return sync_playwright
 
 
 def _free_port() -> int:
@@ -102,7 +85,7 @@ def test_demo_runs_are_runs_of_the_workspace_jobs(demo_site):
 
 
 def test_the_day_in_the_dagster_ui(demo_site):
-    sync_playwright = _need_browser()
+    sync_playwright = need_browser()
     tmp, env = demo_site
     port = _free_port()
     base = f"http://127.0.0.1:{port}"

@@ -25,25 +25,9 @@ import pytest
 
 from live_runner.journal import iter_events, make_engine
 from tests.kit import dashboard as kit
+from tests.kit.browser import ARGS, CHROMIUM, need_browser
 
 pytestmark = pytest.mark.timeout(300)
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run"]
-
-
-def _need_browser():
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is required in CI (apt-get install chromium chromium-driver)", pytrace=False)
-        pytest.skip("chromium not installed (apt-get install -y chromium chromium-driver); runs in CI")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip("playwright (pip) not installed")
-    return sync_playwright
 
 
 class Streamlit:
@@ -156,7 +140,7 @@ def shoot(page, path: Path) -> Path:
 
 
 def test_dashboard_in_chromium(tmp_path: Path) -> None:
-    sync_playwright = _need_browser()
+    sync_playwright = need_browser()
     cut = kit.bars(tmp_path / "bars", cut_et=kit.CUT_ET)
     journal = f"sqlite:///{tmp_path / 'runner.db'}"
     cfg = kit.config(tmp_path / "cfg.yaml", port=kit.free_port())
