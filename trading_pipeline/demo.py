@@ -71,21 +71,20 @@ BACKTEST_FIRST = "2024-11-21"  # a few sessions up to the demo day
 BACKTEST_SETS = ["base", "tight"]
 
 
-def backtest_history(defs, instance, last: str) -> Path:
+def backtest_history(instance, location, store, last: str) -> Path:
     """A short history backtested (one batched run per parameter set, as a backfill makes
     them), then the summary across it; returns the HTML report's path."""
     from trading_pipeline.backtest_params import register_param_sets
+    from trading_pipeline.workspace_runs import run_job
 
     register_param_sets(instance, BACKTEST_SETS)
-    job = defs.resolve_job_def("backtest")
     for params in BACKTEST_SETS:
-        result = job.execute_in_process(instance=instance, run_config=QUIET, tags={
+        run = run_job(instance, location, "backtest", None, QUIET, {
             "dagster/asset_partition_range_start": f"{BACKTEST_FIRST}|{params}",
             "dagster/asset_partition_range_end": f"{last}|{params}"})
-        _check(result, f"session_backtest ({params})")
-    _check(defs.resolve_job_def("backtest_report").execute_in_process(instance=instance, run_config=QUIET),
-           "backtest_summary")
-    return defs.resources["store"].root() / "backtest_summary" / "report.html"
+        _check(instance, run, f"session_backtest ({params})")
+    _check(instance, run_job(instance, location, "backtest_report", None, QUIET), "backtest_summary")
+    return store.root() / "backtest_summary" / "report.html"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[3/3] end_of_day {key}: intraday bars, journal, daily report, replay audit", flush=True)
         eod = run_job(instance, location, "end_of_day", key, QUIET)
         _check(instance, eod, "end_of_day")
+        print(f"[backtest] {BACKTEST_FIRST}..{key} x {', '.join(BACKTEST_SETS)}: session_backtest, "
+              "then backtest_summary", flush=True)
+        summary_report = backtest_history(instance, location, store, key)
     summary = json.loads((store.session_dir(day) / "summary.json").read_text())
     audit = json.loads(store.path("replay_report", day, ".json").read_text())
     report = store.root() / "reports" / key / "report.html"
@@ -130,10 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nreplay audit: {'identical to the live run' if audit['identical'] else 'DIFFERS'}"
           f" (P&L drift {audit['pnl_drift']})")
     print(f"daily report: {report}")
-    print(f"dagster runs: {live.run_id} (live_session) and 2 more, instance {home}")
-    print(f"\n[backtest] {BACKTEST_FIRST}..{key} x {', '.join(BACKTEST_SETS)}: session_backtest, "
-          "then backtest_summary", flush=True)
-    print(f"summary report: {backtest_history(defs, instance, key)}")
+    print(f"dagster runs: {live.run_id} (live_session) and 5 more (premarket_prep, end_of_day, "
+          f"backtest x2, backtest_report), instance {home}")
+    print(f"backtest summary report: {summary_report}")
     print("see them in the Dagster UI: make ui, then http://127.0.0.1:3000 (Runs; Assets > daily_report)")
     return 0
 

@@ -47,14 +47,16 @@ def code_location(instance: dg.DagsterInstance, working_directory: Path) -> Iter
 
 def create_run(instance: dg.DagsterInstance, location: CodeLocation, job_name: str,
                partition_key: str | None = None,
-               run_config: Mapping[str, Any] | None = None) -> dg.DagsterRun:
+               run_config: Mapping[str, Any] | None = None,
+               extra_tags: Mapping[str, str] | None = None) -> dg.DagsterRun:
     """A NOT_STARTED run of the workspace's job, with its remote origin (as `dagster job launch`)."""
     [repo] = location.get_repositories().values()
     remote_job = location.get_job(JobSubsetSelector(
         location_name=location.name, repository_name=repo.name, job_name=job_name,
         op_selection=None))
     run_config = dict(run_config or {})
-    tags = {**remote_job.tags, **({PARTITION_TAG: partition_key} if partition_key else {})}
+    tags = {**remote_job.tags, **({PARTITION_TAG: partition_key} if partition_key else {}),
+            **(extra_tags or {})}
     plan = location.get_execution_plan(remote_job, run_config, step_keys_to_execute=None,
                                        known_state=None, instance=instance).execution_plan_snapshot
     return instance.create_run(
@@ -69,9 +71,11 @@ def create_run(instance: dg.DagsterInstance, location: CodeLocation, job_name: s
 
 def run_job(instance: dg.DagsterInstance, location: CodeLocation, job_name: str,
             partition_key: str | None = None,
-            run_config: Mapping[str, Any] | None = None) -> dg.DagsterRun:
-    """Create the run and execute it here, to the end; the finished run."""
-    run = create_run(instance, location, job_name, partition_key, run_config)
+            run_config: Mapping[str, Any] | None = None,
+            extra_tags: Mapping[str, str] | None = None) -> dg.DagsterRun:
+    """Create the run and execute it here, to the end; the finished run. `extra_tags`: e.g. a
+    partition range (`dagster/asset_partition_range_start` / `_end`), as a batched backfill sets."""
+    run = create_run(instance, location, job_name, partition_key, run_config, extra_tags)
     assert run.job_code_origin is not None
     execute_run(recon_job_from_origin(run.job_code_origin), run, instance)
     finished = instance.get_run_by_id(run.run_id)
