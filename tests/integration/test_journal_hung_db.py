@@ -124,7 +124,7 @@ def test_a_hung_journal_database_never_blocks_the_loop_and_moves_the_runner_to_r
             def append_many() -> int:
                 j = svc.service.journal
                 for i in range(200):
-                    j.append("2024-03-15", 0, "mark", f"M{i}", {"i": i})
+                    j.append("2024-03-15", 0, "probe", f"M{i}", {"i": i})
                 return j.pending
             assert svc.on_loop(append_many) >= 200  # returned: the loop did not wait for the writer
             svc.feed.push(m.until("09:35", after="09:32"))  # bars still flow through the chain
@@ -147,7 +147,7 @@ def test_a_hung_journal_database_never_blocks_the_loop_and_moves_the_runner_to_r
     assert count_rows(url) >= written  # every event, the 200 marks included
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     with engine.connect() as conn:
-        keys = {r[0] for r in conn.execute(sa.text("SELECT key FROM journal_events WHERE kind = 'mark'"))}
+        keys = {r[0] for r in conn.execute(sa.text("SELECT key FROM journal_events WHERE kind = 'probe'"))}
         states = [r[0] for r in conn.execute(sa.text(
             "SELECT key FROM journal_events WHERE kind = 'trading_state' ORDER BY seq"))]
     engine.dispose()
