@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Callable
 
 import msgspec
 
-from live_runner.execution.pairs import PairsMixin, _is_leg
+from live_runner.execution.pairs import PairsMixin, is_pair_leg
 from live_runner.models import Order, OrderRequest, OrderRole, OrderStatus, OrderType, Side
 
 if TYPE_CHECKING:
@@ -124,7 +124,7 @@ class ExitsMixin(PairsMixin):
         # The stops last: they protect for as long as possible (at IB the cancels are confirmed
         # in the order asked). Every pair (IB grows protection by pairs), the legs of a resize in
         # flight or refused (they hold shares until the broker's verdict) included.
-        legs = self._exit_legs(symbol)
+        legs = self._exit_legs(symbol, cancelling=True)
         targets = [o.client_order_id for o in legs if o.request.role is not _STOP_ROLE]
         stops = [o.client_order_id for o in legs if o.request.role is _STOP_ROLE]
         ids = [entry_id, trade.trim_id, trade.target_id, *targets, *trade.replacing[::-1],
@@ -202,7 +202,7 @@ class ExitsMixin(PairsMixin):
                 self._resize_overtaken(symbol, trade, old)
                 self._ensure_exits(symbol, trade)  # fills that came during the replace: cover them
         elif (order.status is OrderStatus.CANCELED and cid not in self._cancel_asked
-              and cid not in trade.refused and _is_leg(req)):
+              and cid not in trade.refused and is_pair_leg(req)):
             # The broker cancelled a leg of a working pair unasked (an IB OCA group of type 1
             # cancels the other orders on any fill, a partial one included): the shares still held
             # need their pair again, at once when the other leg's partial fill explains the cancel.

@@ -38,12 +38,12 @@ MAX_RESIZE_RETRIES = 2  # refused resizes tried again at the size held; then unp
 class PairsMixin(SharesMixin):
     """The pair half of the OrderManager's exits (ExitsMixin); state lives on the manager."""
 
-    def _exit_legs(self, symbol: str) -> list[Order]:
+    def _exit_legs(self, symbol: str, cancelling: bool = False) -> list[Order]:
         """Every working protective leg of `symbol` (all its pairs), except those whose cancel we
-        asked for (they are on their way out)."""
-        asked = self._cancel_asked  # type: ignore[attr-defined]
+        asked for (on their way out, though they can still fill) unless `cancelling`."""
+        asked = () if cancelling else self._cancel_asked  # type: ignore[attr-defined]
         return [o for cid, o in self.open_orders.items()  # type: ignore[attr-defined]
-                if o.request.symbol == symbol and cid not in asked and _is_leg(o.request)]
+                if o.request.symbol == symbol and cid not in asked and is_pair_leg(o.request)]
 
     def _ensure_exits(self, symbol: str, trade: "OpenTrade") -> None:
         """Make the working pair(s) cover exactly the shares held and not being sold otherwise."""
@@ -227,7 +227,9 @@ class PairsMixin(SharesMixin):
                             f"working{'; resizing it again to the shares held' if again else ''}")
                 self._after_refused_resize(symbol, trade)
                 return
-        if cid == trade.stop_id or cid == trade.target_id:
+        if cid == trade.stop_id or cid == trade.target_id or cid not in self._cancel_asked:  # type: ignore[attr-defined]
+            # The current pair, or an earlier one still meant to protect (IB: one pair per entry
+            # fill; a pair lost in a disconnect is refused at the reconnect, after later ones).
             self._unprotected(symbol, f"{req.role.value} {cid} for {symbol} refused by the broker")
 
     def _refusal_pending(self, trade: "OpenTrade") -> bool:
@@ -272,7 +274,7 @@ class PairsMixin(SharesMixin):
                                       "their resize was pending: the broker will refuse the resize")
 
 
-def _is_leg(req: OrderRequest) -> bool:
+def is_pair_leg(req: OrderRequest) -> bool:
     """A protective pair's leg (a stop-role MARKET sell is a flatten: an entry sold through its stop)."""
     return req.side is _SELL and (req.role is _STOP_ROLE or req.role is _TARGET_ROLE) \
         and req.order_type is not _MARKET

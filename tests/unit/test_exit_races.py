@@ -229,20 +229,28 @@ def test_an_ib_fill_of_the_other_leg_never_makes_a_grown_pair_oversell() -> None
 
 
 # --- seeds the generated sessions broke, pinned (found with more sessions or another offset) --------
-# (broker, seed, a count the session must still show, so that it keeps hitting its race): what broke.
+# (broker, seed, a count and the least it must be, so that the session keeps hitting its race).
 PINNED = [
     # The entry filled in 8 parts and the OCO was resized 3 times; the target sold 306 while the
     # third replace (to 848) travelled, so Alpaca refused it (542 available). The old pair was
     # kept, covering 540 of 542, with no alert, and its stop later sold 281 of them: 2 shares bare
     # for good. Now a refused resize is tried again at the size held once both legs' verdicts are
     # in (refused again: CRITICAL unprotected and flatten).
-    ("alpaca", 22443, "replace_refused"),
+    ("alpaca", 22443, "replace_refused", 1),
+    # IB, one pair per entry fill: an emergency stop cancels every order, then the flatten must wait
+    # for the cancels of every pair (it waited for the latest only and sold before the first
+    # pair's stop was confirmed cancelled).
+    ("ibkr", 1296, "oco_submits", 3),
+    # IB: the first pair (419 shares) was lost in a disconnect; pairs for the next 10 and 1 shares
+    # were sent meanwhile. At the reconnect the lost pair is refused: CRITICAL unprotected and a
+    # flatten (it was ignored, as not the latest pair, and the 419 stayed bare).
+    ("ibkr", 3047, "lost_in_disconnect", 1),
 ]
 
 
-@pytest.mark.parametrize(("broker", "seed", "race"), PINNED, ids=[f"{b}-{s}" for b, s, _ in PINNED])
-def test_a_pinned_seed_keeps_every_invariant(broker: str, seed: int, race: str) -> None:
+@pytest.mark.parametrize(("broker", "seed", "race", "least"), PINNED, ids=[f"{b}-{s}" for b, s, _, _ in PINNED])
+def test_a_pinned_seed_keeps_every_invariant(broker: str, seed: int, race: str, least: int) -> None:
     with quiet_logs():
         stats, violation = play(seed, broker)
     assert violation is None, str(violation)
-    assert stats[race] > 0, f"seed {seed} no longer hits its race ({race} = 0): pin another"
+    assert stats[race] >= least, f"seed {seed} no longer hits its race ({race} = {stats[race]}): pin another"
