@@ -285,6 +285,13 @@ def _link_exit_orders(symbol: str, trade: OpenTrade, orders: dict[str, Order],
             trade.trim_id = cid
         else:
             trade.flatten_id = cid
+    # Several pairs at IB (one per later entry fill): link a stop and target of the same group (the
+    # others are found among the open orders).
+    stop = orders.get(trade.stop_id)
+    if stop is not None and stop.request.oco_group and stop.request.oco_group != trade.target_id:
+        group = stop.request.oco_group
+        if group in orders and orders[group].is_open:
+            trade.target_id = group
 
 
 def _request(cid: str, ts: int, p: dict[str, Any]) -> OrderRequest:

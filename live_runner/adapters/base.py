@@ -53,9 +53,16 @@ class ExecutionClient(Protocol):
     #     """Resize a working pair in place (Alpaca PATCH replace, IB re-place the same orderIds),
     #     never cancel-then-new. Once the broker confirms, the old ids are reported CANCELED with
     #     reason "replaced" and the new ids ACCEPTED; later fills arrive under the new ids. If the
-    #     broker refuses, the new ids are REJECTED and the old pair keeps working."""
+    #     broker refuses, BOTH new ids are REJECTED and the old pair keeps working."""
     #
-    # native_oco: bool  (True when the two methods above exist)
+    # native_oco: bool  (True when submit_oco exists)
+    # resize_in_place: bool  (default: replace_exits exists) True only when the broker checks a
+    #     resize against the position as it applies it, so that it can never sell more than held
+    #     (Alpaca: a replace above the available shares is refused). False at IB: a modify sets a
+    #     leg's total quantity and undoes the shrink IB made for a fill of the other leg while the
+    #     modify travelled. There the OrderManager never grows a pair: the added shares get a pair
+    #     (an OCA group) of their own, so a position may have several pairs working at once, each
+    #     selling at most its own shares; a trim or flatten cancels them all.
 
     def recover(self, request: OrderRequest, *, filled: int = 0, notional: Decimal = ...) -> None:
         """An order the journal already holds: find it at the broker, never send it again.

@@ -1,11 +1,13 @@
-"""Exits at real broker semantics: the protective pair, flattening and trims.
+"""Exits at real broker semantics: flattening, trims and the cancels they wait for (the
+protective pair itself is execution/pairs.py).
 
 The rules (DESIGN.md, "How the real brokers behave"):
 - A position's stop and target are ONE unit at the broker: a native one-cancels-other order where
   the execution client has one (Alpaca `order_class: oco`, an IB OCA group), otherwise two orders
   whose one-cancels-other the order manager emulates (the paper broker, synchronous).
-- A working pair is resized in place (`replace_exits`) at a native broker, never cancel-then-new:
-  between the two, Alpaca still reserves the shares (403) and IB could fill both.
+- A working pair is never cancel-then-new to follow a further entry fill: between the two, Alpaca
+  still reserves the shares (403) and IB could fill both. Alpaca resizes it in place; at IB the
+  added shares get a pair of their own (pairs.py says why).
 - A flatten or trim first cancels the sells that hold the shares, WAITS for the broker to confirm
   each cancel (a fill meanwhile shrinks what is left to sell), then sells what is still held. The
   wait is bounded: after `risk.cancel_confirm_timeout_s` a CRITICAL `cancel_unconfirmed:SYMBOL`
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING, Callable
 
 import msgspec
 
-from live_runner.execution.shares import SharesMixin
+from live_runner.execution.pairs import PairsMixin, is_pair_leg
 from live_runner.models import Order, OrderRequest, OrderRole, OrderStatus, OrderType, Side
 
 if TYPE_CHECKING:
@@ -39,7 +41,7 @@ NANOS_PER_SECOND = 1_000_000_000
 MAX_FLATTEN_RETRIES = 3
 
 
-class ExitsMixin(SharesMixin):
+class ExitsMixin(PairsMixin):
     """The exit half of the OrderManager (see the module docstring); state lives on the manager."""
 
     # --- flatten and trim ------------------------------------------------------------------------
@@ -103,7 +105,8 @@ class ExitsMixin(SharesMixin):
             if self.portfolio.position_qty(symbol) <= 0 or trade.pending_exit:
                 continue
             ids = (trade.stop_id, trade.target_id, trade.flatten_id, trade.trim_id)
-            if not any(cid and cid in orders and orders[cid].is_open for cid in ids):
+            if not any(cid and cid in orders and orders[cid].is_open for cid in ids) \
+                    and not self._exit_legs(symbol):
                 # Bare: nothing works for it at the broker. Orders that do (recovered or adopted)
                 # are left to their own reports, which may still be on their way.
                 self._ensure_exits(symbol, trade)
@@ -118,11 +121,17 @@ class ExitsMixin(SharesMixin):
     def _cancel_and_wait(self, symbol: str, trade: "OpenTrade", entry_id: str) -> None:
         """Ask the broker to cancel every working order of the symbol that holds or adds shares,
         and run the pending exit once each is confirmed (at once when none is working)."""
-        # The stop last: it protects for as long as possible (at IB the cancels are confirmed
-        # in the order asked).
-        ids = [entry_id, trade.trim_id, trade.target_id, *trade.replacing[::-1], trade.stop_id]
+        # The stops last: they protect for as long as possible (at IB the cancels are confirmed
+        # in the order asked). Every pair (IB grows protection by pairs), the legs of a resize in
+        # flight or refused (they hold shares until the broker's verdict) included.
+        legs = self._exit_legs(symbol, cancelling=True)
+        targets = [o.client_order_id for o in legs if o.request.role is not _STOP_ROLE]
+        stops = [o.client_order_id for o in legs if o.request.role is _STOP_ROLE]
+        ids = [entry_id, trade.trim_id, trade.target_id, *targets, *trade.replacing[::-1],
+               *trade.refused[::-1], *stops, trade.stop_id]
         orders = self.orders
         live = [cid for cid in dict.fromkeys(ids) if cid and orders[cid].is_open]
+        self._cancel_asked.update(live)
         # Added to what an earlier pending exit already waits for (a flatten during a trim's wait):
         # those cancels are still unconfirmed, and their shares are still held by the broker.
         trade.awaiting.update(live)
@@ -192,14 +201,16 @@ class ExitsMixin(SharesMixin):
                 trade.replacing = ("", "")
                 self._resize_overtaken(symbol, trade, old)
                 self._ensure_exits(symbol, trade)  # fills that came during the replace: cover them
-        elif (order.status is OrderStatus.CANCELED and cid in (trade.stop_id, trade.target_id)
-              and cid not in self._cancel_asked):
-            # The broker cancelled a leg of the working pair unasked (an IB OCA group of type 1
+        elif (order.status is OrderStatus.CANCELED and cid not in self._cancel_asked
+              and cid not in trade.refused and is_pair_leg(req)):
+            # The broker cancelled a leg of a working pair unasked (an IB OCA group of type 1
             # cancels the other orders on any fill, a partial one included): the shares still held
             # need their pair again, at once when the other leg's partial fill explains the cancel.
             # Otherwise the fill that made the broker cancel this one (or, after a restart, the
             # other leg's adoption) may still be on its way: look again a moment later.
-            other = self.orders.get(trade.target_id if cid == trade.stop_id else trade.stop_id)
+            other = next((o for o in self._exit_legs(symbol)
+                          if o.request.oco_group == req.oco_group and o is not order), None) \
+                if req.oco_group else None
             if other is not None and other.is_open and other.filled_qty:
                 self._ensure_exits(symbol, trade)
             else:
@@ -211,19 +222,6 @@ class ExitsMixin(SharesMixin):
         trade = self.trades.get(symbol)
         if trade is not None and self.portfolio.position_qty(symbol) > 0:
             self._ensure_exits(symbol, trade)
-
-    def _resize_overtaken(self, symbol: str, trade: "OpenTrade", old: tuple[str, str]) -> None:
-        """The old pair of a pending resize filled before the broker took the resize: the broker
-        will refuse the new pair (Alpaca rejects a replace of a filled order, IB a modify), so the
-        shares still held have no working stop from now on. Say so now and flatten them (the
-        policy for a refused stop); the flatten waits for the doomed pair's verdict."""
-        new = self.orders.get(trade.stop_id) if trade.stop_id else None
-        filled = any(c and self.orders[c].filled_qty > 0 for c in old)
-        if new is None or new.status is not OrderStatus.SUBMITTED or not filled:
-            return
-        if self.portfolio.position_qty(symbol) > 0:
-            self._unprotected(symbol, f"{symbol}'s exits ({', '.join(c for c in old if c)}) filled while "
-                                      "their resize was pending: the broker will refuse the resize")
 
     def _arm_cancel_timer(self, symbol: str) -> None:
         timeout = int(self.cancel_timeout_s * NANOS_PER_SECOND)
@@ -242,138 +240,6 @@ class ExitsMixin(SharesMixin):
             self.execution.cancel(cid)
         self._on_reconcile()
         self._arm_cancel_timer(symbol)
-
-    # --- the protective pair -------------------------------------------------------------------
-    def _ensure_exits(self, symbol: str, trade: "OpenTrade") -> None:
-        """Make the working pair cover exactly the shares held and not being sold otherwise."""
-        if trade.pending_exit or (trade.flatten_id and self.orders[trade.flatten_id].is_open):
-            return
-        if trade.replacing != ("", ""):
-            return  # a resize is in flight: resized again once the broker has answered it
-        orders = self.orders
-        stop_o = orders.get(trade.stop_id) if trade.stop_id else None
-        target_o = orders.get(trade.target_id) if trade.target_id else None
-        pair = (trade.stop_id, trade.target_id)
-        desired = self.portfolio.position_qty(symbol) - self._reserved(symbol, pair + trade.replacing)
-        stop_open = stop_o is not None and stop_o.is_open
-        target_open = target_o is not None and target_o.is_open
-        if desired <= 0:
-            if stop_open or target_open:
-                self._cancel_exits(trade)
-            return
-        if trade.stop <= 0:  # an adopted entry: its protective stop was lost with the journal
-            self._alert(f"unprotected:{symbol}", "critical",
-                        f"{symbol}: {desired} shares from an adopted entry with no known stop: manage or flatten")
-            return
-        native = self.execution.native_oco(symbol)
-        if stop_open and target_open:
-            assert stop_o is not None and target_o is not None
-            if self._pair_left(stop_o, target_o, native) == desired:
-                return
-            if native:
-                if trade.replacing != ("", "") or _SUBMITTED in (stop_o.status, target_o.status):
-                    return  # one resize at a time: re-checked once the broker takes the pair
-                self._replace_pair(symbol, trade, desired)
-                return
-            self._cancel_exits(trade)  # emulated pair (paper): the cancels are confirmed at once
-        elif stop_open or target_open:
-            # One leg alone (the other refused or done): replace both, once the lone leg is gone.
-            trade.pending_exit = "protect"
-            self._cancel_and_wait(symbol, trade, "")
-            return
-        self._place_pair(symbol, trade, desired)
-
-    def _place_pair(self, symbol: str, trade: "OpenTrade", qty: int) -> None:
-        stop, target = self._pair_requests(symbol, trade, qty)
-        ok_stop, ok_target = self._approve(stop), self._approve(target)
-        if not ok_stop:
-            self._unprotected(symbol, f"stop for {symbol} refused by risk ({self.risk.denials.most_common(1)})")
-            return
-        if not ok_target:  # the stop alone still protects
-            if self._send(stop):
-                trade.stop_id = stop.client_order_id
-            return
-        if self._send_pair(stop, target):
-            trade.stop_id, trade.target_id = stop.client_order_id, target.client_order_id
-
-    def _replace_pair(self, symbol: str, trade: "OpenTrade", qty: int) -> None:
-        stop, target = self._pair_requests(symbol, trade, qty)
-        if not (self._approve(stop) and self._approve(target)):
-            self._alert(f"exits_not_resized:{symbol}", "critical",
-                        f"resize of {symbol}'s exits to {qty} refused by risk: the old pair keeps working")
-            return
-        old = (trade.stop_id, trade.target_id)
-        if not self._fits(stop, old):
-            return
-        trade.replacing = old
-        trade.stop_id, trade.target_id = stop.client_order_id, target.client_order_id
-        self._dispatch_pair(stop, target, lambda: self.execution.replace_exits(old[0], old[1], stop, target))
-
-    def _pair_requests(self, symbol: str, trade: "OpenTrade", qty: int) -> tuple[OrderRequest, OrderRequest]:
-        now = self.clock.now_ns()
-        stop_id = self.next_id(trade.strategy, symbol)
-        target_id = self.next_id(trade.strategy, symbol)
-        stop = OrderRequest(stop_id, trade.strategy, symbol, _SELL, qty, _STOP, _STOP_ROLE, now,
-                            stop_price=trade.stop, oco_group=target_id)
-        target = OrderRequest(target_id, trade.strategy, symbol, _SELL, qty, _LIMIT, _TARGET_ROLE, now,
-                              limit_price=trade.target, oco_group=target_id)
-        return stop, target
-
-    def _send_pair(self, stop: OrderRequest, target: OrderRequest) -> bool:
-        if not self._fits(stop, ()):
-            return False
-        self._dispatch_pair(stop, target, lambda: self.execution.submit_oco(stop, target))
-        return True
-
-    def _dispatch_pair(self, stop: OrderRequest, target: OrderRequest, send: Callable[[], None]) -> None:
-        """Journal both legs, then send them (recovered, not re-sent, while resuming)."""
-        self._register(stop)
-        self._register(target)
-        if self.journal.resuming:
-            self.execution.recover(stop)
-            self.execution.recover(target)
-        else:
-            send()
-
-    def _cancel_exits(self, trade: "OpenTrade") -> None:
-        ids = (trade.stop_id, trade.target_id)
-        trade.stop_id = trade.target_id = ""  # first: the paper broker confirms inside cancel()
-        for cid in ids:
-            if cid and self.orders[cid].is_open:
-                self.execution.cancel(cid)
-
-    def _unprotected(self, symbol: str, why: str) -> None:
-        """The policy for a refused protective order: CRITICAL alert, then flatten."""
-        self._alert(f"unprotected:{symbol}", "critical", f"{why}: position unprotected, flattening")
-        self.flatten(symbol, _MANUAL)
-
-    def _pair_acknowledged(self, order: Order) -> None:
-        """The broker took a native pair's leg (placed, or resized in place): a fill that arrived
-        meanwhile may want it resized (a native pair is resized only once acknowledged)."""
-        symbol = order.request.symbol
-        trade = self.trades.get(symbol)
-        if trade is not None and order.client_order_id in (trade.stop_id, trade.target_id) \
-                and self.portfolio.position_qty(symbol) > 0:
-            self._ensure_exits(symbol, trade)
-
-    def _pair_refused(self, order: Order) -> None:
-        """A stop or target the broker refused (REJECTED)."""
-        req = order.request
-        trade = self.trades.get(req.symbol)
-        if trade is None or self.portfolio.position_qty(req.symbol) <= 0:
-            return
-        cid = req.client_order_id
-        if trade.replacing != ("", "") and cid in (trade.stop_id, trade.target_id):
-            old = trade.replacing
-            if all(c and self.orders[c].is_open for c in old):
-                # A refused resize: the old pair keeps working (it may cover fewer shares).
-                trade.stop_id, trade.target_id = old
-                trade.replacing = ("", "")
-                self._alert(f"exits_not_resized:{req.symbol}", "critical",
-                            f"the broker refused resizing {req.symbol}'s exits ({cid}): the old pair keeps working")
-                return
-        if cid == trade.stop_id or cid == trade.target_id:
-            self._unprotected(req.symbol, f"{req.role.value} {cid} for {req.symbol} refused by the broker")
 
     def _exit_refused(self, order: Order, reason: str) -> None:
         """A flatten or trim sell the broker refused, or never got (lost in a disconnect): the

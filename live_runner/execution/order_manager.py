@@ -363,7 +363,7 @@ class OrderManager(ExitsMixin):
         trade.last_exit_role = req.role
         trade.exit_ts = fill.ts
         if closed is not None:
-            self._cancel_exits(trade)
+            self._cancel_exits(req.symbol, trade)
             entry = self.pending_entries.get(req.symbol)
             if entry is None or not entry.is_open:
                 self._record_trade(req.symbol, trade)

@@ -31,8 +31,23 @@ class SharesMixin:
             if len(legs) == 2:
                 total += self._pair_left(legs[0], legs[1], native)
             else:
-                total += legs[0].request.qty - legs[0].filled_qty
+                total += self._lone_left(legs[0], native)
         return total
+
+    def _lone_left(self, leg: Order, native: bool) -> int:
+        """Shares a pair's leg still holds when its other leg is done: at a native broker the
+        other leg's fills count too (a target filled in full leaves its stop nothing to sell, though
+        the broker's cancel of it may not be reported yet)."""
+        left = leg.request.qty - leg.filled_qty
+        if native and left > 0:
+            group = leg.request.oco_group
+            other = self.orders.get(group) if group != leg.client_order_id else None
+            if other is None or other.request.oco_group != group:
+                other = next((o for o in self.orders.values() if o is not leg
+                              and o.request.oco_group == group and o.request.symbol == leg.request.symbol), None)
+            if other is not None:
+                left -= other.filled_qty
+        return max(left, 0)
 
     def _pair_exhausted(self, order: Order) -> bool:
         """A native pair's legs share their shares: a leg is done when both legs' fills together

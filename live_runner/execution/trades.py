@@ -55,4 +55,8 @@ class OpenTrade:
     awaiting: set[str] = field(default_factory=set)
     # The pair being resized in place at a native-OCO broker: (old stop id, old target id).
     replacing: tuple[str, str] = ("", "")
+    # A resize the broker refused whose other leg's verdict may still be on its way, and how many
+    # resizes in a row were refused (tried again at the size held, bounded).
+    refused: tuple[str, str] = ("", "")
+    resize_refusals: int = 0
     flatten_refusals: int = 0  # flatten sells the broker refused (or never got): re-sent, bounded

@@ -67,6 +67,7 @@ class _DecoderErrors(logging.Handler):
 class IbkrExecutionClient(ExitsMixin, ConnectionMixin, ReconcileMixin, ReportsMixin):
     name = "ibkr"
     native_oco = True
+    resize_in_place = False  # exits grow by another OCA group, never by modify (see exits.py)
 
     def __init__(self, config: IbkrConfig, *, account: str | None = None, prefix: str = "LR",
                  calendar: Any = None, now_ns: Callable[[], int] = time.time_ns,

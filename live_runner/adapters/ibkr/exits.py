@@ -1,4 +1,10 @@
-"""Broker-native exits at IB: a position's stop and target as one OCA group, resized by modify.
+"""Broker-native exits at IB: a position's stop and target as one OCA group per pair.
+
+The runner never grows a pair here (`resize_in_place = False` on the client): shares bought after
+the pair was placed get an OCA group of their own. A modify sets a leg's totalQuantity; when the
+other leg fills while the modify travels, IB has shrunk this leg for that fill (ocaType 2) and the
+modify undoes it, so the group could sell more than is held (the race suite found it: the target
+sells 900 of 1,000 while the stop is modified to 1,538; IB then holds a stop for 1,538 against 638).
 
 - `submit_oco(stop, target)`: both orders go out with `ocaGroup = stop.oco_group` and
   `ocaType = ibkr.oca_type`. The default is 2, "reduce the others with block": a fill of either leg
@@ -7,7 +13,8 @@
   With 1 ("cancel the others with block") IB cancels the other leg as soon as one executes, even
   partly, which would leave the rest of the position without a stop. Orders without a group are
   independent at IB: both legs could fill and the account would go short.
-- `replace_exits(old_stop, old_target, stop, target)`: each leg is modified in place (placeOrder
+- `replace_exits(old_stop, old_target, stop, target)` (kept, tested on the wire, unused by the
+  runner for the reason above): each leg is modified in place (placeOrder
   again with the SAME orderId: new quantity, prices, and orderRef = the new client order id), never
   cancel-then-new. IB's totalQuantity counts what the orderId already filled, so it is sent as the
   new quantity plus the fills of that orderId. When IB shows the new orderRef the old client id is

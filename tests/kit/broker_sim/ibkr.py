@@ -23,6 +23,7 @@ from tests.kit.broker_sim.orders import Group, SimOrder, SimParams
 
 class IbSim(SimBroker):
     name = "ibkr-sim"
+    resize_in_place = False  # as IbkrExecutionClient: the runner grows exits by another OCA group
 
     def __init__(self, clock: SimClock, rng: random.Random, params: SimParams | None = None) -> None:
         super().__init__(clock, rng, params)
