@@ -127,7 +127,7 @@ class TradingNode:
             if self.restored.emergency_stop:
                 # The emergency stop asked the broker to cancel these before the crash: their
                 # cancels are expected, not a broker cancelling a protective leg on its own.
-                self.orders._cancel_asked.update(self.restored.open_orders)
+                self.orders._cancel_asked.update(self.restored.cancel_asked)
             for cid, order in sorted(self.restored.open_orders.items()):
                 self.execution.recover(order.request, filled=order.filled_qty, notional=notional.get(cid))
 

@@ -69,6 +69,9 @@ class RestorePlan:
     paused: bool
     denials: Counter[str]
     emergency_stop: bool = False  # the session saw one: a restart finishes its flatten
+    # Its cancels were asked before the crash: the orders working then are on their way out, no
+    # longer a position's pair (as the stop's flatten left them; see `_link_exit_orders`).
+    cancel_asked: frozenset[str] = frozenset()
     accepted: set[SignalKey] = field(default_factory=set)
     denied: set[SignalKey] = field(default_factory=set)
     fills: list[StrategyFill] = field(default_factory=list)
@@ -122,8 +125,10 @@ class RestorePlan:
                 orders[cid] = order
             elif not order.is_open:
                 closed_before[(req.strategy, req.side, order.status)] += 1
+        cancel_asked = frozenset(cid for cid, o in orders.items() if o.is_open) if scan.emergency_stop \
+            else frozenset()
         for sym, trade in scan.trades.items():
-            _link_exit_orders(sym, trade, orders, positions)
+            _link_exit_orders(sym, trade, orders, positions, cancel_asked)
         open_cost = sum((p.cost_basis for p in state.positions.values()), ZERO)
         cash = account_size + state.realized - open_cost
         trading_state = TradingState(ses.trading_state if ses is not None else state.trading_state)
@@ -134,7 +139,8 @@ class RestorePlan:
             orders=orders, closed_before=closed_before, trades=scan.trades,
             closed_trades=scan.closed_trades, equity_marks=scan.equity_marks,
             trading_state=trading_state, paused=scan.paused, denials=scan.denials,
-            emergency_stop=scan.emergency_stop, accepted=scan.accepted, denied=scan.denied, fills=scan.fills, signals=scan.signals,
+            emergency_stop=scan.emergency_stop, cancel_asked=cancel_asked, accepted=scan.accepted,
+            denied=scan.denied, fills=scan.fills, signals=scan.signals,
             orders_submitted=scan.orders_submitted, events=len(events),
             last_ts=max((ev["ts"] for ev in events), default=0), known_ids=frozenset(scan.requests),
             fill_notional=scan.notional)
@@ -269,14 +275,19 @@ class _Scan:
 
 
 def _link_exit_orders(symbol: str, trade: OpenTrade, orders: dict[str, Order],
-                      positions: dict[str, Position]) -> None:
+                      positions: dict[str, Position], cancel_asked: frozenset[str] = frozenset()) -> None:
     """The open trade's working exits, as the OrderManager had them: the OCO pair, and a market
-    sell that is a flatten (the whole position) or a trim (part of it)."""
+    sell that is a flatten (the whole position) or a trim (part of it). A stop or target whose
+    cancel an emergency stop asked is not linked: its flatten had unlinked the pair, and a late
+    acknowledgement of a leg (its report lost with the crash) would otherwise read as the pair
+    coming back, and re-protect the shares with a new pair that the flatten must cancel again."""
     held = positions[symbol].qty if symbol in positions else 0
     for cid, o in sorted(orders.items()):
         req = o.request
         if req.symbol != symbol or req.side is not Side.SELL or not o.is_open:
             continue
+        if cid in cancel_asked and req.role in (OrderRole.STOP, OrderRole.TARGET):
+            continue  # still working, and still cancelled by the flatten the restart finishes
         if req.role is OrderRole.STOP:
             trade.stop_id = cid
         elif req.role is OrderRole.TARGET:

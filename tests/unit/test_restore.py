@@ -23,9 +23,10 @@ from live_runner.adapters.replay import BarFile
 from live_runner.calendar import MarketCalendar
 from live_runner.config import parse_config
 from live_runner.journal import Journal, iter_events
-from live_runner.models import Bar
+from live_runner.models import Bar, OrderEvent, OrderRequest, OrderRole, OrderStatus, Side, TradingState
 from live_runner.node import TradingNode
 from live_runner.restore import RestorePlan
+from tests.kit.manual_broker import ManualBroker
 
 CFG = {"active_strategies": ["gap_and_go", "vwap_reclaim"], "max_positions": 3,
        "journal": {"batch_size": 1}}
@@ -146,4 +147,71 @@ def test_a_node_restored_mid_session_sends_nothing_on_the_warm_up(bars: list[Bar
     kinds = [e["kind"] for e in iter_events(journal.engine)]
     assert kinds.count("restart") == 1
     restarted.stop()
+    journal.close()
+
+
+class _LateAcks(ManualBroker):
+    """Holds back its reports of the protective pair (and of recovered orders) until the test
+    hands them out: Alpaca's stream may deliver an OCO's `new` after the runner has crashed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.recovered: list[str] = []
+
+    def _accept(self, req: OrderRequest) -> None:
+        if req.role in (OrderRole.STOP, OrderRole.TARGET):
+            self.working[req.client_order_id] = req  # taken, not reported yet
+            return
+        super()._accept(req)
+
+    def recover(self, req: OrderRequest, **_: object) -> None:
+        self.working[req.client_order_id] = req
+        self.recovered.append(req.client_order_id)
+
+    def report(self, cid: str, status: OrderStatus) -> None:
+        self._on_event(OrderEvent(cid, status, 0))
+
+
+def test_an_emergency_stop_restart_finishes_the_flatten_though_the_pairs_ack_was_lost(tmp_path: Path) -> None:
+    """The emergency stop asked the OCO's cancel before its acknowledgement was journaled; after
+    the crash the broker reports both legs accepted and canceled. The late `accepted` is not the
+    position's pair coming back (the stop took it away): the restart sells the position once,
+    and places no new pair that the flatten would have to cancel again."""
+    from tests.kit.sessions import SessionBuilder, et_ns
+    from tests.unit.test_order_manager import DAY, gapper
+
+    cfg = parse_config({"active_strategies": ["gap_and_go"], "journal": {"batch_size": 1}})
+    url = f"sqlite:///{tmp_path / 'j.db'}"
+    bars = [b for b in gapper(SessionBuilder(DAY)).sorted_bars() if b.ts <= et_ns(DAY, "09:32")]
+    first = _LateAcks()
+    node = TradingNode(cfg, Journal(url, batch_size=1), execution_client=first)
+    node.start()
+    node.feed(bars)
+    stop, target = sorted(cid for cid, r in first.working.items() if r.side is Side.SELL)
+    node.command("emergency_stop", source="test")
+    assert {("cancel", stop), ("cancel", target)} <= set(first.calls) and not first.sells_sent()
+    node.journal.close()  # kill -9 while the cancel is pending: the pair's `accepted` never journaled
+
+    broker = _LateAcks()
+    broker.position = {"GAPR": 1785}
+    journal = Journal(url, batch_size=1, continue_log=True)
+    restarted = TradingNode(cfg, journal, execution_client=broker)
+    plan = restarted.restore_from_journal()
+    assert plan is not None and plan.emergency_stop
+    broker.resuming = True  # type: ignore[attr-defined]  # the lookups are on their way
+    restarted.start()
+    assert sorted(broker.recovered) == [stop, target]
+    restarted.begin_warmup(date.fromisoformat(DAY))  # the day before is context
+    restarted.feed(bars)
+    restarted.end_warmup()
+    for cid in (stop, target):  # an hour later the broker confirmed the cancel
+        broker.working.pop(cid)
+        broker.report(cid, OrderStatus.ACCEPTED)
+        broker.report(cid, OrderStatus.CANCELED)
+    broker.resuming = False  # type: ignore[attr-defined]
+    restarted.reconcile_if_due()
+    assert restarted.risk.state is TradingState.HALTED
+    assert [c for c in broker.calls if c[0] == "oco"] == []  # no new pair while the stop flattens
+    assert [c[3] for c in broker.sells_sent()] == [1785]
+    assert not [a for a in restarted.alerts.recent if a.key == "unprotected:GAPR"]
     journal.close()
