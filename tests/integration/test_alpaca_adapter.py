@@ -352,6 +352,25 @@ def test_partial_fill_then_cancel(fake: FakeAlpaca) -> None:
     assert_reconciled(fake, c, rep)
 
 
+def test_a_cancel_asked_twice_in_a_row_sends_one_delete(fake: FakeAlpaca) -> None:
+    """cancel_all then the flatten's own cancel, in one loop turn: Alpaca gets one DELETE."""
+    rep = Reports()
+
+    async def scenario() -> None:
+        c = client_for(fake, rep)
+        await c.start()
+        c.submit(limit("D1", 10.0, qty=100))
+        await until(lambda: rep.statuses("D1"), what="acceptance")
+        c.cancel("D1")
+        c.cancel("D1")
+        await until(lambda: OrderStatus.CANCELED in rep.statuses("D1"), what="the cancel")
+        await c.aclose()
+
+    run(scenario())
+    deletes = [r for r in fake.requests if r[0] == "DELETE" and r[1].endswith(fake.order("D1")["id"])]
+    assert len(deletes) == 1, fake.requests
+
+
 def test_cancel_while_the_outcome_is_unknown(fake: FakeAlpaca) -> None:
     """A cancel during an ambiguous submit waits for the lookup, then cancels at the broker; a
     cancel before anything was sent just never sends it."""

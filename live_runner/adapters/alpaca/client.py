@@ -245,6 +245,7 @@ class AlpacaExecutionClient(OrderFlows, ExitPairs, Reports, AccountState):
             return
         t.cancel_requested = True
         if t.phase == LIVE and t.broker_id and not t.cancel_inflight:
+            t.cancel_inflight = True  # now, not when the task first runs: one DELETE per cancel
             self._spawn(self._cancel_flow(t), f"cancel {client_order_id}")
         # SENDING/RESOLVING: canceled once the outcome is known (or never sent at all)
 

@@ -67,6 +67,7 @@ class Reports:
             t.status = OrderStatus.FILLED
             t.phase = DONE
         if t.cancel_requested and t.phase == LIVE and t.broker_id and not t.cancel_inflight:
+            t.cancel_inflight = True  # before the task runs, so a second request sends no DELETE
             self._spawn(self._cancel_flow(t), "cancel")
         return changed
 
