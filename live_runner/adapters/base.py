@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 import msgspec
 
-from live_runner.models import Bar, Fill, OrderEvent, OrderRequest
+from live_runner.core.models import Bar, Fill, OrderEvent, OrderRequest
 
 OrderEventHandler = Callable[[OrderEvent], None]
 FillHandler = Callable[[Fill], None]
@@ -123,7 +123,7 @@ class LiveDataClient(Protocol):
     Ingress is one bounded `asyncio.Queue` of bars (and FeedMarkers) per client. Overflow policy:
     bars are never dropped; when the queue is full the reader waits for room (the socket's own
     backpressure) and the wait is counted (`stats()["reader_waits"]`). `on_data` is called after
-    each put so the consumer wakes without polling. The consumer (live_runner.feeds) hands each
+    each put so the consumer wakes without polling. The consumer (live_runner.live.feeds) hands each
     bar to DataManager.on_bar synchronously."""
 
     name: str

@@ -32,7 +32,7 @@ from time import perf_counter_ns as _perf_ns
 from typing import Any, Callable
 
 from live_runner.adapters.base import ExecutionClient, FillHandler, OrderEventHandler
-from live_runner.models import (
+from live_runner.core.models import (
     TERMINAL_STATUSES, Bar, Fill, OrderEvent, OrderRequest, OrderStatus, Side,
 )
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import yaml
 
-from live_runner.config import SystemConfig, load_config
+from live_runner.core.config import SystemConfig, load_config
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "example.yaml"
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from live_runner.models import NANOS_PER_MINUTE, NANOS_PER_SECOND
-from live_runner.performance import PerformanceTracker, StrategyStats, TradeRecord
+from live_runner.core.models import NANOS_PER_MINUTE, NANOS_PER_SECOND
+from live_runner.portfolio.performance import PerformanceTracker, StrategyStats, TradeRecord
 
 D = Decimal
 C = D("0.35")  # one order's commission

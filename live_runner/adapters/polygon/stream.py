@@ -30,7 +30,7 @@ import orjson
 
 from live_runner.adapters.base import FeedMarker, FeedState
 from live_runner.adapters.polygon import sdk
-from live_runner.models import Bar
+from live_runner.core.models import Bar
 
 log = logging.getLogger("live_runner.adapters.polygon")
 

@@ -21,8 +21,8 @@ from collections import Counter
 from decimal import Decimal
 from typing import Any, Callable
 
-from live_runner.clock import SimClock
-from live_runner.models import Bar, Fill, OrderEvent, OrderRequest, OrderStatus, OrderType, Side
+from live_runner.core.clock import SimClock
+from live_runner.core.models import Bar, Fill, OrderEvent, OrderRequest, OrderStatus, OrderType, Side
 
 from tests.kit.broker_sim.orders import MS, SimOrder, SimParams
 
