@@ -115,7 +115,7 @@ def _run(args: argparse.Namespace, bars: Path, speed: float | None) -> int:
         logging.getLogger("live_runner.live.service").info("logging to %s (run %s)", log_setup.file,
                                                       log_setup.run_id)
     install_sigterm(opts.stop_event)
-    from live_runner.adapters.base import AccountModeError
+    from live_runner.core.clients import AccountModeError
     from live_runner.adapters.replay import BarFileError
     from live_runner.persistence.journal import JournalDivergence
     from live_runner.live.lease import LeaseHeld

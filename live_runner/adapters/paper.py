@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import msgspec
 import sqlalchemy as sa
 
-from live_runner.adapters.base import FillHandler, OrderEventHandler
+from live_runner.core.clients import FillHandler, OrderEventHandler
 from live_runner.core.config import PaperConfig
 from live_runner.core.models import (
     NANOS_PER_MINUTE, Bar, Fill, OrderEvent, OrderRequest, OrderStatus, OrderType, Side,

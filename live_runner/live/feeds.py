@@ -35,7 +35,7 @@ from collections import Counter
 from datetime import date
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from live_runner.adapters.base import DailyBar, FeedMarker, FeedState, LiveDataClient
+from live_runner.core.clients import DailyBar, FeedMarker, FeedState, LiveDataClient
 from live_runner.core.calendar import CLOSED, REGULAR, MarketCalendar, SessionTimes
 from live_runner.core.clock import LOOP_SLICE_S
 from live_runner.live.health import feed_liveness

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
-    from live_runner.adapters.base import LiveDataClient
+    from live_runner.core.clients import LiveDataClient
 
 COMPONENTS = ("data_manager", "strategy_engine", "risk_manager", "order_manager",
               "execution_engine", "performance_tracker", "alert_system", "journal", "event_loop")
@@ -94,7 +94,7 @@ def feed_liveness(client: "LiveDataClient", now_m: float, phase: str, *, unlive_
     alive while connected, or reconnecting for at most `grace_s` while the market is open; in
     regular hours a connected feed is dead only when no bar came for `overdue_s` (one bar interval
     plus an allowance). Outside the session quiet and disconnects are normal; FAILED never is."""
-    from live_runner.adapters.base import FeedState
+    from live_runner.core.clients import FeedState
     from live_runner.core.calendar import CLOSED, REGULAR
 
     state = client.state

@@ -36,7 +36,7 @@ from live_runner.core.money import ZERO, dec, target_price
 from live_runner.portfolio.performance import TradeRecord
 
 if TYPE_CHECKING:
-    from live_runner.live.node import TradingNode
+    from live_runner.recovery.node_parts import NodeParts as TradingNode  # recovery sits below live
 
 SignalKey = tuple[str, str, int]  # (strategy, symbol, bar ts)
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from live_runner.core.models import NANOS_PER_MINUTE, Bar, Side
 
 if TYPE_CHECKING:
-    from live_runner.live.node import TradingNode
+    from live_runner.recovery.node_parts import NodeParts as TradingNode  # recovery sits below live
     from live_runner.recovery.restore import RestorePlan
 
 

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import pytest
 
-from live_runner.adapters.base import FeedState
+from live_runner.core.clients import FeedState
 from live_runner.adapters.polygon import PolygonDataClient
 from live_runner.core.config import parse_config
 from live_runner.live.feeds import DataFeed

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from live_runner.adapters.base import AccountModeError
+from live_runner.core.clients import AccountModeError
 from live_runner.adapters.ibkr.client import NOT_SENT, IbkrExecutionClient
 from live_runner.adapters.ibkr.connection import account_mode_problem, is_paper_account
 from live_runner.core.config import IbkrConfig, parse_config

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import pytest
 
-from live_runner.adapters.base import FeedState
+from live_runner.core.clients import FeedState
 from live_runner.adapters.polygon import SDK_NAME, PolygonDataClient, PolygonError
 from live_runner.core.calendar import MarketCalendar
 from live_runner.core.config import parse_config

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from live_runner.adapters.base import FeedState
+from live_runner.core.clients import FeedState
 from live_runner.adapters.yahoo import YahooDataClient, YahooError
 from live_runner.core.config import parse_config
 from tests.kit.fake_polygon import FakeMarketClock

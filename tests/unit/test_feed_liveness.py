@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from live_runner.adapters.base import FeedState
+from live_runner.core.clients import FeedState
 from live_runner.core.calendar import AFTERHOURS, CLOSED, PREMARKET, REGULAR
 from live_runner.live.health import feed_liveness
 

@@ -54,7 +54,7 @@ from live_runner.adapters.alpaca.tracking import (
     DONE, LIVE, RESOLVING, SENDING, ZERO, AlertHandler, ConnectionHandler, FaultHandler,
     NotAcceptedHandler, TimeoutSession, Tracked, disable_sdk_retry,
 )
-from live_runner.adapters.base import FillHandler, OrderEventHandler
+from live_runner.core.clients import FillHandler, OrderEventHandler
 from live_runner.core.config import AlpacaConfig, ConfigError, SystemConfig
 from live_runner.core.models import Bar, OrderRequest, OrderStatus
 from live_runner.risk.rules import PdtState

@@ -35,7 +35,7 @@ import os
 import time
 from typing import Any, Callable
 
-from live_runner.adapters.base import AccountModeError, FillHandler, OrderEventHandler
+from live_runner.core.clients import AccountModeError, FillHandler, OrderEventHandler
 from live_runner.adapters.ibkr import compat
 from live_runner.adapters.ibkr.connection import ConnectionMixin, account_mode_problem
 from live_runner.adapters.ibkr.exits import NOT_SENT, ExitsMixin

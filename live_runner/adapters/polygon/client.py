@@ -7,7 +7,7 @@ import time
 from datetime import date
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from live_runner.adapters.base import DailyBar, FeedMarker, FeedState
+from live_runner.core.clients import DailyBar, FeedMarker, FeedState
 from live_runner.adapters.polygon import sdk
 from live_runner.adapters.polygon.rest import PolygonError, PolygonRest
 from live_runner.adapters.polygon.stream import PolygonStream

@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import orjson
 
-from live_runner.adapters.base import FeedMarker, FeedState
+from live_runner.core.clients import FeedMarker, FeedState
 from live_runner.adapters.polygon import sdk
 from live_runner.core.models import Bar
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import pandas as pd
 
-from live_runner.adapters.base import DailyBar, FeedMarker, FeedState
+from live_runner.core.clients import DailyBar, FeedMarker, FeedState
 from live_runner.adapters.yahoo import sdk
 from live_runner.core.clock import to_utc
 from live_runner.core.models import Bar
