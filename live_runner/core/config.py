@@ -279,6 +279,7 @@ class SystemConfig(_Strict):
     max_daily_loss_pct: float = Field(0.05, gt=0, le=1)
     max_position_size_pct: float = Field(0.20, gt=0, le=1)
     risk_per_trade_pct: float = Field(0.01, gt=0, le=1)
+    # Seed key kept for compatibility; only its default is accepted (see _replaced_seed_keys).
     update_frequency_ms: int = Field(1000, ge=1)
     data_retention_days: int = Field(30, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
@@ -289,6 +290,8 @@ class SystemConfig(_Strict):
     log_file_max_bytes: int = Field(50 * 1024 * 1024, ge=1024)
     log_file_backups: int = Field(5, ge=0)
     active_strategies: list[str] = Field(default_factory=lambda: list(BUILTIN_STRATEGIES))
+    # Seed keys kept for compatibility; only their defaults are accepted: the XNYS calendar
+    # (live_runner/core/calendar.py) decides each session's open and close.
     market_open_time: str = "09:30"
     market_close_time: str = "16:00"
     premarket_start: str = "04:00"
@@ -324,6 +327,18 @@ class SystemConfig(_Strict):
     def _hhmm(cls, v: str) -> str:
         return _check_hhmm(v)
 
+    @field_validator("market_open_time", "market_close_time", "update_frequency_ms")
+    @classmethod
+    def _replaced_seed_keys(cls, v: Any, info: Any) -> Any:
+        """The seed config's keys that something else now decides: a value other than the default
+        would silently do nothing, so it is refused with what replaced it."""
+        default = cls.model_fields[info.field_name].default
+        same = (hhmm(_check_hhmm(v)) == hhmm(default)) if isinstance(default, str) else v == default
+        if not same:
+            raise ValueError(f"{info.field_name} can only be {default!r}: "
+                             + _REPLACED_SEED_KEYS[info.field_name] + "; remove the key")
+        return v
+
     @field_validator("active_strategies")
     @classmethod
     def _strategies(cls, v: list[str]) -> list[str]:
@@ -350,6 +365,17 @@ class SystemConfig(_Strict):
             if not re.fullmatch(r"[A-Z][A-Z0-9.\-]{0,9}", sym):
                 raise ValueError(f"bad symbol {sym!r} in universe")
         return sorted(set(v))
+
+
+# What decides instead of each seed key that is accepted only at its default.
+_REPLACED_SEED_KEYS = {
+    "market_open_time": "the XNYS market calendar decides each session's open (09:30 New York)",
+    "market_close_time": ("the XNYS market calendar decides each session's close (16:00, 13:00 on "
+                          "early-close days); to stop entering earlier, set the strategies' entry_end, "
+                          "to flatten earlier, set flatten_time"),
+    "update_frequency_ms": ("the runner is event-driven: it acts on every bar as it arrives, with "
+                            "no polling interval"),
+}
 
 
 class ConfigError(ValueError):
