@@ -7,9 +7,8 @@ end through `Fraction`, so each float is the correctly rounded value of the exac
 
 from __future__ import annotations
 
-import math
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
@@ -21,8 +20,6 @@ from live_runner.core.models import NANOS_PER_MINUTE
 from live_runner.core.money import dec
 
 EXIT_REASONS = frozenset({"stop", "target", "vwap_loss", "eod", "manual"})
-# 252 sessions a year of 390 regular-session one-minute returns.
-MINUTE_ANNUALISATION = math.sqrt(252 * 390)
 _QUANTUM = Decimal("0.0001")
 _ZERO = Decimal(0)
 
@@ -38,28 +35,6 @@ def _money_str(value: Decimal) -> str:
 def _ratio(num: Decimal, den: Decimal) -> float:
     """Correctly rounded float of num/den, with no intermediate float or 28-digit rounding."""
     return float(Fraction(num) / Fraction(den))
-
-
-def _sharpe(returns: Sequence[float]) -> float | None:
-    """mean/stdev (ddof=1); None with fewer than two returns or a zero stdev."""
-    if len(returns) < 2:
-        return None
-    std = statistics.stdev(returns)
-    if std == 0:
-        return None
-    return statistics.fmean(returns) / std
-
-
-def _max_drawdown(levels: Iterable[Decimal], start: Decimal) -> Decimal:
-    """Largest peak-to-trough fall of a level series whose running peak starts at `start`."""
-    peak = start
-    worst = _ZERO
-    for level in levels:
-        if level > peak:
-            peak = level
-        elif peak - level > worst:
-            worst = peak - level
-    return worst
 
 
 class TradeRecord(msgspec.Struct, frozen=True, gc=False):
@@ -161,7 +136,7 @@ class StrategyStats:
       the order trades were recorded, starting from a peak of 0 (so a first losing trade counts).
     - sharpe: mean / stdev (ddof=1) of per-trade returns `pnl / (entry_price * qty)`, NOT
       annualised (trades are not evenly spaced in time); None with fewer than two trades or zero
-      stdev. The account-level, annualised Sharpe is `PerformanceTracker.account_sharpe()`.
+      stdev.
     """
 
     trades: int
@@ -267,7 +242,7 @@ class PerformanceTracker:
 
     The curve holds one mark per UTC minute (a later mark in the same minute replaces the
     earlier one), so a full 04:00-20:00 session is at most 960 points; `start_session` (the
-    node, at each session) or `reset_session` starts the next day's, so a long run keeps one
+    node, at each session) starts the next day's, so a long run keeps one
     day of marks, not all of them (the journal has every mark). Marks must arrive in time order
     (the injected clock is monotonic).
     """
@@ -276,7 +251,6 @@ class PerformanceTracker:
         self._starting_equity = Decimal(starting_equity)
         self._trades: list[TradeRecord] = []
         self._curve: list[tuple[int, Decimal]] = []
-        self._curve_start = self._starting_equity  # the curve's first running peak
         self._realized = _ZERO
         self._commissions = _ZERO
         self._overall = StatsAccumulator()
@@ -298,10 +272,9 @@ class PerformanceTracker:
         acc.add(t)
 
     def start_session(self, equity: Decimal) -> None:
-        """A new session's equity curve, its running peak starting at `equity`; trades and
-        their statistics carry on."""
+        """A new session's equity curve (the journal keeps every mark); trades and their
+        statistics carry on. `equity` is the session's starting equity."""
         self._curve.clear()
-        self._curve_start = Decimal(equity)
 
     def mark_equity(self, ts: int, equity: Decimal) -> None:
         """Record equity at `ts` (UTC ns), replacing the last mark when in the same minute.
@@ -351,49 +324,3 @@ class PerformanceTracker:
     def overall_stats(self) -> StrategyStats:
         """All trades as one book (per-trade Sharpe, as for a strategy)."""
         return self._overall.stats()
-
-    def account_max_drawdown(self) -> Decimal:
-        """Largest peak-to-trough fall of the equity marks; the running peak starts at the
-        starting equity, so a fall before any new high counts. 0 with no marks."""
-        return _max_drawdown((e for _, e in self._curve), self._curve_start)
-
-    def account_sharpe(self) -> float | None:
-        """Sharpe of the per-mark returns `e[i] / e[i-1] - 1` between consecutive marks (the
-        starting equity is not a mark: its interval to the first mark is unknown), annualised
-        by sqrt(252 * 390) since marks are one minute apart. None with fewer than two returns
-        or zero stdev. Returns after a mark of zero equity are undefined and skipped."""
-        returns = [
-            float(Fraction(cur) / Fraction(prev) - 1)
-            for (_, prev), (_, cur) in zip(self._curve, self._curve[1:])
-            if prev != 0
-        ]
-        sharpe = _sharpe(returns)
-        return None if sharpe is None else sharpe * MINUTE_ANNUALISATION
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serializable summary; money as exact strings quantized to 0.0001."""
-        last_equity = self._curve[-1][1] if self._curve else self._starting_equity
-        return {
-            "starting_equity": _money_str(self._starting_equity),
-            "ending_equity": _money_str(last_equity),
-            "realized_pnl": _money_str(self._realized),
-            "commissions": _money_str(self._commissions),
-            "account_max_drawdown": _money_str(self.account_max_drawdown()),
-            "account_sharpe": self.account_sharpe(),
-            "overall": self.overall_stats().to_dict(),
-            "by_strategy": {k: v.to_dict() for k, v in self.stats_by_strategy().items()},
-            "trades": [t.to_dict() for t in self._trades],
-            "equity_curve": [[ts, _money_str(e)] for ts, e in self._curve],
-        }
-
-    def reset_session(self, starting_equity: Decimal) -> dict[str, Any]:
-        """Start a new session from `starting_equity`; returns the finished session's summary."""
-        summary = self.to_dict()
-        self._starting_equity = self._curve_start = Decimal(starting_equity)
-        self._trades.clear()
-        self._curve.clear()
-        self._realized = _ZERO
-        self._commissions = _ZERO
-        self._overall = StatsAccumulator()
-        self._by_strategy.clear()
-        return summary
