@@ -23,9 +23,11 @@ from live_runner.ops.alerts import sinks_from_env
 from live_runner.core.clock import LOOP_SLICE_S
 from live_runner.core.config import SystemConfig
 from live_runner.live.health import HealthMonitor
+from live_runner.live.service_health import HealthChecks
+from live_runner.live.service_lease import LeaseFencing, open_account_lease
 from live_runner.persistence.journal import Journal, JournalDivergence
-from live_runner.live.lease import Lease, LeaseLost
-from live_runner.core.models import Bar, OrderRole, OrderType, Severity, SystemState, TradingState
+from live_runner.live.lease import Lease
+from live_runner.core.models import Bar, OrderRole, OrderType, Severity, SystemState
 from live_runner.live.node import TradingNode
 from live_runner.live.runs import RunOptions, calendar_for, summarize
 
@@ -63,11 +65,13 @@ class LeaseLostError(RunnerError):
 
 
 _NO_LEASE: Any = object()
-_FENCED_CALLS = ("submit", "submit_oco", "replace_exits", "cancel")
 
 
-class LiveService:
-    """Owns the node for a live run and answers the ops server (see ops_server.OpsApp).
+class LiveService(HealthChecks, LeaseFencing):
+    """Owns the node for a live run and answers the ops server (see ops.server.OpsApp).
+
+    Its health checks (live/service_health.py) and lease fencing (live/service_lease.py) are
+    mixed in from their own modules.
 
     `bar_source` replaces the paced bars file with any async iterator of bars (a live data client;
     tests release bars one by one with it); `health` injects a HealthMonitor (e.g. with a fake
@@ -141,30 +145,6 @@ class LiveService:
         self._bar_due: float | None = None  # paced file: monotonic time the next bar is released
 
     # --- OpsApp --------------------------------------------------------------------------------
-    def health_check(self) -> tuple[bool, dict[str, Any]]:
-        age = self.health.age("event_loop")
-        ok = age <= self.config.ops.heartbeat_allowance_s
-        return ok, {"status": "ok" if ok else "stalled", "event_loop_heartbeat_age_s": round(age, 3),
-                    "system_state": self.node.state.value}
-
-    def readiness(self) -> tuple[bool, dict[str, Any]]:
-        reasons = []
-        if self.node.calendar is None:
-            reasons.append("calendar not loaded")
-        if self.journal.closed:
-            reasons.append("journal closed")
-        if self.feed_done:
-            reasons.append("data feed finished")
-        if not self.node.execution.connected:
-            reasons.append("execution client disconnected")
-        if self.data_feed is not None and not self.data_feed.connected:
-            reasons.append("data feed disconnected")
-        if self.node.state is SystemState.ERROR:
-            reasons.append(f"runner error: {self.error}")
-        system = self.health.system_health()
-        reasons += [f"{name} unhealthy" for name in system["unhealthy"]]  # type: ignore[union-attr]
-        return not reasons, {"ready": not reasons, "reasons": reasons}
-
     def status(self) -> dict[str, Any]:
         out = self.node.status()
         out["health"] = self.health.system_health()
@@ -185,15 +165,6 @@ class LiveService:
         if self.lease is not None:
             out["lease"] = self.lease_status()
         return out
-
-    def lease_status(self) -> dict[str, Any]:
-        lease = self.lease
-        assert lease is not None
-        holder = lease.holder
-        return {"account": lease.account, "generation": lease.generation, "valid": lease.valid(),
-                "lost": self.lease_lost, "fenced_sends": self.fenced_sends,
-                "started_at": holder.started_at if holder else None,
-                "waited_for_predecessor_s": lease.waited_s}
 
     def metrics_text(self) -> bytes:
         if self.metrics is None:
@@ -359,58 +330,6 @@ class LiveService:
         return not (real and any(o.request.role in _FLATTEN_ROLES and o.request.order_type is OrderType.MARKET
                                  for o in node.orders.open_orders.values()))
 
-    # --- lease -------------------------------------------------------------------------------------
-    def _fence_clients(self) -> None:
-        """Every order, exit pair, replacement and cancel passes the lease first: once it is not
-        valid (lost, or not renewed for ttl_s on this runner's clock) nothing more reaches a
-        broker, so the resting exits stay as they are for the successor."""
-        if self.lease is None:
-            return
-        for client in self._clients():
-            for name in _FENCED_CALLS:
-                send = getattr(client, name, None)
-                if callable(send):
-                    setattr(client, name, self._fenced(name, send))
-
-    def _fenced(self, name: str, send: Any) -> Any:
-        lease = self.lease
-        assert lease is not None
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            if lease.valid():
-                return send(*args, **kwargs)
-            self.fenced_sends += 1
-            reason = lease.why_invalid()
-            log.critical("lease lost (%s): %s not sent", reason, name, extra={"component": "lease"})
-            self._on_lease_lost(reason)
-            return None
-        return call
-
-    def _check_lease(self) -> None:
-        if self.lease is not None and self.lease_lost is None and not self.lease.valid():
-            self._on_lease_lost(self.lease.why_invalid())
-
-    def _on_lease_lost(self, reason: str) -> None:
-        """On the loop: alert CRITICAL once and stop the run (no flatten, no drain: nothing is sent)."""
-        if self.lease_lost is not None:
-            return
-        self.lease_lost = reason
-        self.error = f"lease lost: {reason}"
-        if self._failure is None:
-            self._failure = LeaseLost(reason)
-        lease = self.lease
-        account = lease.account if lease is not None else "?"
-        # Nothing more goes to the journal either (a successor may be about to append to it).
-        self.node.alerts.journal = None
-        self.node.alerts.raise_alert(
-            "lease_lost", Severity.CRITICAL,
-            f"runner lost the lease on {account} (generation {lease.generation if lease else 0}): "
-            f"{reason}; it sends nothing more and exits, resting exits stay at the broker",
-            component="lease")
-        stop = getattr(self, "stop_event", None)
-        if stop is not None:
-            stop.set()
-
     def _watchdog_done(self, task: "asyncio.Task[None]") -> None:
         """A crashed watchdog means no more health checks: a runner error like any other."""
         if task.cancelled() or task.exception() is None:
@@ -524,98 +443,11 @@ class LiveService:
         while self.opts.linger and not stop.is_set():
             await asyncio.sleep(0.05)
 
-    async def _watchdog(self, stop: asyncio.Event) -> None:
-        """Once a second: `check_health`."""
-        while not stop.is_set():
-            self.check_health()
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=1.0)
-            except asyncio.TimeoutError:
-                pass
-
-    def check_health(self) -> None:
-        """Beat on the components' behalf from their progress; alert on what is unhealthy (every
-        call while it lasts: the alert system's per-key limit decides how often that pages)."""
-        h = self.health
-        node = self.node
-        h.beat("event_loop")
-        self._check_lease()
-        for name in ("strategy_engine", "risk_manager", "order_manager", "performance_tracker"):
-            h.beat(name)  # synchronous parts of the chain: alive whenever the loop turns
-        execution = node.execution
-        h.beat("execution_engine", f"{getattr(execution.active, 'name', 'broker')} "
-                                   f"{'connected' if execution.connected else 'DISCONNECTED'}")
-        self._check_data()
-        self._check_journal()
-        node.reconcile_if_due()
-        h.beat("alert_system", f"queue {node.alerts.queue_depth}")
-        system = h.system_health()
-        for name in system["unhealthy"]:  # type: ignore[union-attr]
-            detail = system["components"][name]["detail"]  # type: ignore[index]
-            node.alerts.raise_alert(f"unhealthy:{name}", Severity.CRITICAL,
-                                    f"component {name} unhealthy for {h.age(name):.0f} s"
-                                    + (f": {detail}" if detail else ""), component=name,
-                                    min_interval_s=self.config.ops.alert_repeat_s)
-
-    def _check_data(self) -> None:
-        """A quiet feed is not a dead one: a live feed is judged by its connection and whether a
-        bar is overdue (DataFeed.liveness); a paced file is alive while it waits for a bar's time."""
-        h, node = self.health, self.node
-        progressed = node.data.bars_processed != self._last_bars
-        self._last_bars = node.data.bars_processed
-        if self.feed_done:
-            h.beat("data_manager", "feed finished")
-            return
-        if self.data_feed is not None:
-            alive, detail = self.data_feed.liveness()
-            h.report("data_manager", alive, f"{detail}; {self._last_bars} bars")
-            return
-        due = self._bar_due
-        waiting = due is not None and h.now() <= due + self.config.ops.heartbeat_allowance_s
-        if progressed or waiting:
-            h.beat("data_manager", f"{self._last_bars} bars")
-            self._feed_alerted = False
-        elif h.age("data_manager") > self.config.ops.feed_stale_after_s and not self._feed_alerted:
-            self._feed_alerted = True
-            node.alerts.raise_alert("feed_stale", Severity.WARNING,
-                                    f"no bar for {h.age('data_manager'):.0f} s", component="data_manager")
-
-    def _check_journal(self) -> None:
-        """A journal that cannot write stops new risk: REDUCING (exits only) and a CRITICAL alert.
-        The loop never waits for it (journal hand-offs and flushes do not block on the database)."""
-        journal, node = self.journal, self.node
-        if not journal.closed:
-            journal.hand_off()  # events appended between bars (alerts, commands) wait at most a second
-        problem = journal.health()
-        if problem is None:
-            self.health.beat("journal", f"{journal.written} written, {journal.pending} pending")
-            return
-        # CRITICAL `unhealthy:journal` follows from check_health's loop, with this detail.
-        self.health.report("journal", False, f"cannot write ({journal.pending} events pending): {problem}")
-        if node.risk.state is TradingState.ACTIVE:
-            node.risk.set_state(TradingState.REDUCING, f"journal unhealthy: {problem}")
-
-
 def _redact(url: str) -> str:
     """Never show a password from a journal URL."""
     from live_runner.ops.redact import redact_url
 
     return redact_url(url)
-
-
-def open_account_lease(config: SystemConfig, journal_url: str) -> Lease | None:
-    """The account's lease from `config.lease` (LeaseHeld when another runner holds it)."""
-    lc = config.lease
-    if not lc.enabled:
-        return None
-    from live_runner.live.lease_stores import open_lease
-
-    account = lc.account or f"{config.primary_broker}:{config.session_id_prefix}"
-    lease = open_lease(journal_url, account, ttl_s=lc.ttl_s, heartbeat_s=lc.heartbeat_s,
-                       connect_timeout_s=config.journal.connect_timeout_s)
-    if lease is not None:
-        lease.acquire()
-    return lease
 
 
 def run_live(config: SystemConfig, opts: RunOptions) -> dict[str, Any]:

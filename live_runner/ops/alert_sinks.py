@@ -9,17 +9,24 @@ import logging
 import smtplib
 import ssl
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from email.message import EmailMessage
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, runtime_checkable
 
 from live_runner.core.models import NANOS_PER_SECOND, Alert, Severity
 
-if TYPE_CHECKING:
-    from live_runner.ops.alerts import AlertSink
-
 logger = logging.getLogger("live_runner.ops.alerts")
+
+
+@runtime_checkable
+class AlertSink(Protocol):
+    """A delivery channel. `deliver` runs on the alert worker thread and raises on failure."""
+
+    name: str
+
+    def deliver(self, alert: Alert) -> None: ...
+
 
 _LOG_LEVELS = {Severity.INFO: logging.INFO, Severity.WARNING: logging.WARNING,
                Severity.CRITICAL: logging.CRITICAL}

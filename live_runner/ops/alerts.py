@@ -13,11 +13,11 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 from live_runner.ops.alert_sinks import (  # the sinks' names stay importable from here
-    SMTP_TLS_MODES, EmailSink, LogSink, SmtpPlaintextLogin, WebhookSink, alert_to_dict, iso_ts,
+    SMTP_TLS_MODES, AlertSink, EmailSink, LogSink, SmtpPlaintextLogin, WebhookSink, alert_to_dict, iso_ts,
     sinks_from_env, smtp_tls_mode,
 )
 from live_runner.core.models import NANOS_PER_SECOND, Alert, Severity
@@ -37,15 +37,6 @@ class SupportsNowNs(Protocol):
     """The part of the injected Clock the alert system needs (LiveClock or SimClock)."""
 
     def now_ns(self) -> int: ...
-
-
-@runtime_checkable
-class AlertSink(Protocol):
-    """A delivery channel. `deliver` runs on the alert worker thread and raises on failure."""
-
-    name: str
-
-    def deliver(self, alert: Alert) -> None: ...
 
 
 _STOP = object()

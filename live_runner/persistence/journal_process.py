@@ -244,7 +244,7 @@ def _typed(raw: Any, hint: Any) -> Any:
 
 class _Child:
     def __init__(self, cfg: dict[str, Any], fd_in: int, fd_out: int) -> None:
-        from live_runner.persistence import journal as jm  # heavy imports live in the writer only
+        from live_runner.persistence import store as jm  # heavy imports live in the writer only
 
         self.jm = jm
         self.url = cfg["url"]
