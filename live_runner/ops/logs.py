@@ -43,6 +43,7 @@ COMPONENTS = {
     "live_runner.orders": "order_manager",
     "live_runner.live.node": "node",
     "live_runner.ops.alerts": "alert_system",
+    "live_runner.ops.story": "story",  # not the ops server's: the session story (ops/story.py)
     "live_runner.ops": "ops_server",
     "live_runner.live.service": "service",
     "live_runner.persistence.journal": "journal",
