@@ -15,7 +15,7 @@ CACHE = ROOT / "var" / "bench"
 
 def sample_file(symbols: int, sessions: int, seed: int = 11, start: date = date(2024, 10, 1)) -> Path:
     """Generate (once) and cache a sample bars file."""
-    from live_runner import sample_data
+    from live_runner.data import sample_data
 
     out = CACHE / f"s{symbols}x{sessions}_seed{seed}"
     existing = sorted(out.glob("bars_*.parquet")) if out.exists() else []

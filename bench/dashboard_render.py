@@ -1,6 +1,6 @@
 """Render time of the dashboard with a big session: 500 symbols, 2,000 orders.
 
-A journal is written through live_runner.journal.Journal (250 round trips and 500 open positions
+A journal is written through live_runner.persistence.journal.Journal (250 round trips and 500 open positions
 with a stop and a target each: 2,000 orders, 1,000 fills, 250 trades, 390 equity marks, 100
 alerts), and a stand-in runner serves the matching /status (500 positions, 1,000 open orders) on
 127.0.0.1. The page is run with Streamlit's AppTest: cold (nothing cached), warm (an auto-refresh
@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from live_runner.journal import Journal  # noqa: E402
+from live_runner.persistence.journal import Journal  # noqa: E402
 
 DAY = "2024-11-26"
 T0 = 1732631400_000_000_000  # 2024-11-26 09:30 ET

@@ -35,7 +35,7 @@ def history(sessions: int, symbols: int, start: date, seed: int = 11) -> tuple[P
     """One Parquet file per session (the previous session's too, for the first seeds)."""
     import pandas as pd
 
-    from live_runner import sample_data
+    from live_runner.data import sample_data
 
     out = CACHE / f"history_{symbols}x{sessions}_{start:%Y%m%d}_seed{seed}"
     done = out / "sessions.json"

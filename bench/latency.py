@@ -27,11 +27,11 @@ import time
 
 from _common import emit
 
-from live_runner.calendar import MarketCalendar
-from live_runner.config import parse_config
-from live_runner.journal import Journal
-from live_runner.models import Bar
-from live_runner.node import TradingNode
+from live_runner.core.calendar import MarketCalendar
+from live_runner.core.config import parse_config
+from live_runner.persistence.journal import Journal
+from live_runner.core.models import Bar
+from live_runner.live.node import TradingNode
 
 
 def synthetic_bars(symbols: int, days: list, cal: MarketCalendar, seed: int = 1):

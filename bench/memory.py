@@ -26,8 +26,8 @@ from _common import ROOT, emit, sample_file
 CHILD = r"""
 import json, sys
 sys.path.insert(0, sys.argv[3])
-from live_runner.config import parse_config
-from live_runner.runs import RunOptions, run_session
+from live_runner.core.config import parse_config
+from live_runner.live.runs import RunOptions, run_session
 
 def status(key):
     return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(key)) / 1024

@@ -18,7 +18,7 @@ import timeit
 
 from _common import emit
 
-from live_runner.latency import LatencyHistogram
+from live_runner.core.latency import LatencyHistogram
 
 
 class _Obj:
@@ -59,11 +59,11 @@ def render(events: int) -> None:
 
     from latency import synthetic_bars
 
-    from live_runner.calendar import MarketCalendar
-    from live_runner.config import parse_config
-    from live_runner.journal import Journal
-    from live_runner.metrics import RunnerMetrics
-    from live_runner.node import TradingNode
+    from live_runner.core.calendar import MarketCalendar
+    from live_runner.core.config import parse_config
+    from live_runner.persistence.journal import Journal
+    from live_runner.ops.metrics import RunnerMetrics
+    from live_runner.live.node import TradingNode
 
     cfg = parse_config({
         "active_strategies": ["bench.pingpong:PingPong"], "account_size": 1_000_000,

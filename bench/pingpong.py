@@ -4,7 +4,7 @@ signal's own work (sizing, risk, journal, submit), not the bookkeeping of an ear
 
 from __future__ import annotations
 
-from live_runner.models import Bar, Side, Signal
+from live_runner.core.models import Bar, Side, Signal
 from live_runner.strategies.base import Strategy
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from _common import emit, sample_file
 
-from live_runner.config import parse_config
-from live_runner.runs import RunOptions, run_session
+from live_runner.core.config import parse_config
+from live_runner.live.runs import RunOptions, run_session
 
 
 def one_run(bars: Path) -> dict:

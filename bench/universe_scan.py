@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from _common import CACHE, emit
 
-from live_runner.config import GapAndGoConfig
+from live_runner.core.config import GapAndGoConfig
 from trading_pipeline.bars import read_bars, write_bars
 from trading_pipeline.partitions import session_times
 from trading_pipeline.universe_scan import markdown_table, premarket_stats, scan

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from live_runner.clock import NEW_YORK
+from live_runner.core.clock import NEW_YORK
 from trading_pipeline.bars import read_bars
 
 MINUTE_NS = 60_000_000_000

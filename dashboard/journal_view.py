@@ -1,8 +1,8 @@
 """One session as the journal holds it: the figures, the tables and the marks the charts draw.
 
 The state (positions at their last price, cash, realized P&L, open orders, trades) is the runner's
-own projection, `live_runner.journal_state.load_state`; the timeline (equity marks, fills, order
-prices, alerts, commands) comes from `live_runner.journal.iter_events`. Money stays Decimal.
+own projection, `live_runner.persistence.journal_state.load_state`; the timeline (equity marks, fills, order
+prices, alerts, commands) comes from `live_runner.persistence.journal.iter_events`. Money stays Decimal.
 Reads are cached keyed by the journal's last seq: a refresh on an unchanged journal costs one query.
 """
 
@@ -17,8 +17,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.sources import engine_for
-from live_runner.journal import iter_events
-from live_runner.journal_state import TERMINAL, load_state
+from live_runner.persistence.journal import iter_events
+from live_runner.persistence.journal_state import TERMINAL, load_state
 
 ROWS = 200  # recent orders / fills / alerts shown
 CURVE_POINTS = 1000  # equity marks drawn at most

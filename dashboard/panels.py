@@ -12,7 +12,7 @@ import streamlit as st
 from dashboard import bars as bars_mod, charts, fmt, journal_view as jv, sources, tables
 from dashboard.runner import RunnerView
 from dashboard.settings import Settings
-from live_runner.redact import redact_url, scrub
+from live_runner.ops.redact import redact_url, scrub
 
 CSS = """<style>
 [data-testid="stMainBlockContainer"] { padding-top: 2.5rem; }

@@ -7,7 +7,7 @@ import streamlit as st
 from dashboard import fmt, journal_view as jv, tables
 from dashboard.panels import Today, load_view, overview_charts, price_charts, table
 from dashboard.settings import Settings
-from live_runner.redact import scrub
+from live_runner.ops.redact import scrub
 
 
 def past(settings: Settings, t: Today) -> None:

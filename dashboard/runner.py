@@ -1,4 +1,4 @@
-"""The runner's ops API, through live_runner.ops_client.call (same errors, same messages)."""
+"""The runner's ops API, through live_runner.ops.client.call (same errors, same messages)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import streamlit as st
 
-from live_runner.ops_client import Unreachable, call
+from live_runner.ops.client import Unreachable, call
 
 # The dashboard's button names -> the runner's /control paths.
 COMMANDS = {"pause": "pause", "resume": "resume", "flatten": "flatten", "emergency_stop": "emergency_stop"}

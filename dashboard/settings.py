@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from live_runner.ops_client import DEFAULT_TOKEN_ENV, DEFAULT_URL
+from live_runner.ops.client import DEFAULT_TOKEN_ENV, DEFAULT_URL
 
 
 @dataclass(frozen=True, slots=True)

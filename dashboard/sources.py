@@ -21,7 +21,7 @@ from pathlib import Path
 import sqlalchemy as sa
 import streamlit as st
 
-from live_runner.journal import events as TABLE, make_engine
+from live_runner.persistence.journal import events as TABLE, make_engine
 
 SCHEMA_RX = re.compile(r"journal_(\d{8})")
 

@@ -6,7 +6,7 @@ under `strategies: {custom: {"examples.opening_range:OpeningRangeBreakout": {min
 
 from __future__ import annotations
 
-from live_runner.models import Bar, Side, Signal
+from live_runner.core.models import Bar, Side, Signal
 from live_runner.strategies.base import Strategy
 
 

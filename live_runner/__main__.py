@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from live_runner.config import ConfigError, load_config
+from live_runner.core.config import ConfigError, load_config
 
 EXIT_LEASE_HELD = 6  # another runner holds the account's lease: this one did not start
 EXIT_LEASE_LOST = 7  # the runner lost its lease mid-session and stopped sending
@@ -89,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace, bars: Path, speed: float | None) -> int:
-    from live_runner.runs import RunOptions, format_summary, install_sigterm, run_session
+    from live_runner.live.runs import RunOptions, format_summary, install_sigterm, run_session
 
     try:
         config = load_config(args.config)
@@ -103,29 +103,29 @@ def _run(args: argparse.Namespace, bars: Path, speed: float | None) -> int:
     opts = RunOptions(bars=bars, journal_url=journal_url, universe=universe,
                       daily_bars=getattr(args, "daily_bars", None),
                       progress=not args.json, speed=speed)
-    from live_runner import logs
+    from live_runner.ops import logs
 
     # `run` also writes the per-session log file; a replay logs to stderr only.
     log_setup = logs.setup_from_config(config, with_file=speed is not None)
-    from live_runner import pipes_bridge
+    from live_runner.ops import pipes_bridge
 
     bridge = pipes_bridge.attach()  # a no-op unless started by Dagster Pipes
     opts.journal_observer = bridge.journal_observer  # the session's story, told through Pipes
     if log_setup.file is not None:
-        logging.getLogger("live_runner.service").info("logging to %s (run %s)", log_setup.file,
+        logging.getLogger("live_runner.live.service").info("logging to %s (run %s)", log_setup.file,
                                                       log_setup.run_id)
     install_sigterm(opts.stop_event)
-    from live_runner.adapters.base import AccountModeError
+    from live_runner.core.clients import AccountModeError
     from live_runner.adapters.replay import BarFileError
-    from live_runner.journal import JournalDivergence
-    from live_runner.lease import LeaseHeld
-    from live_runner.service import LeaseLostError, RunnerError, ShutdownIncomplete
+    from live_runner.persistence.journal import JournalDivergence
+    from live_runner.live.lease import LeaseHeld
+    from live_runner.live.service import LeaseLostError, RunnerError, ShutdownIncomplete
 
     try:
         if speed is None:
             summary = run_session(config, opts)
         else:
-            from live_runner.service import run_live
+            from live_runner.live.service import run_live
 
             opts.linger = bool(getattr(args, "linger", False))
             summary = run_live(config, opts)
@@ -139,7 +139,7 @@ def _run(args: argparse.Namespace, bars: Path, speed: float | None) -> int:
         print(f"error: refusing to resume: {exc}", file=sys.stderr)
         return 3
     except LeaseHeld as exc:
-        # Another runner trades this account (live_runner/lease.py): nothing was started.
+        # Another runner trades this account (live_runner/live/lease.py): nothing was started.
         print(f"error: refusing to start: {exc}", file=sys.stderr)
         return EXIT_LEASE_HELD
     except LeaseLostError as exc:
@@ -168,7 +168,7 @@ def _run(args: argparse.Namespace, bars: Path, speed: float | None) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["sample-data"]:
-        from live_runner import sample_data
+        from live_runner.data import sample_data
 
         return sample_data.main(argv[1:])
     args = _parser().parse_args(argv)
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _client(args: argparse.Namespace) -> int:
     """`status` and `control`: thin clients of the runner's ops HTTP API (see ops_client)."""
-    from live_runner import ops_client
+    from live_runner.ops import client as ops_client
 
     ops = None
     if args.config is not None:
@@ -227,7 +227,7 @@ def _journal_url(arg: str | None, configured: str) -> str | None:
     the pipeline's, not a journal, and is refused (None)."""
     import os
 
-    from live_runner.redact import JOURNAL_URL_ENV, has_password
+    from live_runner.ops.redact import JOURNAL_URL_ENV, has_password
 
     url = arg or os.environ.get(JOURNAL_URL_ENV, "").strip() or configured
     if arg and has_password(arg):
@@ -243,7 +243,7 @@ def _journal_url(arg: str | None, configured: str) -> str | None:
 
 def _mode_refusal(args: argparse.Namespace, config: object) -> str | None:
     """Real money needs an explicit flag; paper mode refuses live-money endpoints."""
-    from live_runner.brokers import refuse_live_endpoints, refuse_paper_accounts
+    from live_runner.live.brokers import refuse_live_endpoints, refuse_paper_accounts
 
     if args.mode == "live":
         if not args.confirm_live:
@@ -255,7 +255,7 @@ def _mode_refusal(args: argparse.Namespace, config: object) -> str | None:
 def _check_connections(args: argparse.Namespace) -> int:
     import asyncio
 
-    from live_runner.brokers import check_connections
+    from live_runner.live.brokers import check_connections
 
     try:
         config = load_config(args.config)
@@ -275,7 +275,7 @@ def _check_connections(args: argparse.Namespace) -> int:
 
 def _demo(as_json: bool) -> int:
     """Generate (or reuse) the sample session and replay it on a fresh journal."""
-    from live_runner import sample_data
+    from live_runner.data import sample_data
 
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
     bars = DEMO_DIR / f"bars_{DEMO_DATE}.parquet"

@@ -1,7 +1,7 @@
 """Backtests as Dagster assets: `session_backtest` per (trading day, parameter set), and
 `backtest_summary` across every materialized one, with a check that it adds up to the journals.
 
-`session_backtest` replays the session's bars through `live_runner.runs.run_session` (the chain
+`session_backtest` replays the session's bars through `live_runner.live.runs.run_session` (the chain
 the live runner runs, paper fill model) into its own journal. A backfill batches partitions per
 run (`BackfillPolicy.multi_run`), so a run pays Dagster's start-up once for many sessions; runs
 are the unit of parallelism (one process each locally, one Kubernetes pod each under the
@@ -19,7 +19,7 @@ from typing import Any
 
 import dagster as dg
 
-from live_runner.journal_state import load_state
+from live_runner.persistence.journal_state import load_state
 from trading_pipeline.backtest_params import (
     BACKTEST_PARTITIONS, BacktestResource, drop_journal, journal_url, split_key,
 )
@@ -51,8 +51,8 @@ def backtest_one(key: str, market_data: MarketDataResource, history: HistoryReso
                  runner: RunnerResource, store: TradingStoreResource,
                  backtest: BacktestResource) -> dict[str, Any]:
     """Replay one (session, parameter set) into a fresh journal; the runner's summary."""
-    from live_runner.config import ConfigError
-    from live_runner.runs import RunOptions, run_session
+    from live_runner.core.config import ConfigError
+    from live_runner.live.runs import RunOptions, run_session
 
     day, params = split_key(key)
     try:
@@ -175,7 +175,7 @@ def backtest_summary(context: dg.AssetExecutionContext, runner: RunnerResource,
 def backtest_summary_matches_journals(context: dg.AssetCheckExecutionContext,
                                       store: TradingStoreResource) -> dg.AssetCheckResult:
     """The summary's totals, per parameter set and per session, equal the journals' realized
-    P&L (rebuilt from fills by live_runner.journal_state) to the cent, and it covers every
+    P&L (rebuilt from fills by live_runner.persistence.journal_state) to the cent, and it covers every
     materialized partition."""
     totals = json.loads((store.root() / "backtest_summary" / "totals.json").read_text())
     keys = materialized_keys(context.instance)

@@ -83,7 +83,7 @@ class BacktestResource(dg.ConfigurableResource):
 
     def config_for(self, runner: RunnerResource, name: str):  # -> SystemConfig
         """The live runner config with set `name`'s overrides (ConfigError names a bad key)."""
-        from live_runner.config import parse_config
+        from live_runner.core.config import parse_config
 
         sets = self.param_sets()
         if name not in sets:
@@ -111,7 +111,7 @@ def journal_url(store: TradingStoreResource, params: str, day: date, create: boo
 
 def drop_journal(store: TradingStoreResource, params: str, day: date) -> None:
     """Forget a partition's journal: a re-run replays from scratch (a kept one would resume)."""
-    from live_runner.journal import events
+    from live_runner.persistence.journal import events
 
     url = journal_url(store, params, day, create=False)
     if url.startswith("sqlite:///"):

@@ -14,8 +14,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from live_runner.money import money_str
-from live_runner.performance import StrategyStats
+from live_runner.core.money import money_str
+from live_runner.portfolio.performance import StrategyStats
 from trading_pipeline.backtest_summary import BASIS, SetSummary, drawdown, equity_curve
 from trading_pipeline.report import html_table, markdown
 

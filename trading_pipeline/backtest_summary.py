@@ -9,7 +9,7 @@ Bases, stated once (they are shown in the report too):
   rate 0; None with fewer than two sessions or a zero denominator.
 - Drawdown: the largest fall of the end-of-session equity curve from its running peak (the
   starting equity included), in dollars and as a share of that peak.
-- Win rate, profit factor and average R are live_runner.performance.StrategyStats' (the runner's
+- Win rate, profit factor and average R are live_runner.portfolio.performance.StrategyStats' (the runner's
   own definitions); exposure is the share of regular-session minutes with at least one position.
 Money is Decimal throughout; only ratios are floats.
 """
@@ -23,7 +23,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from live_runner.performance import StrategyStats, TradeRecord
+from live_runner.portfolio.performance import StrategyStats, TradeRecord
 from trading_pipeline.partitions import market_calendar
 
 TRADING_DAYS_PER_YEAR = 252

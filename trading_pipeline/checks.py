@@ -15,7 +15,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from live_runner.journal_state import load_state
+from live_runner.persistence.journal_state import load_state
 from trading_pipeline.catalog import usd
 from trading_pipeline.market_assets import daily_bars, intraday_bars, load_intraday, premarket_universe
 from trading_pipeline.partitions import parse_session, session_times, trading_days

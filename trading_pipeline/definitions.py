@@ -11,7 +11,7 @@ their values; a secret that is not set is simply absent (e.g. no webhook sink).
     TRADING_SAMPLE_SYMBOLS / TRADING_SAMPLE_SEED   synthetic market size and seed
     TRADING_MARKET_DATA_PROVIDER replay, polygon or yahoo   TRADING_POLYGON_API_KEY (or POLYGON_API_KEY)
     TRADING_POLYGON_REST_URL / TRADING_SCAN_CANDIDATES    Polygon endpoint, premarket scan size
-    TRADING_ALERT_*          alert sinks (live_runner.alerts.sinks_from_env)
+    TRADING_ALERT_*          alert sinks (live_runner.ops.alerts.sinks_from_env)
     TRADING_MARKET_CLOCK_NOW  a fixed ISO instant for the sensors (drills, tests)
     TRADING_LIVE_MAX_RELAUNCHES / TRADING_LIVE_RELAUNCH_BACKOFF_S  failed live session relaunches
     TRADING_SENSOR_INTERVAL_S  market_open_sensor's evaluation interval (30 s)

@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     home = prepare_home()
     import dagster as dg
 
-    from live_runner.runs import format_summary
+    from live_runner.live.runs import format_summary
     from trading_pipeline.definitions import defs
     from trading_pipeline.partitions import parse_session
     from trading_pipeline.workspace_runs import code_location, run_job

@@ -161,7 +161,7 @@ class HistoryResource(dg.ConfigurableResource):
     # --- Polygon REST ------------------------------------------------------------------------
     def _polygon_rest(self, day: date) -> pd.DataFrame:
         from live_runner.adapters.polygon import PolygonDataClient, api_key_from_env
-        from live_runner.config import parse_config
+        from live_runner.core.config import parse_config
 
         if not self.symbols:
             raise ValueError("history source polygon_rest needs `symbols` (REST is per ticker)")

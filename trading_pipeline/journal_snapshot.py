@@ -1,6 +1,6 @@
 """What a session's journal says, as one JSON-friendly snapshot (the `session_journal` asset).
 
-Positions and P&L come from `live_runner.journal_state` (the runner's own rebuild of its state);
+Positions and P&L come from `live_runner.persistence.journal_state` (the runner's own rebuild of its state);
 trades and equity marks are read as journaled, so the report shows exactly what the runner wrote.
 Money stays as exact decimal strings.
 """
@@ -11,10 +11,10 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from live_runner.journal import iter_events, make_engine
-from live_runner.journal_state import load_state
-from live_runner.money import money_str
-from live_runner.performance import TradeRecord
+from live_runner.persistence.journal import iter_events, make_engine
+from live_runner.persistence.journal_state import load_state
+from live_runner.core.money import money_str
+from live_runner.portfolio.performance import TradeRecord
 
 
 def snapshot(url: str | None, day: date) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 `live_session` sits between the premarket assets and the end-of-day ones (premarket_universe ->
 live_session -> session_journal), so the lineage reads the day in order and a backfill of a whole
 day is one selection. Its op, `run_live_session`, starts `python -m live_runner run --mode paper`
-as a Dagster Pipes subprocess; the runner tells its story through Pipes (live_runner/pipes_bridge.py)
+as a Dagster Pipes subprocess; the runner tells its story through Pipes (live_runner/ops/pipes_bridge.py)
 and writes the session's journal. The `live_session` asset job is what the market_open_sensor,
 `dagster job launch -j live_session` and the relaunch policy run.
 
@@ -12,13 +12,13 @@ universe for the day, no bars to feed) is checked before the runner starts, and 
 with a message naming the problem. The session's journal URL (a credential when it holds a
 password) goes to the runner in its environment (`TRADING_JOURNAL_URL`), never on its command
 line, which /proc shows to every user; what is logged or stored shows it with the password masked
-(live_runner/redact.py). The Dagster-launched runner binds its ops server to any free port unless
+(live_runner/ops/redact.py). The Dagster-launched runner binds its ops server to any free port unless
 a port is configured (RunnerResource.ops_port, or ops.port in the runner YAML), so a replay never
 collides with a live runner on the same host.
 Terminating the run makes PipesSubprocessClient send SIGINT to the runner, which stops taking
 bars, flushes its journal and exits (a canceled run stays down). No Dagster retries: a run that
 fails during the trading day is relaunched by market_open_sensor (trading_pipeline/relaunch.py),
-on the same journal; the runner's account lease (live_runner/lease.py) refuses a second runner.
+on the same journal; the runner's account lease (live_runner/live/lease.py) refuses a second runner.
 """
 
 import json
@@ -34,7 +34,7 @@ import yaml
 from dagster._core.errors import DagsterPipesExecutionError  # a non-zero exit (not exported)
 from pydantic import Field
 
-from live_runner.redact import JOURNAL_URL_ENV, redact_url
+from live_runner.ops.redact import JOURNAL_URL_ENV, redact_url
 from trading_pipeline.bars import write_bars
 from trading_pipeline.catalog import AFTER_CLOSE_FRESHNESS, CODE_VERSIONS, OWNERS, SESSION, usd
 from trading_pipeline.k8s_config import LIVE_SESSION_K8S_CONFIG
@@ -118,8 +118,8 @@ def plan_launch(context: dg.OpExecutionContext | dg.AssetExecutionContext, cfg: 
                 runner: RunnerResource, store: TradingStoreResource, market_data: MarketDataResource,
                 today: date) -> LaunchPlan:
     """Validate the launch and prepare its files; dg.Failure (runner not started) on bad input."""
-    from live_runner.config import ConfigError
-    from live_runner.strategy_engine import load_strategy_class
+    from live_runner.core.config import ConfigError
+    from live_runner.strategies.engine import load_strategy_class
 
     key = cfg.session or (context.partition_key if context.has_partition_key else "")
     if not key:

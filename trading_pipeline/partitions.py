@@ -1,7 +1,7 @@
 """Trading-day partitions and session look-ups shared by assets, jobs, schedules and sensors.
 
 Partitions are XNYS sessions only: a weekday cron in America/New_York minus the exchange holidays
-(from `live_runner.calendar.MarketCalendar`, i.e. exchange_calendars), so a backfill or the UI never
+(from `live_runner.core.calendar.MarketCalendar`, i.e. exchange_calendars), so a backfill or the UI never
 offers a day on which nothing traded. Early closes are sessions like any other; what differs (the
 close time) is read from `session_times` by whoever needs it.
 """
@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-from live_runner.calendar import MarketCalendar, SessionTimes
+from live_runner.core.calendar import MarketCalendar, SessionTimes
 
 NEW_YORK = ZoneInfo("America/New_York")
 TZ_NAME = "America/New_York"

@@ -3,7 +3,7 @@
 A live session that dies during the trading day (the runner killed, its pod evicted, the run
 worker lost) is relaunched by the sensor with a new run key, `<date>-retry-<n>`, on the same
 partition, so the same journal: the runner resumes from it (paced files: deterministic
-regeneration; live feeds: continue mode) and its account lease (live_runner/lease.py) guarantees
+regeneration; live feeds: continue mode) and its account lease (live_runner/live/lease.py) guarantees
 that the relaunch never trades beside a runner that is still alive. Why the sensor and not
 Dagster's run retries: the sensor knows the trading hours (after the close nothing is relaunched),
 tells a failure from an operator's termination (a canceled run stays down), and alerts each step.

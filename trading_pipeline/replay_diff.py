@@ -18,9 +18,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from live_runner.journal import iter_events, make_engine
-from live_runner.journal_state import load_state
-from live_runner.money import money_str
+from live_runner.persistence.journal import iter_events, make_engine
+from live_runner.persistence.journal_state import load_state
+from live_runner.core.money import money_str
 
 KINDS = ("order", "fill", "trade")
 

@@ -1,7 +1,7 @@
 """The daily report: P&L, per-strategy statistics, the trades table and the equity curve, as
 Markdown (Dagster metadata), PNG and one self-contained HTML file.
 
-Statistics are live_runner.performance's (the same code the runner reports with), so the report
+Statistics are live_runner.portfolio.performance's (the same code the runner reports with), so the report
 and the runner never disagree on what a win rate or a drawdown is. Every P&L in it (realized, per
 trade, per strategy) is net of commissions, as in the runner's --json. Money is in US dollars; the
 max drawdown is the largest fall of the cumulative closed-trade P&L in dollars; the Sharpe ratio
@@ -17,8 +17,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from live_runner.money import money_str
-from live_runner.performance import StrategyStats, TradeRecord
+from live_runner.core.money import money_str
+from live_runner.portfolio.performance import StrategyStats, TradeRecord
 from trading_pipeline.partitions import ns_to_ny
 
 

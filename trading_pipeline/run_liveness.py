@@ -4,7 +4,7 @@ When the whole run worker dies at once (a pod evicted or deleted, the host lost,
 process tree), nothing may ever mark the run failed: Dagster's run monitoring detects a dead run
 worker only with launchers that support it (the Kubernetes launcher does, the local default one
 does not), and then only after its poll interval. The run stays STARTED, the sensor waits for it,
-and the day is over. The runner's account lease (live_runner/lease.py) is the authority on
+and the day is over. The runner's account lease (live_runner/live/lease.py) is the authority on
 whether a runner trades: a live runner renews its heartbeat every `lease.heartbeat_s` (2 s) and
 stops sending orders when it cannot renew for `lease.ttl_s` (10 s). So a STARTED run whose journal
 shows no heartbeat for `lost_after_s`, well past the ttl, has no runner: the sensor reports the

@@ -2,7 +2,7 @@
 
 `live_runner.strategies.gap_and_go.qualifies` is the definition (one symbol at a time, at 09:30);
 `qualify` below is that formula on numpy columns, in the same exact integers (prices in 1e-8
-dollars, volumes in 1e-4 shares, config ratios as fractions: live_runner.exact), so both agree on
+dollars, volumes in 1e-4 shares, config ratios as fractions: live_runner.core.exact), so both agree on
 every input (NaN included) and neither decides a boundary in binary floats;
 tests/unit/test_pipeline_universe.py checks it against `qualifies` on random frames and on prices
 exactly at each threshold. `premarket_stats` derives what `qualifies` reads from
@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from live_runner.config import GapAndGoConfig
-from live_runner.exact import MAX_PRICE, MAX_VOLUME, PRICE_SCALE_F, VOLUME_SCALE_F
+from live_runner.core.config import GapAndGoConfig
+from live_runner.core.exact import MAX_PRICE, MAX_VOLUME, PRICE_SCALE_F, VOLUME_SCALE_F
 from live_runner.strategies.gap_and_go import gap_rule
 
 STATS = ["prev_close", "pm_high", "pm_volume", "pm_last"]
@@ -75,14 +75,14 @@ def premarket_stats(bars: pd.DataFrame, premarket_open: int, open_ns: int) -> pd
 
 
 def _exact_units(x: np.ndarray, scale: float) -> np.ndarray:
-    """`live_runner.exact.units`/`volume_units` on a column: the same IEEE product and the same
+    """`live_runner.core.exact.units`/`volume_units` on a column: the same IEEE product and the same
     round-half-even, as exact Python ints (object array) so products never overflow."""
     return np.rint(x * scale).astype(np.int64).astype(object)
 
 
 def qualify(stats: pd.DataFrame, cfg: GapAndGoConfig) -> np.ndarray:
     """`qualifies(PremarketStats(...), cfg)` for every row at once (rows of STATS columns), in
-    the same exact integers (live_runner.exact): no binary-float decision at a boundary."""
+    the same exact integers (live_runner.core.exact): no binary-float decision at a boundary."""
     prev = stats["prev_close"].to_numpy(np.float64)
     high = stats["pm_high"].to_numpy(np.float64)
     vol = stats["pm_volume"].to_numpy(np.float64)

@@ -27,15 +27,15 @@ from typing import TYPE_CHECKING
 import msgspec
 import sqlalchemy as sa
 
-from live_runner.adapters.base import FillHandler, OrderEventHandler
-from live_runner.config import PaperConfig
-from live_runner.models import (
+from live_runner.core.clients import FillHandler, OrderEventHandler
+from live_runner.core.config import PaperConfig
+from live_runner.core.models import (
     NANOS_PER_MINUTE, Bar, Fill, OrderEvent, OrderRequest, OrderStatus, OrderType, Side,
 )
-from live_runner.money import ZERO, commission, dec
+from live_runner.core.money import ZERO, commission, dec
 
 if TYPE_CHECKING:
-    from live_runner.journal import Journal
+    from live_runner.persistence.journal import Journal
 
 _BUY, _SELL = Side.BUY, Side.SELL  # module constants: an Enum class attribute costs a lookup
 _MARKET, _STOP, _LIMIT = OrderType.MARKET, OrderType.STOP, OrderType.LIMIT
@@ -304,7 +304,7 @@ def _load_external(state: "Journal") -> dict[str, int]:
 
 def add_external_position(state_url: str, symbol: str, qty: int) -> None:
     """Record a position entered at the broker outside the runner (a manual trade)."""
-    from live_runner.journal import make_engine
+    from live_runner.persistence.journal import make_engine
 
     engine = make_engine(state_url)
     _external.metadata.create_all(engine)

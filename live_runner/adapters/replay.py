@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from live_runner.models import Bar
+from live_runner.core.models import Bar
 
 COLUMNS = ("symbol", "timestamp", "open", "high", "low", "close", "volume")
 NUMERIC = COLUMNS[2:]

@@ -17,7 +17,7 @@ not accept:
 Positions are tracked per broker (from each client's fills and its own `positions()`), merged for
 reconciliation and shown side by side in `status()`.
 
-Optional client hooks, beyond adapters/base.py's protocol (the paper broker has none of them):
+Optional client hooks, beyond core/clients.py's protocol (the paper broker has none of them):
 `set_not_accepted_handler(cb(request, reason, recovering))`, `set_alert_handler(cb(key, severity,
 message))`, `set_connection_handler(cb(connected, detail))`, `available` (REST reachable),
 `risk_rules(risk_config)` (extra pre-trade rules, e.g. Alpaca's PDT rule).
@@ -31,8 +31,8 @@ from functools import partial
 from time import perf_counter_ns as _perf_ns
 from typing import Any, Callable
 
-from live_runner.adapters.base import ExecutionClient, FillHandler, OrderEventHandler
-from live_runner.models import (
+from live_runner.core.clients import ExecutionClient, FillHandler, OrderEventHandler
+from live_runner.core.models import (
     TERMINAL_STATUSES, Bar, Fill, OrderEvent, OrderRequest, OrderStatus, Side,
 )
 

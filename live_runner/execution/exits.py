@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Callable
 import msgspec
 
 from live_runner.execution.pairs import PairsMixin, is_pair_leg
-from live_runner.models import Order, OrderRequest, OrderRole, OrderStatus, OrderType, Side
+from live_runner.core.models import Order, OrderRequest, OrderRole, OrderStatus, OrderType, Side
 
 if TYPE_CHECKING:
     from live_runner.execution.trades import OpenTrade

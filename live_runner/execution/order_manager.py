@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Callable
 
 import msgspec
 
-from live_runner.models import (
+from live_runner.core.models import (
     Fill, Order, OrderEvent, OrderRequest, OrderRole, OrderStatus, OrderType, Side, Signal,
     TERMINAL_STATUSES, TradingState,
 )
@@ -23,16 +23,16 @@ from live_runner.execution.payloads import (
     event_payload, fill_payload, request_payload, signal_payload, trade_payload,
 )
 from live_runner.execution.trades import EXIT_REASON, STRATEGY_CODES, TRANSITIONS, OpenTrade
-from live_runner.journal import Deferred
-from live_runner.money import ZERO, dec, price_4, round_to_tick, target_price
-from live_runner.performance import TradeRecord
+from live_runner.persistence.journal import Deferred
+from live_runner.core.money import ZERO, dec, price_4, round_to_tick, target_price
+from live_runner.portfolio.performance import TradeRecord
 from live_runner.risk.rules import RiskView
 
 if TYPE_CHECKING:
     from live_runner.execution.engine import ExecutionEngine
-    from live_runner.journal import Journal
-    from live_runner.performance import PerformanceTracker
-    from live_runner.portfolio import Portfolio
+    from live_runner.persistence.journal import Journal
+    from live_runner.portfolio.performance import PerformanceTracker
+    from live_runner.portfolio.portfolio import Portfolio
     from live_runner.risk.manager import RiskManager
 
 log = logging.getLogger("live_runner.orders")
@@ -135,7 +135,7 @@ class OrderManager(ExitsMixin):
         stop = round_to_tick(signal.stop)
         qty = 0
         if close > stop > 0:
-            # Exact integer arithmetic in 1e-8 dollars (live_runner.exact; sub-penny closes
+            # Exact integer arithmetic in 1e-8 dollars (live_runner.core.exact; sub-penny closes
             # included): in floats, 1000 / (1.02 - 0.94) floors to 12499, not 12500, and Decimal
             # costs microseconds on the hot path.
             e8 = self.portfolio.equity_units()

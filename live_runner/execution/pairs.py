@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 from live_runner.execution.shares import SharesMixin
-from live_runner.models import Order, OrderRequest, OrderRole, OrderStatus, OrderType, Side
+from live_runner.core.models import Order, OrderRequest, OrderRole, OrderStatus, OrderType, Side
 
 if TYPE_CHECKING:
     from live_runner.execution.trades import OpenTrade

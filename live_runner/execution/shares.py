@@ -6,7 +6,7 @@ emulated pair (the paper broker) has two independent orders, each holding its ow
 
 from __future__ import annotations
 
-from live_runner.models import Order, OrderRequest, Side
+from live_runner.core.models import Order, OrderRequest, Side
 
 _SELL = Side.SELL
 

@@ -1,13 +1,13 @@
 """The OrderManager's vocabulary: order transitions, strategy codes in client ids, exit reasons,
-and the open round trip (also rebuilt by a live restart, `live_runner.restore`)."""
+and the open round trip (also rebuilt by a live restart, `live_runner.recovery.restore`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from live_runner.models import OrderRequest, OrderRole, OrderStatus
-from live_runner.money import ZERO
+from live_runner.core.models import OrderRequest, OrderRole, OrderStatus
+from live_runner.core.money import ZERO
 
 # Allowed transitions; fills drive PARTIALLY_FILLED/FILLED themselves.
 TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {

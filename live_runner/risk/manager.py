@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from typing import Callable
 
-from live_runner.models import NANOS_PER_MINUTE, OrderRequest, Side, TradingState
+from live_runner.core.models import NANOS_PER_MINUTE, OrderRequest, Side, TradingState
 from live_runner.risk import rules as R
 
 

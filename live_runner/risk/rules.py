@@ -13,7 +13,7 @@ from typing import Callable
 
 import msgspec
 
-from live_runner.models import OrderRequest, OrderRole, OrderType, Side, TradingState
+from live_runner.core.models import OrderRequest, OrderRole, OrderType, Side, TradingState
 
 HALTED = "HALTED"
 REDUCING_ONLY = "REDUCING_ONLY"
@@ -109,7 +109,7 @@ def state_rule(req: OrderRequest, v: RiskView, lim: RiskLimits) -> str | None:
 class BackupDataGate:
     """Entries are refused (BACKUP_DATA) while the runner reads its backup data feed (Yahoo: delayed
     bars, `risk.halt_on_backup_data`); exits, stops and flattening pass. The data failover
-    (live_runner.feeds) installs it after `state_rule` and flips `active`."""
+    (live_runner.live.feeds) installs it after `state_rule` and flips `active`."""
 
     __slots__ = ("active",)
     sides = (_BUY,)

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Protocol
 
-from live_runner.models import Bar, Fill, OrderRole, Signal
+from live_runner.core.models import Bar, Fill, OrderRole, Signal
 
 if TYPE_CHECKING:
-    from live_runner.calendar import SessionTimes
+    from live_runner.core.calendar import SessionTimes
 
 
 @dataclass(slots=True)

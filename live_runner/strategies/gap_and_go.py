@@ -5,17 +5,17 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING, NamedTuple
 
-from live_runner.config import GapAndGoConfig
-from live_runner.exact import MAX_PRICE, MAX_VOLUME, at_least_ratio, gap_at_least, ratio, units, volume_units
-from live_runner.models import Bar, Fill, OrderRole, Side, Signal
+from live_runner.core.config import GapAndGoConfig
+from live_runner.core.exact import MAX_PRICE, MAX_VOLUME, at_least_ratio, gap_at_least, ratio, units, volume_units
+from live_runner.core.models import Bar, Fill, OrderRole, Side, Signal
 from live_runner.strategies.base import PremarketStats, Strategy, StrategyContext
 
 if TYPE_CHECKING:
-    from live_runner.calendar import SessionTimes
+    from live_runner.core.calendar import SessionTimes
 
 
 class GapRule(NamedTuple):
-    """gap_and_go's thresholds as exact integers (see live_runner.exact)."""
+    """gap_and_go's thresholds as exact integers (see live_runner.core.exact)."""
 
     gap: tuple[int, int]
     volume_min_u: int

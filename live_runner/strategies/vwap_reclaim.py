@@ -6,18 +6,18 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from live_runner.config import VwapReclaimConfig
-from live_runner.exact import PRICE_SCALE_F, VOLUME_SCALE_F, ratio
-from live_runner.models import Bar, Fill, OrderRole, Side, Signal
+from live_runner.core.config import VwapReclaimConfig
+from live_runner.core.exact import PRICE_SCALE_F, VOLUME_SCALE_F, ratio
+from live_runner.core.models import Bar, Fill, OrderRole, Side, Signal
 from live_runner.strategies.base import Strategy, StrategyContext
 
 if TYPE_CHECKING:
-    from live_runner.calendar import SessionTimes
+    from live_runner.core.calendar import SessionTimes
 
 
 @dataclass(slots=True)
 class _SymbolState:
-    """Exact integers (live_runner.exact): `pv` is the sum of (high + low + close) * volume in
+    """Exact integers (live_runner.core.exact): `pv` is the sum of (high + low + close) * volume in
     1e-8 dollars x 1e-4 shares (three times the typical price), `vol` the volume in 1e-4 shares,
     so VWAP = pv / (3 * vol) and a close is compared with it without rounding."""
 

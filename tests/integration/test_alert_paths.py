@@ -18,8 +18,8 @@ from typing import Iterator
 
 import pytest
 
-from live_runner.models import OrderEvent, OrderStatus
-from live_runner.service import RunnerError
+from live_runner.core.models import OrderEvent, OrderStatus
+from live_runner.live.service import RunnerError
 from tests.kit.live import (
     TOKEN, TOKEN_ENV, Market, ServiceThread, SmtpReceiver, WebhookReceiver, free_port,
     journal_rows, live_config,

@@ -17,14 +17,14 @@ from typing import Any, Callable
 import pytest
 
 from live_runner.adapters.alpaca import AlpacaExecutionClient
-from live_runner.config import AlpacaConfig, RiskConfig, parse_config
-from live_runner.journal import Journal
-from live_runner.models import (
+from live_runner.core.config import AlpacaConfig, RiskConfig, parse_config
+from live_runner.persistence.journal import Journal
+from live_runner.core.models import (
     Bar, Fill, OrderEvent, OrderRequest, OrderRole, OrderStatus, OrderType, Side,
 )
-from live_runner.node import TradingNode
+from live_runner.live.node import TradingNode
 from live_runner.risk.rules import PDT, RiskLimits, RiskView
-from live_runner.runs import summarize
+from live_runner.live.runs import summarize
 from tests.kit.fake_alpaca import KEY, SECRET, FakeAlpaca
 from tests.kit.sessions import SessionBuilder, et_ns
 
@@ -510,7 +510,7 @@ def test_extended_hours_only_day_limit_with_extended_hours(fake: FakeAlpaca) -> 
 
 
 def _view() -> RiskView:
-    from live_runner.models import TradingState
+    from live_runner.core.models import TradingState
     return RiskView(TradingState.ACTIVE, False, 20_000.0, 20_000.0, 20_000.0, 0.0, 0, 0.0, 0, 0, 0.0,
                     False, 10.0, REGULAR, 0, 2**62, 2**62, 0)
 
@@ -568,7 +568,7 @@ def test_day_trades_counted_by_the_broker_reach_the_rule(fake: FakeAlpaca) -> No
 
 
 def test_keys_only_from_the_environment(fake: FakeAlpaca) -> None:
-    from live_runner.config import ConfigError
+    from live_runner.core.config import ConfigError
 
     with pytest.raises(ConfigError, match="APCA_API_KEY_ID"):
         AlpacaExecutionClient.from_config(config(fake), environ={})
@@ -581,7 +581,7 @@ def test_keys_only_from_the_environment(fake: FakeAlpaca) -> None:
 
 
 def test_config_refuses_endpoints_that_contradict_paper() -> None:
-    from live_runner.config import ConfigError
+    from live_runner.core.config import ConfigError
 
     with pytest.raises(ConfigError, match="live endpoint"):
         parse_config({"alpaca": {"paper": True, "base_url": "https://api.alpaca.markets"}})

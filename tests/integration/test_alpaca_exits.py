@@ -16,8 +16,8 @@ from typing import Any, Callable
 import pytest
 
 from live_runner.adapters.alpaca import AlpacaExecutionClient
-from live_runner.config import AlpacaConfig
-from live_runner.models import Fill, OrderEvent, OrderRequest, OrderRole, OrderStatus, OrderType, Side
+from live_runner.core.config import AlpacaConfig
+from live_runner.core.models import Fill, OrderEvent, OrderRequest, OrderRole, OrderStatus, OrderType, Side
 from tests.kit.alpaca_book import ManualClock
 from tests.kit.fake_alpaca import KEY, SECRET, FakeAlpaca
 from tests.kit.sessions import et_ns

@@ -8,7 +8,7 @@ from decimal import Decimal
 import dagster as dg
 import pytest
 
-from live_runner.journal_state import load_state
+from live_runner.persistence.journal_state import load_state
 from tests.kit.dagster_env import isolated_resources
 from trading_pipeline.backtest_params import journal_url, register_param_sets
 from trading_pipeline.definitions import make_definitions

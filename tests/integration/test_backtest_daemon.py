@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from live_runner.journal_state import load_state
+from live_runner.persistence.journal_state import load_state
 from tests.kit.dagster_env import (
     REPO_ROOT, DagsterProcess, dagster_cli, dagster_home, isolated_resources, pipeline_env,
     process_env, processes_matching, wait_for,

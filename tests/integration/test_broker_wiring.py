@@ -11,10 +11,10 @@ from typing import Any
 
 from live_runner.adapters.alpaca import AlpacaExecutionClient
 from live_runner.adapters.ibkr.client import IbkrExecutionClient
-from live_runner.brokers import check_connections
-from live_runner.config import parse_config
-from live_runner.journal import Journal
-from live_runner.node import TradingNode
+from live_runner.live.brokers import check_connections
+from live_runner.core.config import parse_config
+from live_runner.persistence.journal import Journal
+from live_runner.live.node import TradingNode
 from tests.kit.fake_alpaca import KEY, SECRET, FakeAlpaca
 from tests.kit.fake_tws import FakeTws
 

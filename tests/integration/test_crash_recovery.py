@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from live_runner import sample_data
+from live_runner.data import sample_data
 from live_runner.adapters.paper import add_external_position
-from live_runner.journal import dump
+from live_runner.persistence.journal import dump
 
 ROOT = Path(__file__).resolve().parents[2]
 FAULT_POINTS = int(os.environ.get("TRADING_FAULT_POINTS", "20"))

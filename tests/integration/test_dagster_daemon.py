@@ -13,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from live_runner.journal_state import load_state
+from live_runner.persistence.journal_state import load_state
 from tests.kit.dagster_env import (
     DagsterProcess, dagster_cli, describe, dagster_home, isolated_resources, pipeline_env, process_env,
     processes_matching, wait_for,
@@ -119,7 +119,7 @@ def test_terminating_a_live_session_stops_the_runner_cleanly(site):
                          {"ops": {"run_live_session": {"config": {"mode": "paced", "speed": 20.0}}}})
     feed = str(site.tmp / "pipeline" / "sessions" / day / "feed.parquet")
     wait_for(lambda: processes_matching("live_runner", feed), 90, "the runner process")
-    # The runner opens Pipes (live_runner.pipes_bridge) once its signal handlers are installed.
+    # The runner opens Pipes (live_runner.ops.pipes_bridge) once its signal handlers are installed.
     wait_for(lambda: "successfully opened dagster pipes" in site.run_log(run_id), 90,
              "the runner to open Dagster Pipes")
     time.sleep(2)  # let it take bars for a while

@@ -86,7 +86,7 @@ def test_live_session_on_a_postgres_instance(tmp_path, pg_database):
 def test_postgres_journals_one_schema_per_session_and_retention_drops_them(pg_database):
     from datetime import date
 
-    from live_runner.journal import Journal
+    from live_runner.persistence.journal import Journal
 
     url = pg_database.render_as_string(hide_password=False)
     store = TradingStoreResource(data_dir="var/unused", journal_url=url)

@@ -133,7 +133,7 @@ def test_a_crash_loop_stops_at_the_bound_with_a_critical_alert(tmp_path):
     """A session that fails at every start (its journal holds an event the run does not
     regenerate: a refused resume, exit 3) is relaunched once (the bound, here 1), then given up
     with one CRITICAL alert, and not relaunched again."""
-    from live_runner.journal import Journal
+    from live_runner.persistence.journal import Journal
 
     day = "2024-11-27"
     site = Site(tmp_path)

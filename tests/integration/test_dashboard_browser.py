@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from live_runner.journal import iter_events, make_engine
+from live_runner.persistence.journal import iter_events, make_engine
 from tests.kit import dashboard as kit
 from tests.kit.browser import ARGS, CHROMIUM, need_browser
 

@@ -18,15 +18,15 @@ import pytest
 
 from live_runner.adapters.polygon import PolygonDataClient
 from live_runner.adapters.yahoo import YahooDataClient
-from live_runner.config import SystemConfig, parse_config
-from live_runner.data_manager import DUPLICATE
-from live_runner.feeds import DataFeed, FeedConfigError, build_live_feed
-from live_runner.journal import Journal
-from live_runner.models import Bar
-from live_runner.node import TradingNode
+from live_runner.core.config import SystemConfig, parse_config
+from live_runner.data.data_manager import DUPLICATE
+from live_runner.live.feeds import DataFeed, FeedConfigError, build_live_feed
+from live_runner.persistence.journal import Journal
+from live_runner.core.models import Bar
+from live_runner.live.node import TradingNode
 from live_runner.risk.rules import BACKUP_DATA
-from live_runner.runs import RunOptions
-from live_runner.service import LiveService
+from live_runner.live.runs import RunOptions
+from live_runner.live.service import LiveService
 from tests.kit.fake_polygon import FakeMarketClock, FakePolygon
 from tests.kit.fake_yahoo import FakeYahoo
 from tests.kit.recording import record_accepted

@@ -30,7 +30,7 @@ from typing import Iterator
 import pytest
 import yaml
 
-from live_runner import sample_data
+from live_runner.data import sample_data
 from tests.kit.metrics import Scrape
 
 pytestmark = pytest.mark.timeout(120)

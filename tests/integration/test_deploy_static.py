@@ -98,7 +98,7 @@ def test_compose_workspace_points_at_the_code_location_server() -> None:
 
 
 def test_runner_container_config_is_valid() -> None:
-    from live_runner.config import load_config
+    from live_runner.core.config import load_config
 
     cfg = load_config(ROOT / "deploy" / "runner" / "runner.yaml")
     assert (cfg.ops.host, cfg.ops.port, cfg.ops.token_env) == ("0.0.0.0", 8080, "TRADING_CONTROL_TOKEN")

@@ -206,7 +206,7 @@ def test_ready_stays_200_through_a_healthy_paced_session(tmp_path: Path) -> None
     """The journal is beaten by its writes: with the health clock moved 40 s on (more than the
     30 s allowance) after each of several bar-minutes, /ready comes back 200 every time; before
     the fix the journal turned unhealthy (nothing handed to the writer) and stayed so."""
-    from live_runner.health import HealthMonitor
+    from live_runner.live.health import HealthMonitor
     from tests.kit.live import ServiceThread, live_config
 
     class Monotonic:

@@ -20,11 +20,11 @@ from typing import Any, Callable
 
 import pytest
 
-from live_runner.config import parse_config
-from live_runner.feeds import build_live_feed
-from live_runner.journal import Journal
-from live_runner.runs import RunOptions
-from live_runner.service import LiveService
+from live_runner.core.config import parse_config
+from live_runner.live.feeds import build_live_feed
+from live_runner.persistence.journal import Journal
+from live_runner.live.runs import RunOptions
+from live_runner.live.service import LiveService
 from tests.integration.test_data_failover import DAY, serve_session
 from tests.kit.fake_alpaca import KEY, SECRET, FakeAlpaca
 from tests.kit.fake_polygon import FakeMarketClock, FakePolygon

@@ -16,14 +16,14 @@ from typing import Any, Callable
 
 import pytest
 
-from live_runner.adapters.base import FeedState
+from live_runner.core.clients import FeedState
 from live_runner.adapters.polygon import PolygonDataClient
-from live_runner.config import parse_config
-from live_runner.feeds import DataFeed
-from live_runner.health import HealthMonitor
-from live_runner.models import Severity
-from live_runner.runs import RunOptions
-from live_runner.service import LiveService
+from live_runner.core.config import parse_config
+from live_runner.live.feeds import DataFeed
+from live_runner.live.health import HealthMonitor
+from live_runner.core.models import Severity
+from live_runner.live.runs import RunOptions
+from live_runner.live.service import LiveService
 from tests.kit.fake_polygon import FakeMarketClock, FakePolygon
 from tests.kit.sessions import SessionBuilder, et_ns
 

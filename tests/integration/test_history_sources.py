@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from live_runner import sample_data
-from live_runner.models import Bar
+from live_runner.data import sample_data
+from live_runner.core.models import Bar
 from tests.kit.fake_polygon import FakePolygon
 from trading_pipeline.bars import read_bars
 from trading_pipeline.history_sources import FLAT_PREFIX, HistoryResource, NoHistory

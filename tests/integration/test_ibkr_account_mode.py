@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from live_runner.adapters.base import AccountModeError
+from live_runner.core.clients import AccountModeError
 from live_runner.adapters.ibkr.client import NOT_SENT, IbkrExecutionClient
 from live_runner.adapters.ibkr.connection import account_mode_problem, is_paper_account
-from live_runner.config import IbkrConfig, parse_config
-from live_runner.models import OrderEvent, OrderRequest, OrderRole, OrderStatus, OrderType, Side
+from live_runner.core.config import IbkrConfig, parse_config
+from live_runner.core.models import OrderEvent, OrderRequest, OrderRole, OrderStatus, OrderType, Side
 from tests.integration.test_run_paper import write_bars
 from tests.kit.fake_tws import FakeTws
 from tests.kit.sessions import et_ns
@@ -177,7 +177,7 @@ def test_the_cli_refuses_a_mode_the_config_contradicts(tmp_path: Path) -> None:
 
 
 def test_check_connections_reports_a_login_of_the_wrong_kind(tmp_path: Path) -> None:
-    from live_runner.brokers import check_connections
+    from live_runner.live.brokers import check_connections
 
     async def scenario() -> dict[str, Any]:
         fake = await FakeTws(accounts=("U1234567",)).start()

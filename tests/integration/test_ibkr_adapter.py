@@ -15,9 +15,9 @@ import pytest
 
 from live_runner.adapters.ibkr import compat, mapping
 from live_runner.adapters.ibkr.client import NOT_SENT, IbkrExecutionClient
-from live_runner.calendar import MarketCalendar
-from live_runner.config import IbkrConfig
-from live_runner.models import Fill, OrderEvent, OrderRequest, OrderRole, OrderStatus, OrderType, Side
+from live_runner.core.calendar import MarketCalendar
+from live_runner.core.config import IbkrConfig
+from live_runner.core.models import Fill, OrderEvent, OrderRequest, OrderRole, OrderStatus, OrderType, Side
 from tests.kit.fake_tws import FakeTws
 from tests.kit.sessions import et_ns
 
@@ -240,7 +240,7 @@ def test_day_orders_canceled_by_the_broker_after_the_session_expire(tmp_path: An
 
 def test_probe_reports_reachability_and_accounts(tmp_path: Any) -> None:
     from live_runner.adapters.ibkr import probe
-    from live_runner.config import parse_config
+    from live_runner.core.config import parse_config
 
     async def scenario() -> tuple[dict, dict]:
         fake = await FakeTws(accounts=("DU123", "DU456")).start()
@@ -436,11 +436,11 @@ def test_recover_finds_the_order_by_order_ref_and_never_sends_it(tmp_path: Any) 
 
 def test_gap_and_go_round_trip_through_the_chain(tmp_path: Any) -> None:
     """The hand-built gap_and_go session of test_chain_smoke, traded through IB: same trade."""
-    from live_runner.clock import SimClock
-    from live_runner.config import parse_config
-    from live_runner.journal import Journal
-    from live_runner.node import TradingNode
-    from live_runner.runs import summarize
+    from live_runner.core.clock import SimClock
+    from live_runner.core.config import parse_config
+    from live_runner.persistence.journal import Journal
+    from live_runner.live.node import TradingNode
+    from live_runner.live.runs import summarize
     from tests.kit.sessions import gapper
 
     async def scenario() -> dict:
@@ -508,7 +508,7 @@ def test_paper_gateway_is_reachable_with_the_paper_account() -> None:
     """`check-connections` against a real *paper* Gateway: reachable, and the account is listed.
     Never a live port: 7496/4001 are refused here as they are by `run --mode paper`."""
     from live_runner.adapters.ibkr import probe
-    from live_runner.config import parse_config
+    from live_runner.core.config import parse_config
 
     port = int(os.environ.get("IBKR_PORT", "4002"))
     assert port not in (7496, 4001), "live-trading port: use a paper Gateway (4002) or TWS (7497)"

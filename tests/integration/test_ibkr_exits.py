@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from live_runner.models import OrderRequest, OrderRole, OrderStatus, OrderType, Side
+from live_runner.core.models import OrderRequest, OrderRole, OrderStatus, OrderType, Side
 from tests.integration.test_ibkr_adapter import RTH, Rig, req, rig, run, until
 from tests.kit.fake_tws import FakeTws
 
@@ -333,10 +333,10 @@ def test_recover_finds_a_replaced_pair_by_its_new_order_refs(tmp_path: Any) -> N
 
 def test_the_ib_clients_alerts_reach_the_runners_alert_sinks(tmp_path: Any) -> None:
     """The node wires the IB client's alert handler: a malformed broker message pages."""
-    from live_runner.clock import SimClock
-    from live_runner.config import parse_config
-    from live_runner.journal import Journal
-    from live_runner.node import TradingNode
+    from live_runner.core.clock import SimClock
+    from live_runner.core.config import parse_config
+    from live_runner.persistence.journal import Journal
+    from live_runner.live.node import TradingNode
     from tests.integration.test_ibkr_adapter import calendar, make_client
 
     async def scenario() -> None:

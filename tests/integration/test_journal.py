@@ -2,7 +2,7 @@
 
 Covers append/flush/read, batching (nothing is written before a full batch or a flush; a flush is
 one transaction), reopening (the restarted stream is verified against the stored prefix, then seq
-carries on), divergence, and `live_runner.journal_state`: rebuilt from the journal of a real
+carries on), divergence, and `live_runner.persistence.journal_state`: rebuilt from the journal of a real
 replay, positions, open orders, realized P&L and commissions equal what the node itself held.
 """
 
@@ -18,17 +18,17 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from live_runner import sample_data
+from live_runner.data import sample_data
 from live_runner.adapters.replay import BarFile
-from live_runner.alerts import AlertSystem, LogSink
-from live_runner.clock import SimClock
-from live_runner.config import parse_config
-from live_runner.journal import Journal, JournalDivergence, dump, iter_events, make_engine
-from live_runner.journal_state import JournalStateError, load_state, rebuild
-from live_runner.models import Fill, Side
-from live_runner.node import TradingNode
-from live_runner.portfolio import Portfolio
-from live_runner.runs import RunOptions, run_session
+from live_runner.ops.alerts import AlertSystem, LogSink
+from live_runner.core.clock import SimClock
+from live_runner.core.config import parse_config
+from live_runner.persistence.journal import Journal, JournalDivergence, dump, iter_events, make_engine
+from live_runner.persistence.journal_state import JournalStateError, load_state, rebuild
+from live_runner.core.models import Fill, Side
+from live_runner.live.node import TradingNode
+from live_runner.portfolio.portfolio import Portfolio
+from live_runner.live.runs import RunOptions, run_session
 
 POSTGRES = pytest.param("postgres", marks=pytest.mark.postgres)
 

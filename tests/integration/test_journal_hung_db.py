@@ -15,9 +15,9 @@ from typing import Any, Callable
 import pytest
 import sqlalchemy as sa
 
-from live_runner.journal import Journal
-from live_runner.runs import RunOptions
-from live_runner.service import LiveService
+from live_runner.persistence.journal import Journal
+from live_runner.live.runs import RunOptions
+from live_runner.live.service import LiveService
 from tests.kit.live import TOKEN, TOKEN_ENV, Market, ServiceThread, live_config
 
 pytestmark = pytest.mark.timeout(90)

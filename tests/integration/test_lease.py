@@ -1,4 +1,4 @@
-"""The account lease (live_runner/lease.py) against its real stores: a SQLite file with flock and
+"""The account lease (live_runner/live/lease.py) against its real stores: a SQLite file with flock and
 the real PostgreSQL (advisory lock on a dedicated connection). Heartbeat and expiry run on an
 injected clock; nothing here measures wall time."""
 
@@ -12,8 +12,8 @@ from datetime import datetime, timezone
 import pytest
 import sqlalchemy as sa
 
-from live_runner.lease import Lease, LeaseHeld, LeaseLost
-from live_runner.lease_stores import PostgresStore, SqliteFileStore, open_lease
+from live_runner.live.lease import Lease, LeaseHeld, LeaseLost
+from live_runner.live.lease_stores import PostgresStore, SqliteFileStore, open_lease
 
 
 class FakeTime:
@@ -201,8 +201,8 @@ def test_a_runner_past_its_lease_deadline_sends_nothing_and_stops(tmp_path):
     """The fence: the holder's clock passes its lease deadline (its heartbeat is stuck, e.g. on a
     hung database); the breakout bar's entry never reaches the broker, `lease_lost` is alerted
     CRITICAL and the run ends with LeaseLostError (CLI exit 7)."""
-    from live_runner.runs import RunOptions
-    from live_runner.service import LeaseLostError, LiveService
+    from live_runner.live.runs import RunOptions
+    from live_runner.live.service import LeaseLostError, LiveService
     from tests.kit.live import TOKEN, TOKEN_ENV, Market, ServiceThread, live_config
 
     t = FakeTime()

@@ -31,7 +31,7 @@ from typing import Any, Callable
 import pytest
 import yaml
 
-from live_runner.journal import Journal
+from live_runner.persistence.journal import Journal
 from tests.integration.test_data_failover import DAY, serve_session
 from tests.kit.fake_polygon import FakeMarketClock, FakePolygon
 from tests.kit.fake_tws import FakeTws
@@ -44,7 +44,7 @@ SITECUSTOMIZE = '''
 import os
 _path = os.environ.get("TEST_MARKET_CLOCK_FILE")
 if _path:
-    import live_runner.feeds as _feeds
+    import live_runner.live.feeds as _feeds
     _orig = _feeds.build_live_feed
 
     def _market_now() -> int:

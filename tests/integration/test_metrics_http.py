@@ -27,7 +27,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from live_runner import sample_data
+from live_runner.data import sample_data
 from tests.kit.metrics import Scrape, promtool_check
 
 pytestmark = pytest.mark.timeout(180)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from live_runner.health import HealthMonitor
+from live_runner.live.health import HealthMonitor
 from tests.kit.live import (
     TOKEN, Market, ServiceThread, http_call, journal_rows, live_config, raw_exchange,
     status_of,
@@ -63,7 +63,7 @@ def test_health_ready_status_metrics(tmp_path: Path) -> None:
                 "health", "journal", "alert_delivery", "broker_connected"} <= set(st)
         assert st["health"]["healthy"] is True and "data_manager" in st["health"]["components"]
         assert st["broker_connected"] is True
-        pytest.importorskip("live_runner.metrics")
+        pytest.importorskip("live_runner.ops.metrics")
         code, text = svc.get("/metrics")
         assert code == 200 and "trading_" in text
 

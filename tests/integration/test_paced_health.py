@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import pytest
 
-from live_runner.health import HealthMonitor
+from live_runner.live.health import HealthMonitor
 from tests.kit.live import ServiceThread, live_config
 from tests.kit.sessions import et_ns
 

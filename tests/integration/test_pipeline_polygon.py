@@ -12,7 +12,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from live_runner.models import Bar
+from live_runner.core.models import Bar
 from live_runner.strategies.base import PremarketStats
 from live_runner.strategies.gap_and_go import qualifies
 from tests.kit.dagster_env import isolated_resources

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 import trading_pipeline.resources as resources
-from live_runner.models import Bar
+from live_runner.core.models import Bar
 from live_runner.strategies.base import PremarketStats
 from live_runner.strategies.gap_and_go import qualifies
 from tests.kit.dagster_env import isolated_resources

@@ -16,15 +16,15 @@ from typing import Any, Callable
 
 import pytest
 
-from live_runner.adapters.base import FeedState
+from live_runner.core.clients import FeedState
 from live_runner.adapters.polygon import SDK_NAME, PolygonDataClient, PolygonError
-from live_runner.calendar import MarketCalendar
-from live_runner.config import parse_config
-from live_runner.data_manager import DUPLICATE, DataManager
-from live_runner.feeds import DataFeed
-from live_runner.journal import Journal
-from live_runner.models import Bar
-from live_runner.node import TradingNode
+from live_runner.core.calendar import MarketCalendar
+from live_runner.core.config import parse_config
+from live_runner.data.data_manager import DUPLICATE, DataManager
+from live_runner.live.feeds import DataFeed
+from live_runner.persistence.journal import Journal
+from live_runner.core.models import Bar
+from live_runner.live.node import TradingNode
 from tests.kit.fake_polygon import FakeMarketClock, FakePolygon
 from tests.kit.recording import record_accepted
 from tests.kit.sessions import SessionBuilder, et_ns
@@ -93,7 +93,7 @@ def test_grouped_daily_gives_previous_closes(fake: FakePolygon) -> None:
 
 
 def test_dagster_daily_bars_come_from_polygon_when_a_key_is_set(fake: FakePolygon) -> None:
-    from live_runner.feeds import daily_bars_for
+    from live_runner.live.feeds import daily_bars_for
 
     fake.add_daily(PREV, "AAA", 4.0, 5.0, 3.5, 4.5, 1e6)
     fake.add_daily(PREV, "BBB", 9.0, 9.5, 8.5, 9.25, 2e6)
@@ -453,7 +453,7 @@ def test_real_polygon_rest_and_websocket() -> None:
     """The previous session's grouped daily and SPY's minute bars over REST, then a websocket
     subscription that authenticates (bars only flow while the market trades)."""
     from live_runner.adapters.polygon import api_key_from_env
-    from live_runner.calendar import MarketCalendar
+    from live_runner.core.calendar import MarketCalendar
 
     key = api_key_from_env()
     assert key, "set POLYGON_API_KEY (or MASSIVE_API_KEY)"

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from live_runner import sample_data
-from live_runner.journal import dump, make_engine
+from live_runner.data import sample_data
+from live_runner.persistence.journal import dump, make_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 POSTGRES = pytest.mark.postgres
@@ -217,7 +217,7 @@ def _gap_csv(path: Path, day: str, prev_day: str, skip: str | None = None) -> Pa
     s = gapper(day=day, prev_day=prev_day)
     if skip:
         s.bar("OTHR", "10:00", 5.0, 5.0, 5.0, 5.0, 1_000, day=skip)
-    from live_runner.clock import format_ns
+    from live_runner.core.clock import format_ns
 
     lines = ["symbol,timestamp,open,high,low,close,volume"] + [
         f"{b.symbol},{format_ns(b.ts)},{b.open},{b.high},{b.low},{b.close},{int(b.volume)}"

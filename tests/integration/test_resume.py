@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from live_runner import sample_data
-from live_runner.journal import dump, make_engine
+from live_runner.data import sample_data
+from live_runner.persistence.journal import dump, make_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 BATCH = "journal:\n  batch_size: 50\n"

@@ -26,8 +26,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
-from live_runner.ops_client import Unreachable, call
-from live_runner.redact import scrub
+from live_runner.ops.client import Unreachable, call
+from live_runner.ops.redact import scrub
 from tests.kit import dashboard as kit
 from tests.kit.dagster_env import SAMPLE_DAY, dagster_home, isolated_resources
 from trading_pipeline.definitions import make_definitions

@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from live_runner.alerts import AlertSystem, EmailSink, SmtpPlaintextLogin, sinks_from_env
-from live_runner.models import Severity
+from live_runner.ops.alerts import AlertSystem, EmailSink, SmtpPlaintextLogin, sinks_from_env
+from live_runner.core.models import Severity
 
 pytestmark = pytest.mark.timeout(60)
 USER, PASSWORD = "alerts", "smtp-pa55"
@@ -145,7 +145,7 @@ def test_an_untrusted_certificate_gets_no_login(server_factory, tls_files) -> No
 def test_login_without_tls_is_refused_before_connecting(server_factory, caplog) -> None:
     server = server_factory("none")  # it would accept AUTH PLAIN in clear text
     env = server.env(TRADING_ALERT_SMTP_TLS="none", TRADING_ALERT_WEBHOOK_URL="")
-    with caplog.at_level("ERROR", logger="live_runner.alerts"):
+    with caplog.at_level("ERROR", logger="live_runner.ops.alerts"):
         system = deliver(env)
     assert "refusing to send SMTP credentials" in caplog.text and "TRADING_ALERT_SMTP_TLS" in caplog.text
     assert system.stats()["failed"]["email"] == 1 and system.stats()["sent"]["log"] == 1
@@ -170,7 +170,7 @@ def test_a_relay_without_login_may_stay_plain(server_factory) -> None:
 
 
 def _alert():
-    from live_runner.models import Alert
+    from live_runner.core.models import Alert
 
     return Alert(key="k", severity=Severity.CRITICAL, message="m", ts=FixedClock().now_ns())
 
@@ -185,7 +185,7 @@ def test_compose_env_example_and_dagster_list_every_alert_variable() -> None:
     from trading_pipeline.definitions import ALERT_FIELDS
 
     root = Path(__file__).resolve().parents[2]
-    read = set(re.findall(r"TRADING_ALERT_[A-Z_]+", (root / "live_runner" / "alert_sinks.py").read_text()))
+    read = set(re.findall(r"TRADING_ALERT_[A-Z_]+", (root / "live_runner" / "ops" / "alert_sinks.py").read_text()))
     assert {"TRADING_ALERT_SMTP_TLS", "TRADING_ALERT_SMTP_STARTTLS", "TRADING_ALERT_SMTP_HOST"} <= read
     example = set(re.findall(r"^(TRADING_ALERT_[A-Z_]+)=", (root / ".env.example").read_text(), re.M))
     compose = yaml.safe_load((root / "docker-compose.yml").read_text())

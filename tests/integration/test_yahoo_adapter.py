@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from live_runner.adapters.base import FeedState
+from live_runner.core.clients import FeedState
 from live_runner.adapters.yahoo import YahooDataClient, YahooError
-from live_runner.config import parse_config
+from live_runner.core.config import parse_config
 from tests.kit.fake_polygon import FakeMarketClock
 from tests.kit.fake_yahoo import FakeYahoo, RefusedHost
 from tests.kit.sessions import SessionBuilder, et_ns
@@ -156,7 +156,7 @@ def test_the_poller_reports_a_dead_source(fake: FakeYahoo, client: YahooDataClie
 
 
 def test_dagster_daily_bars_come_from_yahoo_without_a_polygon_key(fake: FakeYahoo) -> None:
-    from live_runner.feeds import FeedConfigError, daily_bars_for
+    from live_runner.live.feeds import FeedConfigError, daily_bars_for
 
     cfg = parse_config({})
     provider, bars = daily_bars_for(cfg, {}, date(2024, 3, 14), ["AAA", "BBB"], yahoo_session=fake.session())

@@ -17,8 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from live_runner import sample_data
-from live_runner.ops_client import Unreachable, call
+from live_runner.data import sample_data
+from live_runner.ops.client import Unreachable, call
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "dashboard" / "app.py"

@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 
 from websockets.asyncio.server import ServerConnection, serve
 
-from live_runner.models import Bar
+from live_runner.core.models import Bar
 
 NY = ZoneInfo("America/New_York")
 MINUTE_NS = 60_000_000_000

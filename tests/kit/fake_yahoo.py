@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from curl_cffi import requests as curl_requests
 
-from live_runner.models import Bar
+from live_runner.core.models import Bar
 
 NY = ZoneInfo("America/New_York")
 MINUTE_NS = 60_000_000_000

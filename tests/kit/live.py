@@ -18,10 +18,10 @@ from typing import Any, Callable, Iterable
 
 from aiosmtpd.controller import Controller
 
-from live_runner.config import SystemConfig, parse_config
-from live_runner.models import Bar, Signal
-from live_runner.runs import RunOptions
-from live_runner.service import LiveService
+from live_runner.core.config import SystemConfig, parse_config
+from live_runner.core.models import Bar, Signal
+from live_runner.live.runs import RunOptions
+from live_runner.live.service import LiveService
 from live_runner.strategies.base import Strategy
 from tests.kit.sessions import SessionBuilder, et_ns
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from live_runner.models import Bar, Fill, OrderEvent, OrderRequest, OrderStatus, OrderType, Side
+from live_runner.core.models import Bar, Fill, OrderEvent, OrderRequest, OrderStatus, OrderType, Side
 
 
 class ManualBroker:

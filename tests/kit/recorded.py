@@ -20,9 +20,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from live_runner.config import parse_config
-from live_runner.journal import dump, make_engine
-from live_runner.runs import RunOptions, run_session
+from live_runner.core.config import parse_config
+from live_runner.persistence.journal import dump, make_engine
+from live_runner.live.runs import RunOptions, run_session
 
 ROOT = Path(__file__).resolve().parents[2]
 NY = ZoneInfo("America/New_York")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from live_runner.models import Bar
-from live_runner.node import TradingNode
+from live_runner.core.models import Bar
+from live_runner.live.node import TradingNode
 
 
 def record_accepted(node: TradingNode) -> list[Bar]:

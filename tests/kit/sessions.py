@@ -7,11 +7,11 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from live_runner.config import parse_config
-from live_runner.journal import Journal
-from live_runner.models import Bar
-from live_runner.node import TradingNode
-from live_runner.runs import summarize
+from live_runner.core.config import parse_config
+from live_runner.persistence.journal import Journal
+from live_runner.core.models import Bar
+from live_runner.live.node import TradingNode
+from live_runner.live.runs import summarize
 
 NY = ZoneInfo("America/New_York")
 

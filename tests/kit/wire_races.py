@@ -20,9 +20,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from live_runner.config import parse_config
-from live_runner.models import Bar, NANOS_PER_MINUTE
-from live_runner.node import TradingNode
+from live_runner.core.config import parse_config
+from live_runner.core.models import Bar, NANOS_PER_MINUTE
+from live_runner.live.node import TradingNode
 from tests.kit.sessions import et_ns, gapper_breakout
 
 SYM = "GAPR"

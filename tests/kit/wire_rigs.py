@@ -13,9 +13,9 @@ from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator
 
-from live_runner.clock import SimClock
-from live_runner.journal import Journal
-from live_runner.node import TradingNode
+from live_runner.core.clock import SimClock
+from live_runner.persistence.journal import Journal
+from live_runner.live.node import TradingNode
 from tests.integration.test_ibkr_adapter import calendar, make_client
 from tests.kit.alpaca_book import WORKING
 from tests.kit.fake_alpaca import KEY, SECRET, FakeAlpaca

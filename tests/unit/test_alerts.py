@@ -15,14 +15,14 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from live_runner.alerts import (
+from live_runner.ops.alerts import (
     AlertSystem,
     EmailSink,
     LogSink,
     WebhookSink,
     sinks_from_env,
 )
-from live_runner.models import NANOS_PER_SECOND, Alert, Severity
+from live_runner.core.models import NANOS_PER_SECOND, Alert, Severity
 
 T0 = 1_700_000_000 * NANOS_PER_SECOND
 FAST = {"backoff_s": 0.001}
@@ -344,14 +344,14 @@ def test_close_stops_worker_and_stats_snapshot() -> None:
 
 def test_log_sink_levels(caplog: pytest.LogCaptureFixture) -> None:
     sink = LogSink()
-    with caplog.at_level(logging.INFO, logger="live_runner.alerts"):
+    with caplog.at_level(logging.INFO, logger="live_runner.ops.alerts"):
         for sev in Severity:
             sink.deliver(Alert(f"k_{sev.value}", sev, "msg", T0, "risk", (("x", "1"),)))
     levels = [(r.name, r.levelno) for r in caplog.records]
     assert levels == [
-        ("live_runner.alerts", logging.INFO),
-        ("live_runner.alerts", logging.WARNING),
-        ("live_runner.alerts", logging.CRITICAL),
+        ("live_runner.ops.alerts", logging.INFO),
+        ("live_runner.ops.alerts", logging.WARNING),
+        ("live_runner.ops.alerts", logging.CRITICAL),
     ]
     assert "k_critical" in caplog.records[2].getMessage()
     assert "x=1" in caplog.records[2].getMessage()

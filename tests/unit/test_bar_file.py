@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from live_runner.adapters.replay import BarFile, BarFileError
-from live_runner.models import Bar
+from live_runner.core.models import Bar
 
 HEADER = "symbol,timestamp,open,high,low,close,volume\n"
 T0 = 1_709_303_400_000_000_000  # 2024-03-01 14:30:00 UTC = 09:30 ET (EST)
@@ -212,7 +212,7 @@ def test_abandoned_iteration_leaves_no_thread(tmp_path: Path) -> None:
 def test_report_throughput(tmp_path: Path) -> None:
     """Prints rows/s of validate() and iter_bars() on a 500-symbol generated session (no asserts:
     timing depends on the machine; run with -s to see the figures)."""
-    from live_runner import sample_data
+    from live_runner.data import sample_data
 
     df = sample_data.generate(date(2024, 3, 1), 1, 500, 7)
     for fmt in ("parquet", "csv"):

@@ -8,9 +8,9 @@ from datetime import date, datetime
 
 import pytest
 
-from live_runner import calendar as calendar_module
-from live_runner.calendar import MarketCalendar, SessionTimes
-from live_runner.clock import parse_timestamp, to_et
+from live_runner.core import calendar as calendar_module
+from live_runner.core.calendar import MarketCalendar, SessionTimes
+from live_runner.core.clock import parse_timestamp, to_et
 
 MIN = 60 * 1_000_000_000
 
@@ -237,7 +237,7 @@ def test_out_of_range_and_bad_input(cal: MarketCalendar) -> None:
 def test_covering_widens_to_the_data_in_whole_years() -> None:
     """A replay's calendar covers its file: the default range for 2015-2030 data (one cache key),
     whole years around older or later dates, so every session exchange_calendars knows replays."""
-    from live_runner.calendar import DEFAULT_END, DEFAULT_START
+    from live_runner.core.calendar import DEFAULT_END, DEFAULT_START
 
     inside = MarketCalendar.covering(date(2024, 3, 1), date(2024, 3, 8))
     assert (inside.start, inside.end) == (DEFAULT_START, DEFAULT_END)
@@ -251,7 +251,7 @@ def test_covering_widens_to_the_data_in_whole_years() -> None:
 
 
 def test_out_of_range_is_a_calendar_range_error_naming_the_date(cal: MarketCalendar) -> None:
-    from live_runner.calendar import CalendarRangeError
+    from live_runner.core.calendar import CalendarRangeError
 
     with pytest.raises(CalendarRangeError, match="2014-12-31") as info:
         cal.session(date(2014, 12, 31))

@@ -25,10 +25,10 @@ def test_gap_and_go_target_round_trip() -> None:
 def test_refused_exit_keeps_the_protective_pair() -> None:
     """An exit the risk manager refuses (here: a price-collar rule added for the test) must not
     cancel the stop and target first: the position stays protected."""
-    from live_runner.config import parse_config
-    from live_runner.journal import Journal
-    from live_runner.models import OrderRole, OrderType, TradingState
-    from live_runner.node import TradingNode
+    from live_runner.core.config import parse_config
+    from live_runner.persistence.journal import Journal
+    from live_runner.core.models import OrderRole, OrderType, TradingState
+    from live_runner.live.node import TradingNode
 
     bars = gapper().sorted_bars()[:-1]  # up to the 09:32 fill bar: stop and target are working
     node = TradingNode(parse_config({"active_strategies": ["gap_and_go"]}), Journal("sqlite://"))
@@ -45,10 +45,10 @@ def test_refused_exit_keeps_the_protective_pair() -> None:
 def test_halted_still_flattens_and_protects() -> None:
     """HALTED stops new entries only: the protective pair stays, a vwap_loss exit goes out, and
     after it the position is flat with no working sell left."""
-    from live_runner.config import parse_config
-    from live_runner.journal import Journal
-    from live_runner.models import OrderRole, OrderType, TradingState
-    from live_runner.node import TradingNode
+    from live_runner.core.config import parse_config
+    from live_runner.persistence.journal import Journal
+    from live_runner.core.models import OrderRole, OrderType, TradingState
+    from live_runner.live.node import TradingNode
 
     bars = gapper().sorted_bars()
     node = TradingNode(parse_config({"active_strategies": ["gap_and_go"]}), Journal("sqlite://"))

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from live_runner.clock import (
+from live_runner.core.clock import (
     Clock,
     LiveClock,
     SimClock,

@@ -22,8 +22,8 @@ from sqlalchemy.engine import make_url
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from live_runner.journal import iter_events, make_engine, metadata, events as TABLE  # noqa: E402
-from live_runner.journal_state import load_state  # noqa: E402
+from live_runner.persistence.journal import iter_events, make_engine, metadata, events as TABLE  # noqa: E402
+from live_runner.persistence.journal_state import load_state  # noqa: E402
 from tests.kit import dashboard as kit  # noqa: E402
 
 pytestmark = pytest.mark.timeout(240)

@@ -19,12 +19,12 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from live_runner.calendar import MarketCalendar
-from live_runner.config import GapAndGoConfig, parse_config
-from live_runner.models import Bar
+from live_runner.core.calendar import MarketCalendar
+from live_runner.core.config import GapAndGoConfig, parse_config
+from live_runner.core.models import Bar
 from live_runner.strategies.base import PremarketStats
 from live_runner.strategies.gap_and_go import qualifies
-from live_runner.strategy_engine import StrategyEngine
+from live_runner.strategies.engine import StrategyEngine
 from tests.kit.sessions import et_ns
 from trading_pipeline.universe_scan import qualify
 
@@ -273,7 +273,7 @@ def test_vwap_reclaim_entry_window_first_and_last_minute(start: int, length: int
 def test_infinite_prices_and_volumes_are_rejected_bars() -> None:
     """The decisions work in exact integers, which have no infinity: such a bar is rejected (NAN)
     by the DataManager, counted, and the run goes on."""
-    from live_runner.data_manager import DataManager
+    from live_runner.data.data_manager import DataManager
 
     got: list[Bar] = []
     dm = DataManager(MarketCalendar(), got.append, lambda previous, session: None)

@@ -6,14 +6,14 @@ from __future__ import annotations
 from decimal import Decimal
 
 from live_runner.adapters.paper import PaperExecutionClient
-from live_runner.config import PaperConfig, parse_config
+from live_runner.core.config import PaperConfig, parse_config
 from live_runner.execution.engine import ExecutionEngine
-from live_runner.journal import Journal
-from live_runner.models import (
+from live_runner.persistence.journal import Journal
+from live_runner.core.models import (
     Bar, Fill, OrderEvent, OrderRequest, OrderRole, OrderStatus, OrderType, Side,
 )
-from live_runner.node import TradingNode
-from live_runner.runs import summarize
+from live_runner.live.node import TradingNode
+from live_runner.live.runs import summarize
 from tests.kit.sessions import SessionBuilder, gapper, et_ns
 
 TS = et_ns("2024-03-15", "10:00")

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from live_runner.config import parse_config
-from live_runner.journal import Journal
-from live_runner.models import NANOS_PER_MINUTE, OrderRole, TradingState
-from live_runner.node import TradingNode
+from live_runner.core.config import parse_config
+from live_runner.persistence.journal import Journal
+from live_runner.core.models import NANOS_PER_MINUTE, OrderRole, TradingState
+from live_runner.live.node import TradingNode
 from tests.kit.manual_broker import ManualBroker
 from tests.kit.sessions import SessionBuilder, et_ns
 from tests.unit.test_order_manager import DAY, gapper
@@ -142,7 +142,7 @@ def test_an_oversell_fill_halts_and_never_books_a_short() -> None:
 def test_a_fill_for_an_unknown_order_halts() -> None:
     from decimal import Decimal
 
-    from live_runner.models import Fill, Side
+    from live_runner.core.models import Fill, Side
 
     broker = ManualBroker()
     node = started(broker)

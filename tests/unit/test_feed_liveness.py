@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from live_runner.adapters.base import FeedState
-from live_runner.calendar import AFTERHOURS, CLOSED, PREMARKET, REGULAR
-from live_runner.health import feed_liveness
+from live_runner.core.clients import FeedState
+from live_runner.core.calendar import AFTERHOURS, CLOSED, PREMARKET, REGULAR
+from live_runner.live.health import feed_liveness
 
 OVERDUE = 90.0  # one minute bar + the 30 s allowance
 

@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from live_runner import sample_data
-from live_runner.config import parse_config
-from live_runner.journal import Journal, iter_events
-from live_runner.models import Bar
-from live_runner.node import TradingNode
+from live_runner.data import sample_data
+from live_runner.core.config import parse_config
+from live_runner.persistence.journal import Journal, iter_events
+from live_runner.core.models import Bar
+from live_runner.live.node import TradingNode
 
 
 def _market(seed: int, divide: int) -> pd.DataFrame:

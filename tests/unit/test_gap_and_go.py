@@ -430,10 +430,10 @@ def scanner_file(skip_all: bool = False) -> SessionBuilder:
 
 
 def run_with_daily(s: SessionBuilder, daily: dict | None) -> dict:
-    from live_runner.config import parse_config
-    from live_runner.journal import Journal
-    from live_runner.node import TradingNode
-    from live_runner.runs import summarize
+    from live_runner.core.config import parse_config
+    from live_runner.persistence.journal import Journal
+    from live_runner.live.node import TradingNode
+    from live_runner.live.runs import summarize
 
     node = TradingNode(parse_config(GG), Journal("sqlite://"))
     if daily is not None:

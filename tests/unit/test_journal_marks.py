@@ -1,13 +1,13 @@
 """The journal's projection marks positions at their last price with no lag: cash follows the
 fills from the last equity mark, each position is marked by the runner's `mark` events (or its
 entry fill until the next one), so equity = cash + positions at their last price and realized +
-unrealized = daily P&L, exactly (live_runner.journal_state.rebuild, pure)."""
+unrealized = daily P&L, exactly (live_runner.persistence.journal_state.rebuild, pure)."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
-from live_runner.journal_state import rebuild
+from live_runner.persistence.journal_state import rebuild
 
 DAY = "2024-11-26"
 

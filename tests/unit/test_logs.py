@@ -13,11 +13,11 @@ from typing import Iterator
 
 import pytest
 
-from live_runner import logs
-from live_runner.config import ConfigError, load_config, parse_config
-from live_runner.journal import Journal
-from live_runner.models import OrderEvent, OrderStatus
-from live_runner.node import TradingNode, config_fingerprint
+from live_runner.ops import logs
+from live_runner.core.config import ConfigError, load_config, parse_config
+from live_runner.persistence.journal import Journal
+from live_runner.core.models import OrderEvent, OrderStatus
+from live_runner.live.node import TradingNode, config_fingerprint
 from tests.kit.sessions import SessionBuilder, gapper_breakout
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,7 +60,7 @@ def test_json_lines_carry_the_context_fields(stream: io.StringIO) -> None:
 
 def test_context_blocks_extra_and_exceptions(stream: io.StringIO) -> None:
     s = setup(stream)
-    log = logging.getLogger("live_runner.node")
+    log = logging.getLogger("live_runner.live.node")
     try:
         logs.set_session_source(lambda: "2024-03-14")
         with logs.log_context(session="2024-03-15", component="risk_manager"):
@@ -86,7 +86,7 @@ def test_context_blocks_extra_and_exceptions(stream: io.StringIO) -> None:
 
 def test_context_is_per_task(stream: io.StringIO) -> None:
     s = setup(stream)
-    log = logging.getLogger("live_runner.service")
+    log = logging.getLogger("live_runner.live.service")
 
     async def task(cid: str) -> None:
         with logs.order_context(cid):
@@ -99,7 +99,7 @@ def test_context_is_per_task(stream: io.StringIO) -> None:
         asyncio.run(both())
     finally:
         s.close()
-    assert sorted(x["client_order_id"] for x in lines(stream) if x["logger"] == "live_runner.service") == [
+    assert sorted(x["client_order_id"] for x in lines(stream) if x["logger"] == "live_runner.live.service") == [
         "A-1", "B-2"]
 
 
@@ -116,7 +116,7 @@ def test_text_format(stream: io.StringIO) -> None:
 
 
 def test_component_names() -> None:
-    assert logs.component_for("live_runner.alerts") == "alert_system"
+    assert logs.component_for("live_runner.ops.alerts") == "alert_system"
     assert logs.component_for("live_runner.execution.whatever") == "execution_engine"
     assert logs.component_for("live_runner.newthing") == "newthing"
     assert logs.component_for("") == "root"
@@ -126,7 +126,7 @@ def test_session_file_is_rotated(tmp_path: Path, stream: io.StringIO) -> None:
     s = setup(stream, log_dir=tmp_path / "logs", max_bytes=2000, backups=2)
     try:
         assert s.file == tmp_path / "logs" / "trading_system_20240315.log"
-        log = logging.getLogger("live_runner.service")
+        log = logging.getLogger("live_runner.live.service")
         for i in range(200):
             log.info("line %03d %s", i, "x" * 40)
     finally:
@@ -202,4 +202,4 @@ def test_hot_path_makes_no_logging_calls() -> None:
         pkg.setLevel(old)
     assert summary["orders_submitted"] >= 3 and len(summary["trades"]) == 1
     # Only alerts (delivered off the hot path, by the alert worker) may log.
-    assert [r.name for r in handler.records if r.name != "live_runner.alerts"] == []
+    assert [r.name for r in handler.records if r.name != "live_runner.ops.alerts"] == []

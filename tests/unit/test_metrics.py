@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from live_runner.config import parse_config
-from live_runner.health import HealthMonitor
-from live_runner.latency import LatencyHistogram
-from live_runner.models import Bar
-from live_runner.runs import RunOptions
-from live_runner.service import LiveService
+from live_runner.core.config import parse_config
+from live_runner.live.health import HealthMonitor
+from live_runner.core.latency import LatencyHistogram
+from live_runner.core.models import Bar
+from live_runner.live.runs import RunOptions
+from live_runner.live.service import LiveService
 from tests.kit.metrics import Scrape, promtool_check
 from tests.kit.sessions import SessionBuilder
 from tests.kit.sessions import gapper as kit_gapper, et_ns
@@ -91,7 +91,7 @@ def test_round_trip_shows_in_trades_orders_durations_and_the_account(tmp_path: P
     # The account, as /status shows it.
     assert m("trading_account_equity_dollars") == float(st["equity"]) == 100_000 + float(trade.pnl)
     assert m("trading_positions_count") == len(st["positions"]) == 0
-    assert m.types["trading_positions_count"] == "unknown"  # untyped: see live_runner.metrics
+    assert m.types["trading_positions_count"] == "unknown"  # untyped: see live_runner.ops.metrics
     assert round(m("trading_daily_pnl_dollars"), 2) == st["daily_pnl"] == float(trade.pnl)
     assert m("trading_realized_pnl_dollars") == float(st["realized_pnl"])
     assert m("trading_account_cash_dollars") == float(st["cash"])
@@ -241,7 +241,7 @@ def test_alert_delivery_failures_are_system_errors(tmp_path: Path) -> None:
 
 def test_ops_server_500s_are_system_errors(tmp_path: Path) -> None:
     """A handler that raises answers 500 over real HTTP, and the error is counted by type."""
-    from live_runner.ops_server import OpsServer
+    from live_runner.ops.server import OpsServer
 
     svc = make_service(tmp_path)
 

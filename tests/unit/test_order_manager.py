@@ -6,11 +6,11 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from live_runner.config import parse_config
-from live_runner.journal import Journal
-from live_runner.models import Fill, OrderEvent, OrderStatus, TradingState
-from live_runner.node import TradingNode
-from live_runner.runs import summarize
+from live_runner.core.config import parse_config
+from live_runner.persistence.journal import Journal
+from live_runner.core.models import Fill, OrderEvent, OrderStatus, TradingState
+from live_runner.live.node import TradingNode
+from live_runner.live.runs import summarize
 from tests.kit.sessions import SessionBuilder, et_ns
 
 DAY = "2024-03-15"

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from live_runner.adapters.paper import PaperExecutionClient
-from live_runner.config import PaperConfig
-from live_runner.models import (
+from live_runner.core.config import PaperConfig
+from live_runner.core.models import (
     NANOS_PER_MINUTE, Bar, Fill, OrderEvent, OrderRequest, OrderRole, OrderStatus, OrderType, Side,
 )
 from tests.kit.sessions import et_ns
@@ -337,7 +337,7 @@ def test_end_session_ignores_the_participation_cap() -> None:
 def test_prices_sent_round_half_up_to_a_valid_tick(price: float, tick: float) -> None:
     """Cents from $1, $0.0001 below, half up on the decimal the float stands for (binary
     round(4.795, 2) is 4.79 and round(8.175, 2) is 8.18: the issue's inconsistency)."""
-    from live_runner.money import round_to_tick
+    from live_runner.core.money import round_to_tick
 
     assert round_to_tick(price) == tick
 
@@ -345,7 +345,7 @@ def test_prices_sent_round_half_up_to_a_valid_tick(price: float, tick: float) ->
 def test_target_is_exact_and_on_a_tick() -> None:
     """Entry 10.005 (a sub-penny fill), stop 9.80, 2R: 10.005 + 2 * 0.205 = 10.415 -> 10.42
     (binary floats give 10.414999... -> 10.41)."""
-    from live_runner.money import target_price
+    from live_runner.core.money import target_price
 
     assert target_price(Decimal("10.005"), 9.80, 2.0) == 10.42
     assert target_price(Decimal("0.5"), 0.45, 2.0) == 0.6
@@ -354,7 +354,7 @@ def test_target_is_exact_and_on_a_tick() -> None:
 def test_commission_rounds_half_up_per_order() -> None:
     """1790 * 0.0035 = 6.265 -> 6.27 (half up, never half even); an order filled in parts pays
     the rounding of its running total, not of each part."""
-    from live_runner.money import commission
+    from live_runner.core.money import commission
 
     per_share, minimum = Decimal("0.0035"), Decimal("0.35")
     assert commission(1790, per_share, minimum) == Decimal("6.27")

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from live_runner.models import NANOS_PER_MINUTE, NANOS_PER_SECOND
-from live_runner.performance import PerformanceTracker, StrategyStats, TradeRecord
+from live_runner.core.models import NANOS_PER_MINUTE, NANOS_PER_SECOND
+from live_runner.portfolio.performance import PerformanceTracker, StrategyStats, TradeRecord
 
 D = Decimal
 C = D("0.35")  # one order's commission
@@ -109,12 +109,7 @@ def test_no_trades_edge_cases() -> None:
     assert s == StrategyStats(0, 0, 0, 0.0, D(0), D(0), None, None, D(0), D(0), None)
     assert tracker.stats_by_strategy() == {}
     assert tracker.realized_pnl == 0 and tracker.commissions == 0
-    assert tracker.account_max_drawdown() == 0
-    assert tracker.account_sharpe() is None
-    tracker.mark_equity(0, D("50000"))
-    tracker.mark_equity(NANOS_PER_MINUTE, D("50100"))
-    assert tracker.account_sharpe() is None  # one return only
-    json.dumps(tracker.to_dict())
+    assert tracker.trades == [] and tracker.equity_curve == []
 
 
 def test_breakeven_trade_is_neither_win_nor_loss() -> None:
@@ -125,43 +120,6 @@ def test_breakeven_trade_is_neither_win_nor_loss() -> None:
 def test_same_per_trade_returns_give_no_sharpe() -> None:
     s = StrategyStats.from_trades([_trade(D(1)), _trade(D(1))])
     assert s.sharpe is None
-
-
-EQUITY = [D("100000"), D("101000"), D("100500"), D("102000"), D("99000"), D("100000")]
-
-
-def _curve_tracker() -> PerformanceTracker:
-    tracker = PerformanceTracker(D("100000"))
-    for i, e in enumerate(EQUITY):
-        tracker.mark_equity(i * NANOS_PER_MINUTE, e)
-    return tracker
-
-
-def test_account_drawdown_known_curve() -> None:
-    assert _curve_tracker().account_max_drawdown() == D("3000")  # 102000 -> 99000
-
-
-def test_account_drawdown_counts_fall_from_starting_equity() -> None:
-    tracker = PerformanceTracker(D("1000"))
-    tracker.mark_equity(0, D("990"))
-    tracker.mark_equity(NANOS_PER_MINUTE, D("995"))
-    assert tracker.account_max_drawdown() == D("10")
-
-
-def test_account_sharpe_known_curve() -> None:
-    e = [100000, 101000, 100500, 102000, 99000, 100000]
-    r = [e[i] / e[i - 1] - 1 for i in range(1, len(e))]
-    mean = sum(r) / len(r)
-    std = math.sqrt(sum((x - mean) ** 2 for x in r) / (len(r) - 1))
-    expected = mean / std * math.sqrt(252 * 390)
-    assert _curve_tracker().account_sharpe() == pytest.approx(expected, rel=1e-12)
-
-
-def test_flat_curve_has_no_sharpe() -> None:
-    tracker = PerformanceTracker(D("100"))
-    for i in range(5):
-        tracker.mark_equity(i * NANOS_PER_MINUTE, D("100"))
-    assert tracker.account_sharpe() is None
 
 
 def test_one_mark_per_minute() -> None:
@@ -201,25 +159,16 @@ def test_decimal_exactness_over_1000_trades() -> None:
     assert tracker2.commissions == D("700.00")
 
 
-def test_to_dict_and_reset_session() -> None:
+def test_stats_and_trades_serialize_money_exactly() -> None:
+    """The session summary's stats and the journaled trades: money as exact 0.0001 strings."""
     tracker = _tracker_with_trades()
-    tracker.mark_equity(0, D("100000"))
-    tracker.mark_equity(NANOS_PER_MINUTE, D("100047.2"))
-    d = json.loads(json.dumps(tracker.to_dict()))
-    assert d["realized_pnl"] == "47.2000"
-    assert d["commissions"] == "2.8000"
-    assert d["ending_equity"] == "100047.2000"
-    assert d["overall"]["profit_factor"] == float(Fraction(6860, 2140))
-    assert d["by_strategy"]["vwap_reclaim"]["max_drawdown"] == "21.4000"
-    assert d["trades"][0]["pnl"] == "49.3000"
-    assert d["equity_curve"] == [[0, "100000.0000"], [NANOS_PER_MINUTE, "100047.2000"]]
-
-    summary = tracker.reset_session(D("100047.2"))
-    assert summary == d
-    assert tracker.trades == [] and tracker.equity_curve == []
-    assert tracker.realized_pnl == 0 and tracker.commissions == 0
-    assert tracker.starting_equity == D("100047.2")
-    assert tracker.overall_stats().trades == 0
+    stats = json.loads(json.dumps({k: v.to_dict() for k, v in tracker.stats_by_strategy().items()}))
+    overall = json.loads(json.dumps(tracker.overall_stats().to_dict()))
+    trades = json.loads(json.dumps([t.to_dict() for t in tracker.trades]))
+    assert tracker.realized_pnl == D("47.2") and tracker.commissions == D("2.8")
+    assert overall["profit_factor"] == float(Fraction(6860, 2140))
+    assert stats["vwap_reclaim"]["max_drawdown"] == "21.4000"
+    assert trades[0]["pnl"] == "49.3000"
 
 
 pnls = st.lists(

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from live_runner import pipes_bridge
+from live_runner.ops import pipes_bridge
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,7 +20,7 @@ def test_attach_outside_dagster_is_a_no_op(monkeypatch):
 
 
 def test_runner_replay_imports_no_dagster_module(tmp_path):
-    from live_runner import sample_data
+    from live_runner.data import sample_data
 
     bars = sample_data.write(sample_data.generate(sample_data.date(2024, 11, 26), 1, 6, 3), tmp_path)
     code = ("import sys, runpy; sys.argv = ['live_runner', 'replay', '--bars', sys.argv[1], "

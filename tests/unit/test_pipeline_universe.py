@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from live_runner.config import GapAndGoConfig, parse_config
+from live_runner.core.config import GapAndGoConfig, parse_config
 from live_runner.strategies.base import PremarketStats
 from live_runner.strategies.gap_and_go import qualifies
 from trading_pipeline.universe_scan import STATS, markdown_table, premarket_stats, qualify, scan
@@ -83,8 +83,8 @@ def test_scan_ranks_by_gap_and_renders_a_table():
 def test_scan_of_a_sample_session_is_the_runners_own_universe(tmp_path):
     """Replaying the sample session without a universe makes the runner pick its own (the gap
     scan at 09:30); the pipeline's scan over the same bars must find the same symbols."""
-    from live_runner.config import load_config
-    from live_runner.runs import RunOptions, run_session
+    from live_runner.core.config import load_config
+    from live_runner.live.runs import RunOptions, run_session
     from trading_pipeline.bars import read_bars, write_bars
     from trading_pipeline.partitions import session_times
     from trading_pipeline.resources import MarketDataResource
@@ -110,9 +110,9 @@ def test_scan_of_a_sample_session_is_the_runners_own_universe(tmp_path):
 def test_scan_and_runner_agree_on_the_boundary_symbols(tmp_path):
     """Symbols exactly on each threshold (and one tick or share short), as bars: the Dagster scan
     (premarket_stats + scan) and a replay's own universe pick the same ones, the exact ones."""
-    from live_runner.clock import format_ns
-    from live_runner.config import load_config
-    from live_runner.runs import RunOptions, run_session
+    from live_runner.core.clock import format_ns
+    from live_runner.core.config import load_config
+    from live_runner.live.runs import RunOptions, run_session
     from tests.kit.sessions import SessionBuilder
     from trading_pipeline.bars import read_bars
     from trading_pipeline.partitions import session_times

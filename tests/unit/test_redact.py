@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from live_runner.redact import has_password, redact_url, scrub
+from live_runner.ops.redact import has_password, redact_url, scrub
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -18,14 +18,14 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from live_runner import sample_data
+from live_runner.data import sample_data
 from live_runner.adapters.replay import BarFile
-from live_runner.calendar import MarketCalendar
-from live_runner.config import parse_config
-from live_runner.journal import Journal, iter_events
-from live_runner.models import Bar, OrderEvent, OrderRequest, OrderRole, OrderStatus, Side, TradingState
-from live_runner.node import TradingNode
-from live_runner.restore import RestorePlan
+from live_runner.core.calendar import MarketCalendar
+from live_runner.core.config import parse_config
+from live_runner.persistence.journal import Journal, iter_events
+from live_runner.core.models import Bar, OrderEvent, OrderRequest, OrderRole, OrderStatus, Side, TradingState
+from live_runner.live.node import TradingNode
+from live_runner.recovery.restore import RestorePlan
 from tests.kit.manual_broker import ManualBroker
 
 CFG = {"active_strategies": ["gap_and_go", "vwap_reclaim"], "max_positions": 3,

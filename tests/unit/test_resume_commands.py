@@ -7,9 +7,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from live_runner.config import parse_config
-from live_runner.journal import Journal, dump
-from live_runner.node import TradingNode
+from live_runner.core.config import parse_config
+from live_runner.persistence.journal import Journal, dump
+from live_runner.live.node import TradingNode
 from tests.kit.sessions import SessionBuilder
 
 

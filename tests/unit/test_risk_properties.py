@@ -27,15 +27,15 @@ from typing import Any
 
 from hypothesis import HealthCheck, event, example, given, settings, strategies as st
 
-from live_runner.calendar import MarketCalendar
-from live_runner.config import parse_config
+from live_runner.core.calendar import MarketCalendar
+from live_runner.core.config import parse_config
 from live_runner.execution.order_manager import OrderManager
-from live_runner.journal import Journal
-from live_runner.models import Bar, Fill, OrderRole, OrderType, Side, Signal, TradingState
-from live_runner.money import round_to_tick
-from live_runner.node import TradingNode
-from live_runner.performance import PerformanceTracker
-from live_runner.portfolio import Portfolio
+from live_runner.persistence.journal import Journal
+from live_runner.core.models import Bar, Fill, OrderRole, OrderType, Side, Signal, TradingState
+from live_runner.core.money import round_to_tick
+from live_runner.live.node import TradingNode
+from live_runner.portfolio.performance import PerformanceTracker
+from live_runner.portfolio.portfolio import Portfolio
 from live_runner.risk import rules as R
 from live_runner.risk.manager import RiskManager
 from tests.kit.sessions import SessionBuilder, et_ns

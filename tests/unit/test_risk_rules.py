@@ -16,13 +16,13 @@ from typing import Any
 import msgspec
 import pytest
 
-from live_runner.config import parse_config
-from live_runner.journal import Journal
-from live_runner.models import (
+from live_runner.core.config import parse_config
+from live_runner.persistence.journal import Journal
+from live_runner.core.models import (
     NANOS_PER_SECOND, OrderRequest, OrderRole, OrderType, Side, SystemState,
     TradingState,
 )
-from live_runner.node import TradingNode
+from live_runner.live.node import TradingNode
 from live_runner.risk import rules as R
 from live_runner.risk.manager import RiskManager
 from tests.kit.sessions import SessionBuilder, et_ns

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
-from live_runner.lease import lease_table
+from live_runner.live.lease import lease_table
 from trading_pipeline.resources import TradingStoreResource
 from trading_pipeline.run_liveness import Heartbeat, last_heartbeat, lost_reason
 

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from live_runner import sample_data
+from live_runner.data import sample_data
 from live_runner.adapters.replay import BarFile
-from live_runner.models import Bar
+from live_runner.core.models import Bar
 
 ET = ZoneInfo("America/New_York")
 

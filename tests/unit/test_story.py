@@ -1,10 +1,10 @@
-"""The session's story (live_runner/story.py): what an operator reads in the Dagster run's logs,
+"""The session's story (live_runner/ops/story.py): what an operator reads in the Dagster run's logs,
 told from the journal's events, dated with the session and the market time."""
 
 import logging
 
-from live_runner.journal import Deferred
-from live_runner.story import Story
+from live_runner.persistence.journal import Deferred
+from live_runner.ops.story import Story
 
 DAY = "2024-11-26"
 T0932 = 1732631520 * 10**9  # 2024-11-26 09:32 ET
@@ -12,10 +12,10 @@ T0932 = 1732631520 * 10**9  # 2024-11-26 09:32 ET
 
 def _told(caplog, events, session=DAY):
     story = Story(session)
-    with caplog.at_level(logging.INFO, logger="live_runner.story"):
+    with caplog.at_level(logging.INFO, logger="live_runner.ops.story"):
         for event in events:
             story(*event)
-    return [(r.session, r.getMessage()) for r in caplog.records if r.name == "live_runner.story"]
+    return [(r.session, r.getMessage()) for r in caplog.records if r.name == "live_runner.ops.story"]
 
 
 def test_entries_exits_denials_and_states_are_told_with_the_session(caplog):

@@ -2,8 +2,8 @@
 
 import pytest
 
-from live_runner.config import ConfigError, parse_config
-from live_runner.strategy_engine import load_strategy_class
+from live_runner.core.config import ConfigError, parse_config
+from live_runner.strategies.engine import load_strategy_class
 from tests.kit.sessions import SessionBuilder
 
 ORB = "examples.opening_range:OpeningRangeBreakout"
@@ -40,7 +40,7 @@ def test_user_strategy_runs_beside_builtins() -> None:
 @pytest.mark.parametrize("path, needle", [
     ("examples.nope:Thing", "cannot import 'examples.nope'"),
     ("examples.opening_range:Missing", "is not a subclass"),
-    ("live_runner.models:Bar", "is not a subclass"),
+    ("live_runner.core.models:Bar", "is not a subclass"),
 ])
 def test_bad_import_paths_are_named(path: str, needle: str) -> None:
     with pytest.raises(ConfigError, match="active_strategies") as err:

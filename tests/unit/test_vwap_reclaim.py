@@ -14,10 +14,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from live_runner.config import parse_config
-from live_runner.journal import Journal
-from live_runner.node import TradingNode
-from live_runner.runs import summarize
+from live_runner.core.config import parse_config
+from live_runner.persistence.journal import Journal
+from live_runner.live.node import TradingNode
+from live_runner.live.runs import summarize
 from tests.kit.sessions import SessionBuilder
 
 VR = {"active_strategies": ["vwap_reclaim"]}

@@ -9,8 +9,8 @@ from typing import Any, Callable
 
 from live_runner.adapters.alpaca.mapping import Outcome, classify, error_text, shares
 from live_runner.adapters.alpaca.tracking import Tracked
-from live_runner.config import RiskConfig
-from live_runner.models import OrderRequest
+from live_runner.core.config import RiskConfig
+from live_runner.core.models import OrderRequest
 from live_runner.risk.rules import PdtState, Rule, pdt_rule_factory
 
 log = logging.getLogger("live_runner.adapters.alpaca")

@@ -17,7 +17,7 @@ from alpaca.trading.enums import QueryOrderStatus
 from alpaca.trading.requests import GetOrdersRequest
 
 from live_runner.adapters.alpaca.mapping import shares
-from live_runner.models import OrderRequest, OrderRole, OrderType, Side
+from live_runner.core.models import OrderRequest, OrderRole, OrderType, Side
 
 _TYPES = {"limit": OrderType.LIMIT, "stop": OrderType.STOP, "market": OrderType.MARKET}
 

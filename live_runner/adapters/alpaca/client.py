@@ -54,9 +54,9 @@ from live_runner.adapters.alpaca.tracking import (
     DONE, LIVE, RESOLVING, SENDING, ZERO, AlertHandler, ConnectionHandler, FaultHandler,
     NotAcceptedHandler, TimeoutSession, Tracked, disable_sdk_retry,
 )
-from live_runner.adapters.base import FillHandler, OrderEventHandler
-from live_runner.config import AlpacaConfig, ConfigError, SystemConfig
-from live_runner.models import Bar, OrderRequest, OrderStatus
+from live_runner.core.clients import FillHandler, OrderEventHandler
+from live_runner.core.config import AlpacaConfig, ConfigError, SystemConfig
+from live_runner.core.models import Bar, OrderRequest, OrderStatus
 from live_runner.risk.rules import PdtState
 
 log = logging.getLogger("live_runner.adapters.alpaca")
@@ -367,7 +367,7 @@ class AlpacaExecutionClient(OrderFlows, ExitPairs, Reports, AccountState):
     # --- helpers ---------------------------------------------------------------------------------
     def _phase(self, ts: int) -> str:
         if self._calendar is None:
-            from live_runner.calendar import MarketCalendar
+            from live_runner.core.calendar import MarketCalendar
 
             self._calendar = MarketCalendar()
         try:

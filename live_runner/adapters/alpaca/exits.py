@@ -24,7 +24,7 @@ from live_runner.adapters.alpaca.mapping import (
     NotAllowed, Outcome, Snapshot, classify, error_text, snapshot, to_alpaca_oco, to_alpaca_replace,
 )
 from live_runner.adapters.alpaca.tracking import DONE, LIVE, RESOLVING, SENDING, Tracked
-from live_runner.models import OrderEvent, OrderRequest, OrderStatus
+from live_runner.core.models import OrderEvent, OrderRequest, OrderStatus
 
 log = logging.getLogger("live_runner.adapters.alpaca")
 

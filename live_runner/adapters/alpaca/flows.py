@@ -11,8 +11,8 @@ from typing import Any, Callable
 
 from live_runner.adapters.alpaca.mapping import Outcome, Snapshot, classify, error_text, snapshot
 from live_runner.adapters.alpaca.tracking import DONE, LIVE, RESOLVING, SENDING, Tracked
-from live_runner.config import AlpacaConfig
-from live_runner.models import OrderRole, OrderStatus
+from live_runner.core.config import AlpacaConfig
+from live_runner.core.models import OrderRole, OrderStatus
 
 log = logging.getLogger("live_runner.adapters.alpaca")
 

@@ -23,9 +23,9 @@ from alpaca.trading.requests import (
     TakeProfitRequest,
 )
 
-from live_runner.models import OrderRequest, OrderStatus, OrderType, Side
+from live_runner.core.models import OrderRequest, OrderStatus, OrderType, Side
 
-# Session phases as live_runner.calendar.SessionTimes.phase names them.
+# Session phases as live_runner.core.calendar.SessionTimes.phase names them.
 REGULAR = "regular"
 EXTENDED = frozenset({"premarket", "afterhours"})
 

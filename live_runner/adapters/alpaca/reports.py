@@ -12,8 +12,8 @@ from live_runner.adapters.alpaca.mapping import Snapshot
 from live_runner.adapters.alpaca.tracking import (
     DONE, LIVE, RESOLVING, SENDING, FaultHandler, NotAcceptedHandler, Tracked, ZERO,
 )
-from live_runner.adapters.base import FillHandler, OrderEventHandler
-from live_runner.models import TERMINAL_STATUSES, Fill, OrderEvent, OrderRole, OrderStatus, Side
+from live_runner.core.clients import FillHandler, OrderEventHandler
+from live_runner.core.models import TERMINAL_STATUSES, Fill, OrderEvent, OrderRole, OrderStatus, Side
 
 log = logging.getLogger("live_runner.adapters.alpaca")
 

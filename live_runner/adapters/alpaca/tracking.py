@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import requests
 
-from live_runner.models import OrderRequest, OrderStatus
+from live_runner.core.models import OrderRequest, OrderStatus
 
 ZERO = Decimal(0)
 SENDING, RESOLVING, LIVE, DONE = "sending", "resolving", "live", "done"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from live_runner.config import SystemConfig
+from live_runner.core.config import SystemConfig
 
 
 def build_execution_client(config: SystemConfig, **kwargs: Any):

@@ -35,7 +35,7 @@ import os
 import time
 from typing import Any, Callable
 
-from live_runner.adapters.base import AccountModeError, FillHandler, OrderEventHandler
+from live_runner.core.clients import AccountModeError, FillHandler, OrderEventHandler
 from live_runner.adapters.ibkr import compat
 from live_runner.adapters.ibkr.connection import ConnectionMixin, account_mode_problem
 from live_runner.adapters.ibkr.exits import NOT_SENT, ExitsMixin
@@ -43,8 +43,8 @@ from live_runner.adapters.ibkr.order_ids import OrderIdStore
 from live_runner.adapters.ibkr.reconcile import ReconcileMixin
 from live_runner.adapters.ibkr.reports import ReportsMixin, TrackedOrder, log
 from live_runner.adapters.ibkr.throttle import MessageThrottle
-from live_runner.config import IbkrConfig
-from live_runner.models import Bar, OrderRequest, OrderStatus, OrderType
+from live_runner.core.config import IbkrConfig
+from live_runner.core.models import Bar, OrderRequest, OrderStatus, OrderType
 
 __all__ = ["NOT_SENT", "IbkrExecutionClient"]
 
@@ -170,7 +170,7 @@ class IbkrExecutionClient(ExitsMixin, ConnectionMixin, ReconcileMixin, ReportsMi
             raise AccountModeError(self._refusal)
         if self._loop is None:
             if self._calendar is None:
-                from live_runner.calendar import MarketCalendar
+                from live_runner.core.calendar import MarketCalendar
 
                 self._calendar = MarketCalendar()
             self._loop = asyncio.get_running_loop()

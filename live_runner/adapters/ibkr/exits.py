@@ -34,7 +34,7 @@ import msgspec
 from live_runner.adapters.ibkr import compat, mapping
 from live_runner.adapters.ibkr.mapping import ErrorKind
 from live_runner.adapters.ibkr.reports import TrackedOrder, log
-from live_runner.models import OrderRequest, OrderStatus, OrderType, Side
+from live_runner.core.models import OrderRequest, OrderStatus, OrderType, Side
 
 if TYPE_CHECKING:
     import asyncio

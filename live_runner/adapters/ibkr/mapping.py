@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import Enum
 
 from live_runner.adapters.ibkr import compat
-from live_runner.models import OrderStatus
+from live_runner.core.models import OrderStatus
 
 
 class ErrorKind(str, Enum):

@@ -17,7 +17,7 @@ from typing import Any
 
 from live_runner.adapters.ibkr import compat
 from live_runner.adapters.ibkr.reports import TrackedOrder, log
-from live_runner.models import OrderRequest, OrderRole, OrderStatus, OrderType, Side
+from live_runner.core.models import OrderRequest, OrderRole, OrderStatus, OrderType, Side
 
 _EXEC_MARGIN_S = 600.0
 

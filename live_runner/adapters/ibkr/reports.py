@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from live_runner.adapters.ibkr import compat, mapping
 from live_runner.adapters.ibkr.mapping import ErrorKind
-from live_runner.models import Fill, OrderEvent, OrderRequest, OrderStatus, Side
+from live_runner.core.models import Fill, OrderEvent, OrderRequest, OrderStatus, Side
 
 if TYPE_CHECKING:
     import asyncio

@@ -7,15 +7,15 @@ import time
 from datetime import date
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from live_runner.adapters.base import DailyBar, FeedMarker, FeedState
+from live_runner.core.clients import DailyBar, FeedMarker, FeedState
 from live_runner.adapters.polygon import sdk
 from live_runner.adapters.polygon.rest import PolygonError, PolygonRest
 from live_runner.adapters.polygon.stream import PolygonStream
-from live_runner.config import secret
-from live_runner.models import Bar
+from live_runner.core.config import secret
+from live_runner.core.models import Bar
 
 if TYPE_CHECKING:
-    from live_runner.config import PolygonConfig
+    from live_runner.core.config import PolygonConfig
 
 
 def api_key_from_env(environ: Mapping[str, str] | None = None) -> str | None:

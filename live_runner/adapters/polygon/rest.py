@@ -33,10 +33,10 @@ import urllib3
 from urllib3.exceptions import MaxRetryError, ResponseError
 from urllib3.util.retry import Retry
 
-from live_runner.adapters.base import DailyBar
+from live_runner.core.clients import DailyBar
 from live_runner.adapters.polygon import sdk
-from live_runner.clock import NEW_YORK, to_et
-from live_runner.models import Bar
+from live_runner.core.clock import NEW_YORK, to_et
+from live_runner.core.models import Bar
 
 log = logging.getLogger("live_runner.adapters.polygon")
 

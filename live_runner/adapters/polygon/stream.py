@@ -28,9 +28,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import orjson
 
-from live_runner.adapters.base import FeedMarker, FeedState
+from live_runner.core.clients import FeedMarker, FeedState
 from live_runner.adapters.polygon import sdk
-from live_runner.models import Bar
+from live_runner.core.models import Bar
 
 log = logging.getLogger("live_runner.adapters.polygon")
 

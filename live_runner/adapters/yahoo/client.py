@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import pandas as pd
 
-from live_runner.adapters.base import DailyBar, FeedMarker, FeedState
+from live_runner.core.clients import DailyBar, FeedMarker, FeedState
 from live_runner.adapters.yahoo import sdk
-from live_runner.clock import to_utc
-from live_runner.models import Bar
+from live_runner.core.clock import to_utc
+from live_runner.core.models import Bar
 
 if TYPE_CHECKING:
-    from live_runner.config import YahooConfig
+    from live_runner.core.config import YahooConfig
 
 log = logging.getLogger("live_runner.adapters.yahoo")
 

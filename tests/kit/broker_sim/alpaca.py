@@ -13,7 +13,7 @@ refused whatever the position.
 
 from __future__ import annotations
 
-from live_runner.models import OrderRequest, OrderStatus, Side
+from live_runner.core.models import OrderRequest, OrderStatus, Side
 
 from tests.kit.broker_sim.core import SimBroker
 from tests.kit.broker_sim.orders import Group, SimOrder

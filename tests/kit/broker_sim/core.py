@@ -1,6 +1,6 @@
 """The order book shared by the in-process simulated brokers of the race suite.
 
-A `SimBroker` is an ExecutionClient (adapters/base.py) that keeps its own book on the runner's
+A `SimBroker` is an ExecutionClient (core/clients.py) that keeps its own book on the runner's
 SimClock: orders arrive when `submit` is called, fill against a price path the driver feeds tick
 by tick (`on_tick`), and every report reaches the runner later, through `clock.set_timer`, in the
 broker's stream order, after a seeded random latency, never inside the call that caused it (the
@@ -21,8 +21,8 @@ from collections import Counter
 from decimal import Decimal
 from typing import Any, Callable
 
-from live_runner.clock import SimClock
-from live_runner.models import Bar, Fill, OrderEvent, OrderRequest, OrderStatus, OrderType, Side
+from live_runner.core.clock import SimClock
+from live_runner.core.models import Bar, Fill, OrderEvent, OrderRequest, OrderStatus, OrderType, Side
 
 from tests.kit.broker_sim.orders import MS, SimOrder, SimParams
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import random
 
-from live_runner.clock import SimClock
-from live_runner.models import OrderRequest, OrderRole, OrderStatus
+from live_runner.core.clock import SimClock
+from live_runner.core.models import OrderRequest, OrderRole, OrderStatus
 
 from tests.kit.broker_sim.core import SimBroker
 from tests.kit.broker_sim.orders import Group, SimOrder, SimParams

@@ -7,7 +7,7 @@ import random
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from live_runner.models import OrderRequest
+from live_runner.core.models import OrderRequest
 
 WORKING = frozenset({"new", "accepted", "partially_filled"})
 MS = 1_000_000

@@ -21,8 +21,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from live_runner.clock import format_ns
-from live_runner.journal import Deferred, Journal
+from live_runner.core.clock import format_ns
+from live_runner.persistence.journal import Deferred, Journal
 
 from tests.kit.broker_sim.core import SimBroker
 

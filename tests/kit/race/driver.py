@@ -13,11 +13,11 @@ from typing import Any, Iterator
 
 from functools import lru_cache
 
-from live_runner.calendar import MarketCalendar
-from live_runner.clock import SimClock
-from live_runner.config import SystemConfig, parse_config
-from live_runner.models import Alert, Bar
-from live_runner.node import TradingNode
+from live_runner.core.calendar import MarketCalendar
+from live_runner.core.clock import SimClock
+from live_runner.core.config import SystemConfig, parse_config
+from live_runner.core.models import Alert, Bar
+from live_runner.live.node import TradingNode
 
 from tests.kit.broker_sim import AlpacaSim, IbSim, SimBroker
 from tests.kit.race.checker import Checker, RaceViolation, RecordingJournal

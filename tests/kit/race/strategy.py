@@ -3,7 +3,7 @@ queued request into a buy signal with its protective stop, through the runner's 
 
 from __future__ import annotations
 
-from live_runner.models import Bar, Side, Signal
+from live_runner.core.models import Bar, Side, Signal
 from live_runner.strategies.base import Strategy
 
 IMPORT_PATH = "tests.kit.race.strategy:Scripted"

@@ -1,0 +1,1 @@
+"""Market data inside the runner: the bar router (DataManager) and the sample data set."""

@@ -1,0 +1,1 @@
+"""Positions, cash and P&L (Portfolio) and the session statistics (PerformanceTracker)."""
