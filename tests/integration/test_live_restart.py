@@ -82,7 +82,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_until(cond: Callable[[], Any], what: str, timeout: float = 30.0,
+def wait_until(cond: Callable[[], Any], what: str, timeout: float = 90.0,
                proc: subprocess.Popen | None = None) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -120,7 +120,7 @@ class Runner:
         except OSError:
             return None
 
-    def wait(self, cond: Callable[[dict[str, Any]], bool], what: str, timeout: float = 30.0) -> dict[str, Any]:
+    def wait(self, cond: Callable[[dict[str, Any]], bool], what: str, timeout: float = 90.0) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
             st = self.status()
             return st if st is not None and cond(st) else None
