@@ -32,10 +32,12 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 from pydantic import Field
 
-from trading_pipeline.bars import frame_of, read_bars, write_bars
+from trading_pipeline.bars import frame_of, read_bars
+from trading_pipeline.feed_build import Columns, build_feed, write_feed
 from trading_pipeline.partitions import market_calendar
 from trading_pipeline.resources import resolve
 
@@ -63,7 +65,9 @@ def _windows(day: date) -> tuple[tuple[int, int], tuple[int, int]]:
 
 def feed_frame(frame: pd.DataFrame, day: date) -> pd.DataFrame:
     """The runner's feed for `day` out of bars covering (at least) the previous session's regular
-    hours and `day`: one seed bar per symbol (its last valid previous-session bar) plus `day`."""
+    hours and `day`: one seed bar per symbol (its last valid previous-session bar) plus `day`.
+    The readable definition; `feed_build.build_feed` builds the same file faster, and is what
+    `session_feed` runs (a test holds the two to the same bytes)."""
     from trading_pipeline.universe_scan import valid_bars
 
     (p0, p1), (s0, s1) = _windows(day)
@@ -103,16 +107,18 @@ class HistoryResource(dg.ConfigurableResource):
         path = self.feed_path(day)
         if path.exists():
             return path, False
-        frame = self.fetch(day, market_data)
+        prev, ses = _windows(day)
+        bars = self._files_columns(day) if self.source == "files" else None
+        if bars is None:
+            bars = Columns.of_frame(self.fetch(day, market_data))
         if self.symbols:
-            frame = frame.loc[frame["symbol"].isin(self.symbols)]
-        (_, _), (s0, s1) = _windows(day)
-        ts = frame["ts"].to_numpy(np.int64)
-        if not ((ts >= s0) & (ts < s1)).any():
+            bars = bars.take(np.flatnonzero(pc.is_in(bars.symbol, pa.array(self.symbols, pa.string()))
+                                            .to_numpy(zero_copy_only=False)))
+        if not ((bars.ts >= ses[0]) & (bars.ts < ses[1])).any():
             raise NoHistory(day, self.describe())
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=path.parent) as tmp:  # atomic: runs may race
-            written = write_bars(feed_frame(frame, day), Path(tmp) / path.name)
+            written = write_feed(build_feed(bars, prev, ses), Path(tmp) / path.name)
             os.replace(written, path)
         return path, True
 
@@ -149,14 +155,24 @@ class HistoryResource(dg.ConfigurableResource):
             found += sorted(p for p in part.iterdir() if p.suffix in (".parquet", ".csv"))
         return found
 
-    def _files(self, day: date) -> pd.DataFrame:
+    def _files_paths(self, day: date) -> list[Path]:
         prev = market_calendar().session(day).prev_date
         mine = self._day_files(day)
         if not mine:
             raise NoHistory(day, self.describe(), f"no file for {day.isoformat()} in {self._root()}")
-        paths = list(dict.fromkeys(self._day_files(prev) + mine))
+        return list(dict.fromkeys(self._day_files(prev) + mine))
+
+    def _files(self, day: date) -> pd.DataFrame:
         (p0, _), (_, s1) = _windows(day)
-        return pd.concat([read_bars(p, p0, s1) for p in paths], ignore_index=True)
+        return pd.concat([read_bars(p, p0, s1) for p in self._files_paths(day)], ignore_index=True)
+
+    def _files_columns(self, day: date) -> Columns | None:
+        """Parquet files straight into columns (None: CSV or untyped stamps, read as frames)."""
+        paths = self._files_paths(day)
+        if any(p.suffix != ".parquet" for p in paths):
+            return None
+        (p0, _), (_, s1) = _windows(day)
+        return Columns.of_parquet(paths, p0, s1)
 
     # --- Polygon REST ------------------------------------------------------------------------
     def _polygon_rest(self, day: date) -> pd.DataFrame:

@@ -156,3 +156,25 @@ def test_polygon_flat_files_over_http_downloaded_once(tmp_path, market):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_feed_builder_matches_the_frame_version_on_messy_bars(market, tmp_path):
+    """The column-wise feed (what backfills build) is the frame version's file byte for byte,
+    also when the bars are out of order, repeated, or insane: the replay, hence every journal,
+    cannot tell which one built its feed."""
+    from trading_pipeline.bars import write_bars
+    from trading_pipeline.feed_build import Columns, build_feed, write_feed
+    from trading_pipeline.history_sources import _windows, feed_frame
+
+    rng = np.random.default_rng(3)
+    prev_reg = session_rows(market, PREV, regular_only=True)
+    messy = pd.concat([market, prev_reg.tail(9), session_rows(market, DAY).head(40)], ignore_index=True)
+    messy.loc[rng.choice(len(messy), 30, replace=False), "low"] = -1.0   # insane prices
+    last = prev_reg.groupby("symbol").tail(1).index                       # ...on some seeds too
+    messy.loc[last[:2], "high"] = 0.0
+    messy = messy.iloc[rng.permutation(len(messy))].reset_index(drop=True)  # out of order
+    for name, frame in (("sorted", market), ("messy", messy)):
+        old = write_bars(feed_frame(frame, DAY), tmp_path / f"old_{name}.parquet")
+        prev, ses = _windows(DAY)
+        new = write_feed(build_feed(Columns.of_frame(frame), prev, ses), tmp_path / f"new_{name}.parquet")
+        assert old.read_bytes() == new.read_bytes(), name
