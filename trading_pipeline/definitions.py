@@ -84,7 +84,8 @@ def build_resources() -> dict[str, object]:
             path=_env("TRADING_HISTORY_PATH", ""), cache_dir=_env("TRADING_HISTORY_CACHE", "var/history"),
             symbols=[s for s in _env("TRADING_HISTORY_SYMBOLS", "").split(",") if s] or None,
             api_key=_secret("TRADING_POLYGON_API_KEY"),
-            rest_base_url=os.environ.get("TRADING_POLYGON_REST_URL") or None),
+            rest_base_url=os.environ.get("TRADING_POLYGON_REST_URL") or None,
+            s3_endpoint_url=os.environ.get("TRADING_POLYGON_S3_ENDPOINT") or None),
         "backtest": BacktestResource(params_file=_env("TRADING_BACKTEST_PARAMS", "config/backtest_params.yaml")),
         "pipes_subprocess_client": dg.ResourceDefinition.hardcoded_resource(
             dg.PipesSubprocessClient(

@@ -9,7 +9,9 @@ previous closes from the bars it is fed) and the whole of D, premarket to after-
                  `bars_YYYY-MM-DD.*`) or a partitioned dataset (`<path>/date=YYYY-MM-DD/*.parquet`)
 - `polygon_rest` Polygon REST minute aggregates of `symbols` (live_runner's Polygon adapter)
 - `polygon_flat` Polygon flat files, `us_stocks_sip/minute_aggs_v1/YYYY/MM/YYYY-MM-DD.csv.gz`
-                 under a local folder or an HTTP(S) base URL (downloads are kept on disk)
+                 under a local folder, an HTTP(S) base URL, or `s3://<bucket>` on an S3 endpoint
+                 (Polygon's: `https://files.polygon.io`, bucket `flatfiles`; keys from the
+                 environment only); downloads are kept on disk
 
 The feed of a session is written once under `cache_dir/<source id>/` (Parquet in the runner's
 format, so the replay reads it on its fast path) and reused by every parameter set and re-run.
@@ -44,6 +46,7 @@ from trading_pipeline.resources import resolve
 SOURCES = ("market_data", "files", "polygon_rest", "polygon_flat")
 FLAT_PREFIX = "us_stocks_sip/minute_aggs_v1"
 FLAT_COLUMNS = ["ticker", "volume", "open", "close", "high", "low", "window_start", "transactions"]
+S3_ENDPOINT = "https://files.polygon.io"
 
 
 class NoHistory(FileNotFoundError):
@@ -84,11 +87,15 @@ class HistoryResource(dg.ConfigurableResource):
     """Bars of past sessions for backtests (see the module doc for the sources)."""
 
     source: str = Field(default="market_data", description=" | ".join(SOURCES))
-    path: str = Field(default="", description="files: folder; polygon_flat: folder or http(s) URL")
+    path: str = Field(default="", description="files: folder; polygon_flat: folder, http(s) URL "
+                                               "or s3://<bucket>")
     cache_dir: str = Field(default="var/history", description="feeds (and flat-file downloads)")
     symbols: list[str] | None = Field(default=None, description="only these (polygon_rest: required)")
     api_key: str | None = Field(default=None, description="polygon_rest key (EnvVar only)")
     rest_base_url: str | None = Field(default=None, description="Polygon REST endpoint")
+    s3_endpoint_url: str | None = Field(
+        default=None, description=f"polygon_flat s3:// endpoint (default {S3_ENDPOINT}); keys from "
+                                  "TRADING_POLYGON_S3_ACCESS_KEY_ID/_SECRET_ACCESS_KEY or AWS_*")
 
     def describe(self) -> str:
         where = f" {self.path}" if self.path else ""
@@ -96,7 +103,10 @@ class HistoryResource(dg.ConfigurableResource):
 
     def source_id(self) -> str:
         """Folder name of this source's feeds: changing where bars come from never reuses them."""
-        key = json.dumps([self.source, self.path, sorted(self.symbols or []), self.rest_base_url])
+        parts: list[Any] = [self.source, self.path, sorted(self.symbols or []), self.rest_base_url]
+        if self.path.startswith("s3://"):  # (only then: the ids of the other sources stay as they were)
+            parts.append(self.s3_endpoint_url or S3_ENDPOINT)
+        key = json.dumps(parts)
         return f"{self.source}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
 
     def feed_path(self, day: date) -> Path:
@@ -194,12 +204,14 @@ class HistoryResource(dg.ConfigurableResource):
     def flat_file(self, day: date) -> Path | None:
         """The day's minute-aggregate file: local, or downloaded once into the cache."""
         rel = f"{FLAT_PREFIX}/{day:%Y}/{day:%m}/{day.isoformat()}.csv.gz"
-        if not self.path.startswith(("http://", "https://")):
+        if not self.path.startswith(("http://", "https://", "s3://")):
             p = self._root() / rel
             return p if p.exists() else None
         local = resolve(self.cache_dir) / "flatfiles" / rel
         if local.exists():
             return local
+        if self.path.startswith("s3://"):
+            return self._s3_download(day, rel, local)
         url = f"{self.path.rstrip('/')}/{rel}"
         try:
             with urllib.request.urlopen(url, timeout=60) as resp:
@@ -213,6 +225,16 @@ class HistoryResource(dg.ConfigurableResource):
         tmp.write_bytes(data)
         tmp.replace(local)
         return local
+
+    def _s3_download(self, day: date, key: str, local: Path) -> Path | None:
+        """`key` of the s3:// bucket into `local` (None: no such key, i.e. no data that day)."""
+        from trading_pipeline.s3_flat_files import download
+
+        bucket = self.path[len("s3://"):].strip("/")
+        if not bucket or "/" in bucket:
+            raise ValueError(f"history source polygon_flat: path {self.path!r} is not s3://<bucket>")
+        return download(bucket, key, local, endpoint_url=self.s3_endpoint_url or S3_ENDPOINT,
+                        what=f"the {day.isoformat()} session in {self.describe()}")
 
     def _polygon_flat(self, day: date) -> pd.DataFrame:
         prev = market_calendar().session(day).prev_date

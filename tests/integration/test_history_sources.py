@@ -178,3 +178,92 @@ def test_feed_builder_matches_the_frame_version_on_messy_bars(market, tmp_path):
         prev, ses = _windows(DAY)
         new = write_feed(build_feed(Columns.of_frame(frame), prev, ses), tmp_path / f"new_{name}.parquet")
         assert old.read_bytes() == new.read_bytes(), name
+
+
+@pytest.fixture
+def moto_s3():
+    """moto's S3 in server mode on 127.0.0.1 (what ThreadedMotoServer runs), behind a WSGI layer
+    that notes each request's method, path and Authorization header, so a test sees every GET."""
+    import urllib.request
+
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
+
+    seen: list[tuple[str, str, str]] = []
+    app = DomainDispatcherApplication(create_backend_app)
+
+    def noting(environ, start_response):
+        seen.append((environ["REQUEST_METHOD"], environ["PATH_INFO"], environ.get("HTTP_AUTHORIZATION", "")))
+        return app(environ, start_response)
+
+    server = make_server("127.0.0.1", 0, noting, threaded=True, request_handler=MotoRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield url, seen
+    finally:
+        urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"), timeout=10)
+        server.shutdown()
+        server.server_close()
+
+
+def test_polygon_flat_files_from_s3_downloaded_once(tmp_path, market, moto_s3, monkeypatch):
+    """s3://flatfiles on an S3 endpoint (moto's, speaking S3's wire format; Polygon's in real
+    life): keys from the environment, SigV4, each day's file fetched once, the same feed as the
+    same files in a folder; a missing day is NoHistory; no keys is a clear error."""
+    import boto3
+
+    url, seen = moto_s3
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("TRADING_POLYGON_S3_ACCESS_KEY_ID", "polygon-key-id")
+    monkeypatch.setenv("TRADING_POLYGON_S3_SECRET_ACCESS_KEY", "polygon-secret")
+    write_flat_files(market, tmp_path / "flat")
+    s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
+                      aws_access_key_id="setup", aws_secret_access_key="setup")
+    s3.create_bucket(Bucket="flatfiles")
+    for f in sorted((tmp_path / "flat").rglob("*.csv.gz")):
+        s3.upload_file(str(f), "flatfiles", f.relative_to(tmp_path / "flat").as_posix())
+    seen.clear()
+
+    history = HistoryResource(source="polygon_flat", path="s3://flatfiles", s3_endpoint_url=url,
+                              cache_dir=str(tmp_path / "cache"))
+    path, fetched = history.session_feed(DAY)
+    folder = HistoryResource(source="polygon_flat", path=str(tmp_path / "flat"),
+                             cache_dir=str(tmp_path / "folder_cache"))
+    assert fetched and read_bars(path).equals(read_bars(folder.session_feed(DAY)[0]))
+    assert_feed(path, market)
+    gets = [(m, p) for m, p, _ in seen if m == "GET"]
+    assert sorted(gets) == [("GET", f"/flatfiles/{FLAT_PREFIX}/2024/12/2024-12-02.csv.gz"),
+                            ("GET", f"/flatfiles/{FLAT_PREFIX}/2024/12/2024-12-03.csv.gz")]
+    assert all(a.startswith("AWS4-HMAC-SHA256 Credential=polygon-key-id/") for _, _, a in seen)
+
+    path.unlink()  # the feed again: from the downloads on disk, no new GET
+    assert history.session_feed(DAY) == (path, True)
+    assert len([m for m, _, _ in seen if m == "GET"]) == 2
+    assert history.session_feed(DAY) == (path, False)
+
+    with pytest.raises(NoHistory, match=r"2024-12-04 session in history source polygon_flat s3://flatfiles"):
+        history.session_feed(date(2024, 12, 4))
+
+    monkeypatch.delenv("TRADING_POLYGON_S3_ACCESS_KEY_ID")
+    with pytest.raises(ValueError, match="TRADING_POLYGON_S3_ACCESS_KEY_ID and "
+                                         "TRADING_POLYGON_S3_SECRET_ACCESS_KEY / AWS_ACCESS_KEY_ID"):
+        history.session_feed(date(2024, 12, 5))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "aws-key-id")  # the standard variables do as well
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret")
+    with pytest.raises(NoHistory, match="2024-12-05"):
+        history.session_feed(date(2024, 12, 5))
+    assert seen[-1][2].startswith("AWS4-HMAC-SHA256 Credential=aws-key-id/")
+
+
+def test_polygon_flat_s3_errors_name_the_day_and_the_source(tmp_path, moto_s3, monkeypatch):
+    """An S3 failure other than a missing key (here: no such bucket) is not "no data"."""
+    url, _ = moto_s3
+    monkeypatch.setenv("TRADING_POLYGON_S3_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("TRADING_POLYGON_S3_SECRET_ACCESS_KEY", "s")
+    history = HistoryResource(source="polygon_flat", path="s3://nobucket", s3_endpoint_url=url,
+                              cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(RuntimeError, match=r"2024-12-03 session in history source polygon_flat "
+                                           r"s3://nobucket: .*NoSuchBucket"):
+        history.session_feed(DAY)
