@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from live_runner.data import sample_data
 from live_runner.core.models import Bar
+from live_runner.data import sample_data
 from tests.kit.fake_polygon import FakePolygon
 from trading_pipeline.bars import read_bars
 from trading_pipeline.history_sources import FLAT_PREFIX, HistoryResource, NoHistory
@@ -186,7 +186,11 @@ def moto_s3():
     that notes each request's method, path and Authorization header, so a test sees every GET."""
     import urllib.request
 
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
     from werkzeug.serving import make_server
 
     seen: list[tuple[str, str, str]] = []
