@@ -89,12 +89,28 @@ def pg_schema_url(pg_url: str) -> Iterator[PgSchema]:
             admin.dispose()
 
 
+@pytest.fixture
+def pg_fresh_database(pg_url: str) -> Iterator[sa.engine.URL]:
+    """A fresh database on the test server (for what owns a whole database: Dagster's tables,
+    one journal schema per session), dropped afterwards (FORCE: a leftover connection too)."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(pg_url).set(database=name)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 # --- Parallel runs (pytest-xdist, `make test`) ------------------------------------------------
 # `--dist loadfile` keeps a file's tests on one worker, in order (some share a module-scoped
 # runner). Files that use the PostgreSQL server share one database and its advisory-lock
 # namespace (the runner's lease keys on the account, not the schema), so they take a machine-wide
 # file lock for their whole module: one such file at a time, whatever the worker.
-_PG_FIXTURES = re.compile(r"\b(pg_url|pg_schema_url|pg_database)\b")
+_PG_FIXTURES = re.compile(r"\b(pg_url|pg_schema_url|pg_database|pg_fresh_database)\b")
 _PG_LOCK = Path(tempfile.gettempdir()) / "intraday-trader-tests-postgres.lock"
 
 

@@ -8,7 +8,6 @@ import uuid
 import dagster as dg
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from tests.kit.dagster_env import (
     SAMPLE_DAY, DagsterProcess, dagster_cli, dagster_home, isolated_resources, pipeline_env,
@@ -21,18 +20,9 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
 @pytest.fixture
-def pg_database(pg_url):
+def pg_database(pg_fresh_database):
     """A fresh database (Dagster's tables and the journal schemas), dropped afterwards."""
-    name = f"dagster_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(pg_url).set(database=name)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    return pg_fresh_database
 
 
 def test_live_session_on_a_postgres_instance(tmp_path, pg_database):

@@ -18,13 +18,12 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import dagster as dg
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL
 
 from live_runner.ops.client import Unreachable, call
 from live_runner.ops.redact import scrub
@@ -39,18 +38,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def pg_database(pg_url: str):
+def pg_database(pg_fresh_database):
     """A fresh database, addressed with a password (ignored by trust auth), dropped afterwards."""
-    name = f"secrets_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(pg_url).set(database=name, password=PASSWORD)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    return pg_fresh_database.set(password=PASSWORD)
 
 
 def leaks_in_files(root: Path) -> list[str]:

@@ -10,14 +10,12 @@ Each panel and control is checked; the runner dying and coming back with the pag
 from __future__ import annotations
 
 import re
-import uuid
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
@@ -234,18 +232,9 @@ def test_session_template_lists_the_pipelines_journal_files(monkeypatch, data, t
 
 # --- PostgreSQL: the pipeline's one schema per session --------------------------------------------
 @pytest.fixture
-def pg_database(pg_url):
-    """A fresh database (its `journal_YYYYMMDD` schemas are its own), dropped afterwards."""
-    name = f"dash_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(pg_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+def pg_database(pg_fresh_database):
+    """A fresh database (its `journal_YYYYMMDD` schemas are its own), as a URL string."""
+    return pg_fresh_database.render_as_string(hide_password=False)
 
 
 def copy_journal(src: str, dest: str, until_session: str) -> None:
