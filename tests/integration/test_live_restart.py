@@ -206,8 +206,12 @@ def trade_until_killed_in_position(m: dict[str, Any], tmp_path: Path) -> None:
     at IB; kill -9. Then, while the runner is down, the 09:33 bar trades through the target."""
     runner = Runner(tmp_path, m["cfg"], m["env"]).start()
     warmed_up(m, runner)
-    for hhmm in ("09:30", "09:31", "09:32"):
+    for hhmm in ("09:30", "09:31"):
         play_minute(m, runner, hhmm)
+    # The 09:31 break's market order must be at IB before IB trades 09:32 (on a loaded machine it
+    # can still be on its way when the runner reports the bar handled).
+    wait_until(lambda: any(o.action == "BUY" for o in m["tws"].orders), "the entry at IB")
+    play_minute(m, runner, "09:32")
     st = runner.wait(lambda st: len(st["open_orders"]) == 2 and st["positions"], "the exits at IB")
     assert [(p["symbol"], p["qty"]) for p in st["positions"]] == [("GAPR", 1785)]
     wait_until(lambda: len(journal_rows(m["cfg"], ("order",))) == 3, "the journal to hold the orders")
