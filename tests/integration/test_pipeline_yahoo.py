@@ -16,7 +16,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-import trading_pipeline.resources as resources
+import trading_pipeline.market_data as market_data
 from live_runner.core.models import Bar
 from live_runner.strategies.base import PremarketStats
 from live_runner.strategies.gap_and_go import qualifies
@@ -78,7 +78,7 @@ def fake(monkeypatch):
             sessions.append(f.session())
             return sessions[-1]
 
-        monkeypatch.setattr(resources, "_yahoo_session_factory", factory)
+        monkeypatch.setattr(market_data, "_yahoo_session_factory", factory)
         pm: dict[str, list[Bar]] = {}
         older = session_times(PREV).prev_date
         for sym, (close, pvol, last, vol, high) in CASES.items():
