@@ -41,7 +41,7 @@ import json
 import re
 import sys
 import zipfile
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -87,7 +87,7 @@ def from_ninjatrader(path: Path, symbol: str, dates: set[date] | None) -> list[R
         if not line.strip():
             continue
         stamp, o, h, lo, c, v = line.split(";")
-        end = datetime.strptime(stamp, "%Y%m%d %H%M%S").replace(tzinfo=timezone.utc)
+        end = datetime.strptime(stamp, "%Y%m%d %H%M%S").replace(tzinfo=UTC)
         start = (end - timedelta(minutes=1)).astimezone(NY)
         if dates is not None and start.date() not in dates:
             continue
