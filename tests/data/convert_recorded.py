@@ -12,6 +12,11 @@ Sources (see tests/data/README.md for where each file came from):
                start, raw (split-unadjusted) prices. The date comes from the zip's name.
   ninjatrader  NinjaTrader export (pyalgotrade's testcases/data/nt-spy-minute-2011.csv):
                `YYYYMMDD HHMMSS;open;high;low;close;volume`, stamped at the bar's END, in UTC.
+  pyqstrat     pyqstrat's sample bars (sdist `pyqstrat/notebooks/data/<SYM>.csv.gz`): gzip CSV
+               `timestamp,o,h,l,c,v`, the timestamp the bar's END in New York local time
+               (09:31:00 .. 16:00:00), prices written from binary floats with an error of up to
+               0.00003 (129.45999 for 129.46): each is restored to its 4-decimal price (US equity
+               prints above $1 have at most four decimals), refusing any error of 0.00004 or more.
   fmp          Financial Modeling Prep intraday JSON (`[{"date": "YYYY-MM-DD HH:MM:SS", "open":
                ..}]`, newest first), bar start, New York local time. JSON numbers are read as
                Decimal, so 4.795 stays "4.795".
@@ -21,6 +26,8 @@ Usage:
   python tests/data/convert_recorded.py ninjatrader --symbol SPY --dates 2011-01-03,2011-01-04 \
       --out spy.csv nt-spy-minute-2011.csv
   python tests/data/convert_recorded.py fmp --symbol SLRX --out slrx.csv SLRX_1min_..._extended.json
+  python tests/data/convert_recorded.py pyqstrat --symbol AAPL --dates 2023-01-03,2023-01-04 \
+      --out aapl.csv AAPL.csv.gz
   python tests/data/convert_recorded.py merge --out all.csv a.csv b.csv
 """
 
@@ -28,12 +35,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import io
 import json
 import re
 import sys
 import zipfile
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -79,7 +87,7 @@ def from_ninjatrader(path: Path, symbol: str, dates: set[date] | None) -> list[R
         if not line.strip():
             continue
         stamp, o, h, lo, c, v = line.split(";")
-        end = datetime.strptime(stamp, "%Y%m%d %H%M%S").replace(tzinfo=timezone.utc)
+        end = datetime.strptime(stamp, "%Y%m%d %H%M%S").replace(tzinfo=UTC)
         start = (end - timedelta(minutes=1)).astimezone(NY)
         if dates is not None and start.date() not in dates:
             continue
@@ -94,6 +102,35 @@ def from_fmp(path: Path, symbol: str) -> list[Row]:
         start = datetime.strptime(rec["date"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=NY)
         prices = [dec_text(Decimal(rec[k])) for k in ("open", "high", "low", "close")]
         rows.append((symbol, start, *prices, volume_text(Decimal(rec["volume"]))))
+    return rows
+
+
+_FOUR = Decimal("0.0001")
+_FLOAT_ERROR_MAX = Decimal("0.00004")
+
+
+def four_decimals(text: str) -> str:
+    """The 4-decimal price a float-written value stands for ('129.45999' -> '129.46')."""
+    value = Decimal(text)
+    price = value.quantize(_FOUR)
+    if abs(value - price) >= _FLOAT_ERROR_MAX:
+        raise ValueError(f"{text} is not a 4-decimal price written as a float")
+    return dec_text(price)
+
+
+def from_pyqstrat(path: Path, symbol: str, dates: set[date] | None) -> list[Row]:
+    rows: list[Row] = []
+    with gzip.open(path, "rt", encoding="ascii", newline="") as fh:
+        reader = csv.reader(fh)
+        if next(reader) != ["timestamp", "o", "h", "l", "c", "v"]:
+            raise ValueError(f"{path}: expected the header timestamp,o,h,l,c,v")
+        for stamp, o, h, lo, c, v in reader:
+            end = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S")
+            start = (end - timedelta(minutes=1)).replace(tzinfo=NY)
+            if dates is not None and start.date() not in dates:
+                continue
+            prices = [four_decimals(x) for x in (o, h, lo, c)]
+            rows.append((symbol, start, *prices, volume_text(Decimal(v))))
     return rows
 
 
@@ -121,10 +158,10 @@ def write(rows: list[Row], out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("source", choices=("lean", "ninjatrader", "fmp", "merge"))
+    p.add_argument("source", choices=("lean", "ninjatrader", "pyqstrat", "fmp", "merge"))
     p.add_argument("inputs", nargs="+", type=Path)
     p.add_argument("--symbol", help="symbol to write (not for merge)")
-    p.add_argument("--dates", help="ninjatrader: comma-separated sessions (ET dates) to keep")
+    p.add_argument("--dates", help="ninjatrader, pyqstrat: comma-separated sessions (ET dates) to keep")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     rows: list[Row] = []
@@ -138,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
             rows += from_lean(path, args.symbol)
         elif args.source == "ninjatrader":
             rows += from_ninjatrader(path, args.symbol, dates)
+        elif args.source == "pyqstrat":
+            rows += from_pyqstrat(path, args.symbol, dates)
         else:
             rows += from_fmp(path, args.symbol)
     write(rows, args.out)

@@ -1,9 +1,10 @@
 """Recorded market data for tests: where the files are, replaying them, and reading the result.
 
-The files are real 1-minute bars from public repositories, converted by
-tests/data/convert_recorded.py (provenance and licences: tests/data/README.md). They are looked
-for in `$TRADING_RECORDED_BARS_DIR`, then `tests/data/recorded/`, then `shared/recorded_bars/`
-beside the repository (where CI lays the steering repository's shared folder).
+The files are real 1-minute bars, converted by tests/data/convert_recorded.py (provenance and
+licences: tests/data/README.md). Those taken from a package registry's artifact are committed in
+`tests/data/recorded_pkg/` and always there (`committed`); the others are looked for in
+`$TRADING_RECORDED_BARS_DIR`, then `tests/data/recorded/`, then `shared/recorded_bars/` beside
+the repository (where CI lays the steering repository's shared folder), and skip when absent.
 """
 
 from __future__ import annotations
@@ -21,17 +22,26 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from live_runner.core.config import parse_config
-from live_runner.persistence.journal import dump, make_engine
+from live_runner.core.money import round_to_tick_dec
 from live_runner.live.runs import RunOptions, run_session
+from live_runner.persistence.journal import dump, make_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 NY = ZoneInfo("America/New_York")
+COMMITTED = ROOT / "tests" / "data" / "recorded_pkg"
 
 
 def data_dirs() -> list[Path]:
-    dirs = [ROOT / "tests" / "data" / "recorded", ROOT.parent / "shared" / "recorded_bars"]
+    dirs = [ROOT / "tests" / "data" / "recorded", ROOT.parent / "shared" / "recorded_bars", COMMITTED]
     env = os.environ.get("TRADING_RECORDED_BARS_DIR")
     return ([Path(env)] if env else []) + dirs
+
+
+def committed(name: str) -> Path:
+    """A committed recorded file: never skipped, so CI always replays it."""
+    path = COMMITTED / name
+    assert path.is_file(), f"{path} is committed with the repository (tests/data/README.md)"
+    return path
 
 
 def recorded(name: str) -> Path:
@@ -112,3 +122,40 @@ def fills_outside_their_bar(run: Replay, bars: dict[tuple[str, int], RecordedBar
 def d(value: Any) -> Decimal:
     """Exact Decimal of a summary number: a money string, or a price float's shortest repr."""
     return Decimal(value) if isinstance(value, str) else Decimal(repr(value))
+
+
+def trades(run: Replay) -> list[tuple]:
+    """Each trade as (symbol, signal bar ET start ns, stop, qty, entry fill ts, entry price, target,
+    exit ts, exit price, exit reason, commission, pnl), numbers exact. The stop is the protective
+    order's: the signal's (a bar's low, maybe sub-penny) rounded to the tick, half up."""
+    signals = [(ts, p["stop"]) for ts, _, p in run.kind("signal") if p["side"] == "buy"]
+    stops = [p["stop"] for _, _, p in run.kind("order") if p["role"] == "stop"]
+    targets = [p["limit"] for _, _, p in run.kind("order") if p["role"] == "target"]
+    out = []
+    for i, t in enumerate(run.summary["trades"]):
+        sig_ts, sig_stop = signals[i]
+        stop = d(stops[i])
+        assert stop == round_to_tick_dec(d(sig_stop)), "the protective stop is the signal's, on a tick"
+        out.append((t["symbol"], sig_ts, stop, t["qty"], ns(t["entry_time"].replace("Z", "+00:00")),
+                    d(t["entry_price"]), d(targets[i]), ns(t["exit_time"].replace("Z", "+00:00")),
+                    d(t["exit_price"]), t["exit_reason"], d(t["commission"]), d(t["pnl"])))
+    return out
+
+
+def write_bars(rows: list[dict[str, str]], out: Path) -> Path:
+    """Bar rows (as csv.DictReader gives them) to a bar file, in (timestamp, symbol) order."""
+    rows = sorted(rows, key=lambda r: (datetime.fromisoformat(r["timestamp"]), r["symbol"]))
+    with out.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    return out
+
+
+def merged(paths: list[Path], out: Path, day: str | None = None) -> Path:
+    """One bar file of several symbols' files (or of one session of them, `day` "YYYY-MM-DD")."""
+    rows = []
+    for path in paths:
+        with path.open(newline="") as fh:
+            rows += [r for r in csv.DictReader(fh) if day is None or r["timestamp"].startswith(day)]
+    return write_bars(rows, out)

@@ -3,10 +3,13 @@ written in the sources' own formats)."""
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import json
 import zipfile
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("convert_recorded", ROOT / "tests/data/convert_recorded.py")
@@ -51,3 +54,27 @@ def test_fmp_json_numbers_stay_decimal_and_rows_sort_ascending(tmp_path: Path) -
     convert.main(["fmp", "--symbol", "SLRX", "--out", str(out), str(src)])
     assert lines(out)[1:] == ["SLRX,2024-07-23T04:06:00-04:00,1.47,1.47,1.46,1.46,422",
                               "SLRX,2024-07-23T12:21:00-04:00,4.795,4.89,4.7913,4.83,115230"]
+
+
+def test_pyqstrat_end_stamps_become_starts_and_float_prices_their_four_decimals(tmp_path: Path) -> None:
+    """Rows as pyqstrat 1.0.2 ships them (AAPL.csv.gz, 2023-01-03): 129.45999 is 129.46,
+    129.76819 the sub-penny print 129.7682, 135.67113 is 135.6711; 16:00:00 ends the 15:59 bar."""
+    src = tmp_path / "AAPL.csv.gz"
+    with gzip.open(src, "wt", newline="") as fh:
+        fh.write("timestamp,o,h,l,c,v\n"
+                 "2023-01-03 09:31:00,129.76819,129.87001,129.45999,129.65001,463769\n"
+                 "2023-01-03 16:00:00,135.67113,135.755,135.57,135.62502,96149\n"
+                 "2023-01-04 09:31:00,126.55,126.6,126.5,126.55,100\n")
+    out = tmp_path / "o.csv"
+    assert convert.main(["pyqstrat", "--symbol", "AAPL", "--dates", "2023-01-03", "--out", str(out), str(src)]) == 0
+    assert lines(out) == [
+        "symbol,timestamp,open,high,low,close,volume",
+        "AAPL,2023-01-03T09:30:00-05:00,129.7682,129.87,129.46,129.65,463769",
+        "AAPL,2023-01-03T15:59:00-05:00,135.6711,135.755,135.57,135.625,96149",
+    ]
+
+
+def test_pyqstrat_refuses_a_price_that_is_not_four_decimals_written_as_a_float() -> None:
+    assert convert.four_decimals("99.99997") == "100"
+    with pytest.raises(ValueError):
+        convert.four_decimals("129.76815")
