@@ -229,6 +229,7 @@ class LiveService(HealthChecks, LeaseFencing):
 
         brokers = [c for c in (self.node.execution.primary, self.node.execution.backup) if c is not None]
         self._fence_clients()
+        self._renew_after_setup()
         if self.lease is not None:
             self.lease.start_heartbeat(lambda reason: loop.call_soon_threadsafe(self._on_lease_lost, reason))
         await start_clients(*brokers)  # connect real brokers on this loop (paper: nothing to do)

@@ -71,6 +71,18 @@ class LeaseFencing:
             return None
         return call
 
+    def _renew_after_setup(self) -> None:
+        """The lease is taken before the journal is opened, the bars file validated and the state
+        restored, which together may outlast ttl_s (millions of bars on a loaded machine) while no
+        heartbeat runs yet: renew once before the run sends anything, so that setup time is not
+        taken for a hung database. A takeover or a lost lock is still found (LeaseLost: stop)."""
+        if self.lease is None:
+            return
+        try:
+            self.lease.renew()
+        except LeaseLost as exc:
+            self._on_lease_lost(str(exc))
+
     def _check_lease(self) -> None:
         if self.lease is not None and self.lease_lost is None and not self.lease.valid():
             self._on_lease_lost(self.lease.why_invalid())

@@ -236,3 +236,35 @@ def test_a_runner_past_its_lease_deadline_sends_nothing_and_stops(tmp_path):
     recent = [a for a in svc.node.alerts.stats()["recent"] if a["key"] == "lease_lost"]
     assert recent and recent[0]["severity"] == "critical"
     assert svc.error.summary["final_positions"] == {}
+
+
+def test_a_setup_longer_than_ttl_does_not_cost_the_lease(tmp_path):
+    """The lease is taken before the journal, the bars file's validation and the restore, and its
+    heartbeat starts with the run: a setup that outlasts ttl_s (millions of bars on a loaded
+    machine) is renewed over once before anything is sent, so the run trades as usual."""
+    from live_runner.live.runs import RunOptions
+    from live_runner.live.service import LiveService
+    from tests.kit.live import TOKEN, TOKEN_ENV, Market, ServiceThread, live_config
+
+    t = FakeTime()
+    url = f"sqlite:///{tmp_path / 'journal.db'}"
+    held = open_lease(url, "paper:LR", ttl_s=1000.0, heartbeat_s=400.0, clock=t.clock, wall=t.wall,
+                      sleep=t.sleep)
+    held.acquire()
+    cfg = live_config(lease={"enabled": False})
+    m = Market()
+    m.gapper("AAA", "09:31")
+    svc = ServiceThread(tmp_path, cfg)
+    svc.service.journal.close()
+    svc.service = LiveService(cfg, RunOptions(bars=tmp_path / "unused.csv", journal_url=url, linger=True),
+                              environ={TOKEN_ENV: TOKEN}, bar_source=svc.feed, lease=held)
+    t.t += 1001  # the setup took longer than ttl_s on the runner's own clock
+    assert not held.valid()
+    with svc:
+        svc.feed.push(m.until("09:31"))
+        lease_status = svc.status()["lease"]
+        paper = svc.node.execution.primary
+        summary = svc.stop()
+    assert lease_status["valid"] is True and lease_status["lost"] is None
+    assert svc.service.fenced_sends == 0 and paper.submitted >= 1  # the breakout's entry was sent
+    assert summary["orders_submitted"] >= 1
