@@ -107,6 +107,7 @@ def poll(proc: subprocess.Popen[bytes], port: int, total: int, stop_at: float,
             if proc.poll() is not None:
                 break
             samples.append({"endpoint": path, "error": type(exc).__name__})
+            time.sleep(pause_s)
             continue
         render = None
         if path == "/status" and status == 200:
@@ -201,7 +202,7 @@ def main() -> None:
          sigterm_to_exit_s=stop.get("sigterm_to_exit_s"), target_s=SIGTERM_TARGET_S,
          exit_code=proc.returncode, trades=len(summary.get("trades", [])),
          runner_elapsed_s=summary.get("elapsed_s"), polled_s=stop["polled_s"],
-         loadavg=stop["load_at_sigterm"], **({"killed": True} if stop.get("killed_after_120s") else {}))
+         loadavg=stop["load_at_sigterm"], runner_error=summary.get("error"), **({"killed": True} if stop.get("killed_after_120s") else {}))
 
 
 if __name__ == "__main__":
