@@ -19,8 +19,7 @@ reconciliation and shown side by side in `status()`.
 
 Optional client hooks, beyond core/clients.py's protocol (the paper broker has none of them):
 `set_not_accepted_handler(cb(request, reason, recovering))`, `set_alert_handler(cb(key, severity,
-message))`, `set_connection_handler(cb(connected, detail))`, `available` (REST reachable),
-`risk_rules(risk_config)` (extra pre-trade rules, e.g. Alpaca's PDT rule).
+message))`, `set_connection_handler(cb(connected, detail))`, `available` (REST reachable).
 """
 
 from __future__ import annotations
@@ -359,15 +358,6 @@ class ExecutionEngine:
                              "positions": by_broker.get(role)}
         return {"brokers": brokers, "positions": self.positions(), "failovers": self.failovers,
                 "refused_exits": self.refused_exits}
-
-    def risk_rules(self, risk: Any) -> list[Any]:
-        """Extra pre-trade rules the brokers ask for (Alpaca: PDT), for the RiskManager."""
-        out: list[Any] = []
-        for client in (self.primary, self.backup):
-            get = getattr(client, "risk_rules", None)
-            if get is not None:
-                out.extend(get(risk))
-        return out
 
     def close(self) -> None:
         for client in (self.primary, self.backup):
