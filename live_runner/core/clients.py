@@ -50,8 +50,7 @@ class ExecutionClient(Protocol):
     #
     # def replace_exits(self, old_stop: str, old_target: str, stop: OrderRequest,
     #                   target: OrderRequest) -> None:
-    #     """Resize a working pair in place (Alpaca PATCH replace, IB re-place the same orderIds),
-    #     never cancel-then-new. Once the broker confirms, the old ids are reported CANCELED with
+    #     """Resize a working pair in place (Alpaca PATCH replace), never cancel-then-new. Once the broker confirms, the old ids are reported CANCELED with
     #     reason "replaced" and the new ids ACCEPTED; later fills arrive under the new ids. If the
     #     broker refuses, BOTH new ids are REJECTED and the old pair keeps working."""
     #

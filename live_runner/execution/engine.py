@@ -150,11 +150,12 @@ class ExecutionEngine:
         return bool(getattr(client or self.primary, "native_oco", False))
 
     def resizes_in_place(self, symbol: str) -> bool:
-        """True when the broker holding `symbol` resizes a native pair in place (`replace_exits`)
-        without any risk of selling more than held; False (IB): a pair keeps its size and added
-        shares get a pair of their own (execution/pairs.py)."""
+        """True when the broker holding `symbol` resizes a native pair in place (its client offers
+        `replace_exits` only where that can never sell more than held, Alpaca); False (IB, the
+        paper broker): a pair keeps its size and added shares get a pair of their own
+        (execution/pairs.py)."""
         client = (self._holder(symbol) if self.backup is not None else None) or self.primary
-        return bool(getattr(client, "resize_in_place", hasattr(client, "replace_exits")))
+        return hasattr(client, "replace_exits")
 
     def submit_oco(self, stop: OrderRequest, target: OrderRequest) -> None:
         """A position's stop and target: one native unit where the broker has one, else two orders
