@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 
 import orjson
 
-from live_runner.live.brokers import build_client
+from live_runner.live.brokers import broker_risk_rules, build_client
 from live_runner.live.node_operations import NodeOperations
 from live_runner.ops.alerts import AlertSink, AlertSystem, LogSink
 from live_runner.core.calendar import MarketCalendar, SessionTimes
@@ -97,7 +97,8 @@ class TradingNode(NodeOperations):
         if config.backup_broker and config.backup_broker != config.primary_broker:
             self.execution.attach_backup(build_client(config.backup_broker, config,
                                                       calendar=self.calendar, clock=self.clock.now_ns))
-        self.risk.rules.extend(self.execution.risk_rules(config.risk))  # e.g. Alpaca's PDT rule
+        for rule in broker_risk_rules(config.risk, self.execution.primary, self.execution.backup):
+            self.risk.add_rule(rule)  # e.g. Alpaca's PDT rule
         self.data = DataManager(self.calendar, self._on_bar, self._on_session)
         self.tick_to_order = LatencyHistogram()  # DataManager.on_bar entry -> ExecutionEngine.submit
         self.session: SessionTimes | None = None

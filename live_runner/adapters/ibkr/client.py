@@ -19,7 +19,8 @@ broker is unreachable is rejected at once as "not sent" (provably not accepted: 
 Exits are broker-native (`exits.ExitsMixin`): the stop and target share an OCA group with
 `ocaType` from `ibkr.oca_type` (default 2, reduce the others: a partial target fill shrinks the
 stop to the shares still held; 1 would cancel the stop on any partial fill and leave the rest
-unprotected), and are resized by modifying the same orderIds, never cancel-then-new.
+unprotected). A pair is never resized (no `replace_exits`): shares added later get an OCA group
+of their own.
 
 Fail closed: a report the runner cannot apply, a fill for an order of ours this runner never
 knew, and a failed listing of the broker's orders at connect are handed to the fault handler
@@ -67,7 +68,6 @@ class _DecoderErrors(logging.Handler):
 class IbkrExecutionClient(ExitsMixin, ConnectionMixin, ReconcileMixin, ReportsMixin):
     name = "ibkr"
     native_oco = True
-    resize_in_place = False  # exits grow by another OCA group, never by modify (see exits.py)
 
     def __init__(self, config: IbkrConfig, *, account: str | None = None, prefix: str = "LR",
                  calendar: Any = None, now_ns: Callable[[], int] = time.time_ns,
@@ -297,8 +297,6 @@ class IbkrExecutionClient(ExitsMixin, ConnectionMixin, ReconcileMixin, ReportsMi
             try:
                 if kind == "place":
                     self._place(o)
-                elif kind == "modify":
-                    self._send_modify(o)
                 else:
                     self._send_cancel(o)
             except Exception:
