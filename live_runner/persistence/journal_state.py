@@ -27,6 +27,8 @@ from typing import Any, Iterable
 
 import sqlalchemy as sa
 
+from live_runner.core import ledger
+
 ZERO = Decimal(0)
 TERMINAL = frozenset({"filled", "canceled", "rejected", "expired"})
 
@@ -280,35 +282,29 @@ class _Builder:
             order.fills += 1
             order.commission += fee
             order.status = "filled" if order.filled_qty >= order.qty else "partially_filled"
-        # Portfolio.apply_fill, step for step (same operations in the same order).
-        notional = price * qty
-        ses.commissions += fee
-        ses.realized -= fee
-        st.commissions += fee
-        st.realized -= fee
+        # The portfolio's reducer (live_runner.core.ledger), as Portfolio.apply_fill applies it.
         symbol = p["symbol"]
         pos = st.positions.get(symbol)
-        if st.cash is not None:
-            st.cash += -(notional + fee) if p["side"] == "buy" else notional - fee
-        if p["side"] == "buy":
-            if pos is None:
-                pos = st.positions[symbol] = PositionState(symbol, p.get("strategy", ""), opened_ts=ev["ts"])
-                st.prices[symbol] = price  # marked at its entry until its next bar's mark
-            pos.cost_basis += notional
-            pos.qty += qty
-            pos.entry_commission += fee
-            return
-        if pos is None or pos.qty < qty:
-            held = 0 if pos is None else pos.qty
+        is_buy = p["side"] == "buy"
+        try:
+            eff = ledger.apply_fill(0 if pos is None else pos.qty, ZERO if pos is None else pos.cost_basis,
+                                    is_buy, qty, price, fee)
+        except ledger.OversellError as exc:
             raise JournalStateError(
-                f"journal event {st.last_seq}: sell of {qty} {symbol} exceeds the position of {held}")
-        cost = pos.cost_basis * qty / pos.qty
-        pnl = notional - cost
-        ses.realized += pnl
-        st.realized += pnl
-        pos.cost_basis -= cost
-        pos.qty -= qty
-        if pos.qty == 0:
+                f"journal event {st.last_seq}: sell of {qty} {symbol} exceeds the position of {exc.held}") from None
+        ses.commissions += fee
+        ses.realized = ledger.realized_after(ses.realized, fee, eff.pnl)
+        st.commissions += fee
+        st.realized = ledger.realized_after(st.realized, fee, eff.pnl)
+        if st.cash is not None:
+            st.cash += eff.cash_delta
+        if pos is None:
+            pos = st.positions[symbol] = PositionState(symbol, p.get("strategy", ""), opened_ts=ev["ts"])
+            st.prices[symbol] = price  # marked at its entry until its next bar's mark
+        pos.cost_basis, pos.qty = eff.cost_basis, eff.qty
+        if is_buy:
+            pos.entry_commission += fee
+        elif pos.qty == 0:
             del st.positions[symbol]
 
 
