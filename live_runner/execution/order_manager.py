@@ -26,7 +26,7 @@ from live_runner.execution.trades import EXIT_REASON, STRATEGY_CODES, TRANSITION
 from live_runner.persistence.journal import Deferred
 from live_runner.core.ledger import average_price
 from live_runner.core.money import ZERO, dec, price_4, round_to_tick
-from live_runner.portfolio.performance import TradeRecord
+from live_runner.core.trades import TradeRecord
 from live_runner.risk.rules import RiskView
 
 if TYPE_CHECKING:

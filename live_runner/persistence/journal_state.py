@@ -28,6 +28,7 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 
 from live_runner.core import ledger
+from live_runner.core.trades import ClosedTrade, trade_record
 
 ZERO = Decimal(0)
 TERMINAL = frozenset({"filled", "canceled", "rejected", "expired"})
@@ -76,21 +77,6 @@ class OrderState:
     @property
     def remaining(self) -> int:
         return self.qty - self.filled_qty
-
-
-@dataclass(frozen=True, slots=True)
-class ClosedTrade:
-    session: str
-    symbol: str
-    strategy: str
-    qty: int
-    entry_ts: int
-    entry_price: float
-    exit_ts: int
-    exit_price: float
-    exit_reason: str
-    pnl: Decimal
-    commission: Decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,9 +251,7 @@ class _Builder:
             order.reason = p.get("reason", "")
 
     def _on_trade(self, ev: dict, ses: SessionState, key: str, p: dict) -> None:
-        trade = ClosedTrade(ev["session"], p["symbol"], p["strategy"], int(p["qty"]), p["entry_ts"],
-                            p["entry_price"], p["exit_ts"], p["exit_price"], p["exit_reason"],
-                            Decimal(p["pnl"]), Decimal(p["commission"]))
+        trade = trade_record(p, ev["session"])
         ses.trades.append(trade)
         self.state.trades.append(trade)
 

@@ -34,7 +34,7 @@ from live_runner.core.models import (
 )
 from live_runner.core.ledger import average_price
 from live_runner.core.money import ZERO, dec
-from live_runner.portfolio.performance import TradeRecord
+from live_runner.core.trades import TradeRecord, trade_record
 
 if TYPE_CHECKING:
     from live_runner.recovery.node_parts import NodeParts as TradingNode  # recovery sits below live
@@ -215,7 +215,7 @@ class _Scan:
         elif kind == "trade":
             self.trades.pop(key, None)
             if current:
-                self.closed_trades.append(_trade_record(p))
+                self.closed_trades.append(trade_record(p))
         elif kind == "equity" and current:
             self.equity_marks.append((ts, Decimal(p["equity"])))
         elif kind == "session_start" and current:
@@ -293,13 +293,6 @@ def _request(cid: str, ts: int, p: dict[str, Any]) -> OrderRequest:
         reference_price=float(p.get("ref") or 0.0),
         protective_stop=float(p.get("protective_stop") or 0.0),
         target_r=float(p.get("target_r") or 0.0), oco_group=p.get("oco") or "")
-
-
-def _trade_record(p: dict[str, Any]) -> TradeRecord:
-    return TradeRecord(p["symbol"], p["strategy"], int(p["qty"]), int(p["entry_ts"]),
-                       float(p["entry_price"]), int(p["exit_ts"]), float(p["exit_price"]),
-                       p["exit_reason"], Decimal(p["pnl"]), Decimal(p["commission"]),
-                       Decimal(p.get("initial_risk", "0")))
 
 
 __all__ = ["RestorePlan", "StrategyFill"]
