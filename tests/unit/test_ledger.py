@@ -48,14 +48,14 @@ def test_buys_add_to_the_basis_and_a_third_is_cut_at_28_digits() -> None:
 
 def test_selling_more_than_held_is_refused() -> None:
     with pytest.raises(ledger.OversellError, match="sell of 5 exceeds the position of 3") as err:
-        ledger.sell(3, D("30"), 5, D("10"), D(0))
+        ledger.sell(3, D(30), 5, D(10), D(0))
     assert (err.value.qty, err.value.held) == (5, 3)
     with pytest.raises(ledger.OversellError):
-        ledger.apply_fill(0, D(0), False, 1, D("10"), D(0))
-    pf = Portfolio(D("1000"))
+        ledger.apply_fill(0, D(0), False, 1, D(10), D(0))
+    pf = Portfolio(D(1000))
     with pytest.raises(ValueError, match="sell of 1 ABC exceeds the position of 0"):
-        pf.apply_fill(Fill("c", "x", "ABC", Side.SELL, 1, 10.0, D("1"), 1), "s")
-    assert (pf.cash, pf.realized, pf.commissions) == (D("1000"), D(0), D(0))  # nothing applied
+        pf.apply_fill(Fill("c", "x", "ABC", Side.SELL, 1, 10.0, D(1), 1), "s")
+    assert (pf.cash, pf.realized, pf.commissions) == (D(1000), D(0), D(0))  # nothing applied
 
 
 def test_average_fill_price() -> None:
