@@ -1,9 +1,10 @@
 """Positions, orders, P&L and the day's state, derived by replaying the journal.
 
 `rebuild` is a pure function over journal events (dicts as yielded by
-`live_runner.persistence.journal.iter_events`, in seq order). Fills are applied exactly as
-`Portfolio.apply_fill` applies them (Decimal of the price's shortest repr, average-cost basis,
-commissions charged to realized P&L when paid), so the result equals what the live node held:
+`live_runner.persistence.journal.iter_events`, in seq order). Fills go through the reducer
+`Portfolio.apply_fill` uses, `live_runner.core.ledger` (Decimal of the price's shortest repr,
+average-cost basis, commissions charged to realized P&L when paid), so the result equals what the
+live node held:
 positions (overall, and per session as of its last event); orders with their last status (open:
 neither terminal nor fully filled; fills drive FILLED/PARTIALLY_FILLED, never journaled as order
 events); realized P&L net of commissions and the commissions, per session (the node resets both
