@@ -15,7 +15,8 @@ Selling more than is held is refused (`OversellError`): the runner is never shor
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import NamedTuple
+
+import msgspec
 
 
 class OversellError(ValueError):
@@ -27,8 +28,9 @@ class OversellError(ValueError):
         self.held = held
 
 
-class FillEffect(NamedTuple):
-    """What one fill does to a holding and to the account."""
+class FillEffect(msgspec.Struct, frozen=True, gc=False):
+    """What one fill does to a holding and to the account (a Struct: built in a fraction of a
+    NamedTuple's time, on the fill path)."""
 
     qty: int                # shares held after the fill
     cost_basis: Decimal     # their cost after the fill (exact)

@@ -9,12 +9,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal
 
-from live_runner.core import ledger
 from live_runner.core.exact import PRICE_SCALE, PRICE_SCALE_F
+from live_runner.core.ledger import OversellError
+from live_runner.core.ledger import buy as _buy
+from live_runner.core.ledger import realized_after as _realized_after
+from live_runner.core.ledger import sell as _sell
 from live_runner.core.models import Fill, Position, Side
 from live_runner.core.money import ZERO, dec
 
 
+_BUY = Side.BUY
 UNITS = PRICE_SCALE  # integer money units for the hot path: 1e-8 dollars (live_runner.core.exact)
 
 
@@ -74,13 +78,18 @@ class Portfolio:
         fee = fill.commission
         symbol = fill.symbol
         pos = self.positions.get(symbol)
-        try:
-            eff = ledger.apply_fill(0 if pos is None else pos.qty, ZERO if pos is None else pos.cost_basis,
-                                    fill.side is Side.BUY, fill.qty, price, fee)
-        except ledger.OversellError as exc:
-            raise ValueError(f"sell of {fill.qty} {symbol} exceeds the position of {exc.held}") from None
+        if fill.side is _BUY:
+            eff = _buy(0, ZERO, fill.qty, price, fee) if pos is None else \
+                _buy(pos.qty, pos.cost_basis, fill.qty, price, fee)
+        elif pos is None:
+            raise ValueError(f"sell of {fill.qty} {symbol} exceeds the position of 0")
+        else:
+            try:
+                eff = _sell(pos.qty, pos.cost_basis, fill.qty, price, fee)
+            except OversellError as exc:
+                raise ValueError(f"sell of {fill.qty} {symbol} exceeds the position of {exc.held}") from None
         self.commissions += fee
-        self.realized = ledger.realized_after(self.realized, fee, eff.pnl)
+        self.realized = _realized_after(self.realized, fee, eff.pnl)
         self.cash += eff.cash_delta
         if eff.pnl is None:
             if pos is None:

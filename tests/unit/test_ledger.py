@@ -22,13 +22,13 @@ DAY = "2024-03-15"
 def test_buy_partial_sell_and_close_by_hand() -> None:
     # buy 100 at 10.07, $1 commission: cost 1007.00, cash -1008.00, nothing realized
     b = ledger.buy(0, D(0), 100, D("10.07"), D("1.00"))
-    assert b == (100, D("1007.00"), D("-1008.00"), None) and not b.closed
+    assert b == ledger.FillEffect(100, D("1007.00"), D("-1008.00"), None) and not b.closed
     # sell 40 at 10.50: average cost 1007.00 * 40 / 100 = 402.80 out of the basis, pnl 420.00 - 402.80
     s1 = ledger.sell(b.qty, b.cost_basis, 40, D("10.50"), D("1.00"))
-    assert s1 == (60, D("604.20"), D("419.00"), D("17.20")) and not s1.closed
+    assert s1 == ledger.FillEffect(60, D("604.20"), D("419.00"), D("17.20")) and not s1.closed
     # the other 60 at 9.90: the rest of the basis, pnl 594.00 - 604.20
     s2 = ledger.sell(s1.qty, s1.cost_basis, 60, D("9.90"), D("1.00"))
-    assert s2 == (0, D("0.00"), D("593.00"), D("-10.20")) and s2.closed
+    assert s2 == ledger.FillEffect(0, D("0.00"), D("593.00"), D("-10.20")) and s2.closed
     # realized is charged every commission when paid: -1, then -1 + 17.20, then -1 - 10.20
     realized = D(0)
     for eff in (b, s1, s2):
