@@ -129,7 +129,7 @@ class TradingNode(NodeOperations):
             if self.restored.emergency_stop:
                 # The emergency stop asked the broker to cancel these before the crash: their
                 # cancels are expected, not a broker cancelling a protective leg on its own.
-                self.orders._cancel_asked.update(self.restored.cancel_asked)
+                self.orders.expect_cancels(self.restored.cancel_asked)
             for cid, order in sorted(self.restored.open_orders.items()):
                 self.execution.recover(order.request, filled=order.filled_qty, notional=notional.get(cid))
 
@@ -152,8 +152,7 @@ class TradingNode(NodeOperations):
         and trade nothing; sessions before `session_date` are context (previous closes) only."""
         self.warmup = Warmup(self, self.restored)
         self._warm_until = session_date
-        self._live_on_bar = self.data._on_bar
-        self.data._on_bar = self.warmup.on_bar
+        self._live_on_bar = self.data.set_bar_sink(self.warmup.on_bar)
 
     def end_warmup(self) -> dict:
         warmup = self.warmup
@@ -162,7 +161,7 @@ class TradingNode(NodeOperations):
         info = warmup.finish()
         self.warmup = None
         self._warm_until = None
-        self.data._on_bar = self._live_on_bar
+        self.data.set_bar_sink(self._live_on_bar)
         plan = self.restored
         if plan is not None:
             self.restart_info = {

@@ -86,7 +86,7 @@ class LeaseFencing:
         lease = self.lease
         account = lease.account if lease is not None else "?"
         # Nothing more goes to the journal either (a successor may be about to append to it).
-        self.node.alerts.journal = None
+        self.node.alerts.set_journal(None)
         self.node.alerts.raise_alert(
             "lease_lost", Severity.CRITICAL,
             f"runner lost the lease on {account} (generation {lease.generation if lease else 0}): "

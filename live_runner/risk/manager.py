@@ -9,7 +9,7 @@ eight entry-only rules and the hot path never compares the rule list.
 from __future__ import annotations
 
 from collections import Counter, deque
-from typing import Callable
+from typing import Callable, Mapping
 
 from live_runner.core.models import NANOS_PER_MINUTE, OrderRequest, Side, TradingState
 from live_runner.risk import rules as R
@@ -50,6 +50,13 @@ class RiskManager:
         old, self.state = self.state, state
         if self._on_state_change is not None:
             self._on_state_change(old, state, reason)
+
+    def restore(self, state: TradingState, paused: bool, denials: Mapping[str, int]) -> None:
+        """A live restart: the trading state and pause as the journal left them (no state-change
+        event and no alert: nothing changed), and the session's denials counted on."""
+        self.state = state
+        self.paused = paused
+        self.denials.update(denials)
 
     def start_session(self) -> None:
         """A new day: REDUCING from yesterday's loss limit is lifted; HALTED stays (operator)."""
