@@ -28,7 +28,7 @@ from typing import Mapping
 import msgspec
 import sqlalchemy as sa
 
-from live_runner.core.clients import EventLog, FillHandler, OrderEventHandler
+from live_runner.core.clients import EventLog, FillHandler, GatedSends, OrderEventHandler
 from live_runner.core.config import PaperConfig
 from live_runner.core.models import (
     NANOS_PER_MINUTE, Bar, Fill, OrderEvent, OrderRequest, OrderStatus, OrderType, Side,
@@ -53,7 +53,7 @@ class _Resting(msgspec.Struct, gc=False):
     triggered: bool = False  # a stop that has triggered is a market order from then on
 
 
-class PaperExecutionClient:
+class PaperExecutionClient(GatedSends):
     name = "paper"
 
     def __init__(self, config: PaperConfig, state: EventLog | None = None,
@@ -86,6 +86,8 @@ class PaperExecutionClient:
 
     # --- orders ------------------------------------------------------------------------------
     def submit(self, request: OrderRequest) -> None:
+        if not self.may_send("submit"):  # the live service's lease fence
+            return
         self.submitted += 1
         self._accept(request)
 
@@ -142,6 +144,8 @@ class PaperExecutionClient:
         self._event(OrderEvent(cid, _ACCEPTED, request.ts, "", cid))
 
     def cancel(self, client_order_id: str) -> None:
+        if not self.may_send("cancel"):  # the live service's lease fence
+            return
         resting = self._by_id.get(client_order_id)
         if resting is None or not resting.active:
             return

@@ -26,6 +26,26 @@ class AccountModeError(RuntimeError):
     Raised by an execution client's `start()` before any order can be sent; the CLI exits 2."""
 
 
+SendGate = Callable[[str], bool]
+"""Asked before each send with the call's name ("submit", "submit_oco", "replace_exits",
+"cancel"); False: the call sends nothing (the live service's account-lease fence)."""
+
+
+class GatedSends:
+    """Mixed into every execution client: its sends ask the gate first, so the live service can
+    fence a client (lease lost: nothing more reaches the broker) without wrapping its methods.
+    Internal sends (an IB reconcile's cancel, an extra OCA group) go through the same methods."""
+
+    _send_gate: SendGate | None = None
+
+    def set_send_gate(self, gate: SendGate | None) -> None:
+        self._send_gate = gate
+
+    def may_send(self, call: str) -> bool:
+        gate = self._send_gate
+        return gate is None or gate(call)
+
+
 class ExecutionClient(Protocol):
     name: str
 

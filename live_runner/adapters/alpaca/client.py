@@ -55,7 +55,7 @@ from live_runner.adapters.alpaca.tracking import (
     DONE, LIVE, RESOLVING, SENDING, ZERO, AlertHandler, ConnectionHandler, FaultHandler,
     NotAcceptedHandler, TimeoutSession, Tracked, disable_sdk_retry,
 )
-from live_runner.core.clients import FillHandler, OrderEventHandler, PdtState
+from live_runner.core.clients import FillHandler, GatedSends, OrderEventHandler, PdtState
 from live_runner.core.config import AlpacaConfig, ConfigError, SystemConfig
 from live_runner.core.models import Bar, OrderRequest, OrderStatus
 
@@ -65,7 +65,7 @@ KEY_ENV = "APCA_API_KEY_ID"
 SECRET_ENV = "APCA_API_SECRET_KEY"
 
 
-class AlpacaExecutionClient(OrderFlows, ExitPairs, Reports, AccountState):
+class AlpacaExecutionClient(GatedSends, OrderFlows, ExitPairs, Reports, AccountState):
     name = "alpaca"
     native_oco = True   # submit_oco / replace_exits (exits.py)
 
@@ -195,6 +195,8 @@ class AlpacaExecutionClient(OrderFlows, ExitPairs, Reports, AccountState):
 
     # --- orders --------------------------------------------------------------------------------
     def submit(self, request: OrderRequest) -> None:
+        if not self.may_send("submit"):  # the live service's lease fence
+            return
         cid = request.client_order_id
         if cid in self._orders:
             log.error("submit of %s again refused: never sent twice", cid, extra={"client_order_id": cid})
@@ -240,6 +242,8 @@ class AlpacaExecutionClient(OrderFlows, ExitPairs, Reports, AccountState):
                 t.leg, other.parent = o.client_order_id, cid
 
     def cancel(self, client_order_id: str) -> None:
+        if not self.may_send("cancel"):  # the live service's lease fence
+            return
         t = self._orders.get(client_order_id)
         if t is None or t.phase == DONE:
             return

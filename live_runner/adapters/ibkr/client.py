@@ -36,7 +36,7 @@ import os
 import time
 from typing import Any, Callable
 
-from live_runner.core.clients import AccountModeError, FillHandler, OrderEventHandler
+from live_runner.core.clients import AccountModeError, FillHandler, GatedSends, OrderEventHandler
 from live_runner.adapters.ibkr import compat
 from live_runner.adapters.ibkr.connection import ConnectionMixin, account_mode_problem
 from live_runner.adapters.ibkr.exits import NOT_SENT, ExitsMixin
@@ -65,7 +65,7 @@ class _DecoderErrors(logging.Handler):
         self.client._on_malformed(text)
 
 
-class IbkrExecutionClient(ExitsMixin, ConnectionMixin, ReconcileMixin, ReportsMixin):
+class IbkrExecutionClient(GatedSends, ExitsMixin, ConnectionMixin, ReconcileMixin, ReportsMixin):
     name = "ibkr"
     native_oco = True
 
@@ -209,6 +209,8 @@ class IbkrExecutionClient(ExitsMixin, ConnectionMixin, ReconcileMixin, ReportsMi
 
     # --- ExecutionClient -------------------------------------------------------------------------
     def submit(self, request: OrderRequest) -> None:
+        if not self.may_send("submit"):  # the live service's lease fence
+            return
         cid = request.client_order_id
         if cid in self._orders:
             log.error("duplicate client order id %s: not sent again", cid, extra={"client_order_id": cid})
@@ -230,6 +232,8 @@ class IbkrExecutionClient(ExitsMixin, ConnectionMixin, ReconcileMixin, ReportsMi
 
     def cancel(self, client_order_id: str) -> None:
         """A request; a no-op for an order already canceled, filled or being canceled."""
+        if not self.may_send("cancel"):  # the live service's lease fence
+            return
         o = self._orders.get(client_order_id)
         if o is None or o.terminal is not None or o.deferred is not None or o.cancel_requested:
             return

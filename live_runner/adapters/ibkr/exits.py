@@ -34,10 +34,13 @@ class ExitsMixin:
 
     native_oco = True
     _orders: dict[str, TrackedOrder]
+    may_send: Any  # GatedSends, on the client (the lease fence)
 
     # --- the ExecutionClient's optional exits ----------------------------------------------------------
     def submit_oco(self, stop: OrderRequest, target: OrderRequest) -> None:
         """The stop and the target as one OCA group (the stop goes first: protection first)."""
+        if not self.may_send("submit_oco"):  # the live service's lease fence
+            return
         group = stop.oco_group or target.oco_group or target.client_order_id
         for req in (stop, target):
             self.submit(req if req.oco_group == group else msgspec.structs.replace(req, oco_group=group))  # type: ignore[attr-defined]
