@@ -109,7 +109,8 @@ def pg_fresh_database(pg_url: str) -> Iterator[sa.engine.URL]:
 # `--dist loadfile` keeps a file's tests on one worker, in order (some share a module-scoped
 # runner). Files that use the PostgreSQL server share one database and its advisory-lock
 # namespace (the runner's lease keys on the account, not the schema), so they take a machine-wide
-# file lock for their whole module: one such file at a time, whatever the worker.
+# file lock for their whole module: one such file at a time, whatever the worker or the pytest
+# process (two checkouts tested at once on one machine share the server too).
 _PG_FIXTURES = re.compile(r"\b(pg_url|pg_schema_url|pg_database|pg_fresh_database)\b")
 _PG_LOCK = Path(tempfile.gettempdir()) / "intraday-trader-tests-postgres.lock"
 
@@ -121,7 +122,7 @@ def _postgres_one_file_at_a_time(request: pytest.FixtureRequest) -> Iterator[Non
         uses = bool(_PG_FIXTURES.search(path.read_text(encoding="utf-8")))
     except (OSError, UnicodeDecodeError):
         uses = False
-    if not uses or not os.environ.get("PYTEST_XDIST_WORKER"):
+    if not uses:
         yield
         return
     with open(_PG_LOCK, "a") as lock:

@@ -23,7 +23,8 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from live_runner.portfolio.performance import StrategyStats, TradeRecord
+from live_runner.core.trades import TradeRecord
+from live_runner.portfolio.performance import StrategyStats
 from trading_pipeline.partitions import market_calendar
 
 TRADING_DAYS_PER_YEAR = 252

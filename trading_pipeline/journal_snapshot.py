@@ -8,13 +8,12 @@ Money stays as exact decimal strings.
 from __future__ import annotations
 
 from datetime import date
-from decimal import Decimal
 from typing import Any
 
 from live_runner.persistence.journal import iter_events, make_engine
 from live_runner.persistence.journal_state import load_state
 from live_runner.core.money import money_str
-from live_runner.portfolio.performance import TradeRecord
+from live_runner.core.trades import TradeRecord, trade_record
 
 
 def snapshot(url: str | None, day: date) -> dict[str, Any]:
@@ -52,10 +51,4 @@ def snapshot(url: str | None, day: date) -> dict[str, Any]:
 
 def trade_records(trades: list[dict[str, Any]]) -> list[TradeRecord]:
     """Journaled trade payloads (TradeRecord.to_dict) back as TradeRecords, money exact."""
-    return [TradeRecord(symbol=t["symbol"], strategy=t["strategy"], qty=int(t["qty"]),
-                        entry_ts=int(t["entry_ts"]), entry_price=float(t["entry_price"]),
-                        exit_ts=int(t["exit_ts"]), exit_price=float(t["exit_price"]),
-                        exit_reason=t["exit_reason"], pnl=Decimal(t["pnl"]),
-                        commission=Decimal(t["commission"]),
-                        initial_risk=Decimal(t.get("initial_risk", "0")))
-            for t in trades]
+    return [trade_record(t) for t in trades]

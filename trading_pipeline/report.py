@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from live_runner.core.money import money_str
-from live_runner.portfolio.performance import StrategyStats, TradeRecord
+from live_runner.core.trades import TradeRecord
+from live_runner.portfolio.performance import StrategyStats
 from trading_pipeline.partitions import ns_to_ny
 
 

@@ -15,27 +15,25 @@ The broker is deterministic, so after a restart it re-simulates from the same ba
 verifying each report against its log instead of writing it again; reports beyond what the
 runner's journal holds (fills while the runner was down, orders it had not recorded) reach the
 runner as new. Positions entered at the broker by hand (`external_positions`) are its own and show
-up in reconciliation.
+up in reconciliation. The log and those positions are handed in by the wiring (live_runner.live.
+brokers), so this adapter never imports persistence.
 """
 
 from __future__ import annotations
 
 import math
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import Mapping
 
 import msgspec
 import sqlalchemy as sa
 
-from live_runner.core.clients import FillHandler, OrderEventHandler
+from live_runner.core.clients import EventLog, FillHandler, GatedSends, OrderEventHandler
 from live_runner.core.config import PaperConfig
 from live_runner.core.models import (
     NANOS_PER_MINUTE, Bar, Fill, OrderEvent, OrderRequest, OrderStatus, OrderType, Side,
 )
 from live_runner.core.money import ZERO, commission, dec
-
-if TYPE_CHECKING:
-    from live_runner.persistence.journal import Journal
 
 _BUY, _SELL = Side.BUY, Side.SELL  # module constants: an Enum class attribute costs a lookup
 _MARKET, _STOP, _LIMIT = OrderType.MARKET, OrderType.STOP, OrderType.LIMIT
@@ -55,10 +53,13 @@ class _Resting(msgspec.Struct, gc=False):
     triggered: bool = False  # a stop that has triggered is a market order from then on
 
 
-class PaperExecutionClient:
+class PaperExecutionClient(GatedSends):
     name = "paper"
 
-    def __init__(self, config: PaperConfig, state: "Journal | None" = None) -> None:
+    def __init__(self, config: PaperConfig, state: EventLog | None = None,
+                 external_positions: Mapping[str, int] | None = None) -> None:
+        """`state`: the broker's own event log (None: in memory only); `external_positions`: the
+        shares entered at the broker by hand (`load_external_positions`)."""
         self._slip = Decimal(repr(config.slippage_bps)) / 10_000
         self._per_share = Decimal(repr(config.commission_per_share))
         self._min = Decimal(repr(config.commission_min))
@@ -73,7 +74,7 @@ class PaperExecutionClient:
         self.submitted = 0
         self._state = state
         self._positions: dict[str, int] = {}
-        self.external_positions: dict[str, int] = _load_external(state) if state is not None else {}
+        self.external_positions: dict[str, int] = dict(external_positions or {})
         # A live restart continues the log: what it holds is the broker's record (see `recover`).
         self._logged: dict[str, list[tuple[str, int, dict]]] = {}
         if state is not None and state.continued:
@@ -85,6 +86,8 @@ class PaperExecutionClient:
 
     # --- orders ------------------------------------------------------------------------------
     def submit(self, request: OrderRequest) -> None:
+        if not self.may_send("submit"):  # the live service's lease fence
+            return
         self.submitted += 1
         self._accept(request)
 
@@ -114,7 +117,7 @@ class PaperExecutionClient:
             self._books.setdefault(request.symbol, []).append(resting)
             self._on_event(OrderEvent(cid, OrderStatus.ACCEPTED, request.ts, broker_order_id=cid))
 
-    def _load_log(self, state: "Journal") -> None:
+    def _load_log(self, state: EventLog) -> None:
         """Positions and each order's reports from the broker's own log."""
         for ev in state.stored_events():
             kind, p = ev["kind"], ev["payload"]
@@ -141,6 +144,8 @@ class PaperExecutionClient:
         self._event(OrderEvent(cid, _ACCEPTED, request.ts, "", cid))
 
     def cancel(self, client_order_id: str) -> None:
+        if not self.may_send("cancel"):  # the live service's lease fence
+            return
         resting = self._by_id.get(client_order_id)
         if resting is None or not resting.active:
             return
@@ -296,19 +301,16 @@ _external = sa.Table(
 )
 
 
-def _load_external(state: "Journal") -> dict[str, int]:
-    _external.metadata.create_all(state.engine)
-    with state.engine.connect() as conn:
+def load_external_positions(engine: sa.Engine) -> dict[str, int]:
+    """The positions entered at the broker by hand, from the database of its event log."""
+    _external.metadata.create_all(engine)
+    with engine.connect() as conn:
         return {r.symbol: r.qty for r in conn.execute(sa.select(_external))}
 
 
-def add_external_position(state_url: str, symbol: str, qty: int) -> None:
+def record_external_position(engine: sa.Engine, symbol: str, qty: int) -> None:
     """Record a position entered at the broker outside the runner (a manual trade)."""
-    from live_runner.persistence.journal import make_engine
-
-    engine = make_engine(state_url)
     _external.metadata.create_all(engine)
     with engine.begin() as conn:
         conn.execute(sa.delete(_external).where(_external.c.symbol == symbol))
         conn.execute(sa.insert(_external).values(symbol=symbol, qty=qty))
-    engine.dispose()

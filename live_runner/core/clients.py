@@ -11,7 +11,7 @@ import asyncio
 from datetime import date
 from decimal import Decimal
 from enum import Enum
-from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
 import msgspec
 
@@ -24,6 +24,26 @@ FillHandler = Callable[[Fill], None]
 class AccountModeError(RuntimeError):
     """The broker is logged in to a live account in paper mode, or to a paper account in live mode.
     Raised by an execution client's `start()` before any order can be sent; the CLI exits 2."""
+
+
+SendGate = Callable[[str], bool]
+"""Asked before each send with the call's name ("submit", "submit_oco", "replace_exits",
+"cancel"); False: the call sends nothing (the live service's account-lease fence)."""
+
+
+class GatedSends:
+    """Mixed into every execution client: its sends ask the gate first, so the live service can
+    fence a client (lease lost: nothing more reaches the broker) without wrapping its methods.
+    Internal sends (an IB reconcile's cancel, an extra OCA group) go through the same methods."""
+
+    _send_gate: SendGate | None = None
+
+    def set_send_gate(self, gate: SendGate | None) -> None:
+        self._send_gate = gate
+
+    def may_send(self, call: str) -> bool:
+        gate = self._send_gate
+        return gate is None or gate(call)
 
 
 class ExecutionClient(Protocol):
@@ -50,19 +70,23 @@ class ExecutionClient(Protocol):
     #
     # def replace_exits(self, old_stop: str, old_target: str, stop: OrderRequest,
     #                   target: OrderRequest) -> None:
-    #     """Resize a working pair in place (Alpaca PATCH replace, IB re-place the same orderIds),
-    #     never cancel-then-new. Once the broker confirms, the old ids are reported CANCELED with
+    #     """Resize a working pair in place (Alpaca PATCH replace), never cancel-then-new. Once the broker confirms, the old ids are reported CANCELED with
     #     reason "replaced" and the new ids ACCEPTED; later fills arrive under the new ids. If the
     #     broker refuses, BOTH new ids are REJECTED and the old pair keeps working."""
     #
     # native_oco: bool  (True when submit_oco exists)
-    # resize_in_place: bool  (default: replace_exits exists) True only when the broker checks a
-    #     resize against the position as it applies it, so that it can never sell more than held
-    #     (Alpaca: a replace above the available shares is refused). False at IB: a modify sets a
-    #     leg's total quantity and undoes the shrink IB made for a fill of the other leg while the
-    #     modify travelled. There the OrderManager never grows a pair: the added shares get a pair
-    #     (an OCA group) of their own, so a position may have several pairs working at once, each
-    #     selling at most its own shares; a trim or flatten cancels them all.
+    #
+    # A client offers `replace_exits` only when the broker checks a resize against the position
+    # as it applies it, so that it can never sell more than held (Alpaca: a replace above the
+    # available shares is refused). IB does not: a modify sets a leg's total quantity and undoes
+    # the shrink IB made for a fill of the other leg while the modify travelled. Without it the
+    # OrderManager never grows a pair: the added shares get a pair (an OCA group) of their own,
+    # so a position may have several pairs working at once, each selling at most its own shares;
+    # a trim or flatten cancels them all.
+    #
+    # def pdt_state(self) -> PdtState | None:
+    #     """The account's pattern-day-trader state as last read (Alpaca); the node wires a risk
+    #     rule (risk.rules.pdt_rule_factory) to it. None until the account was read."""
 
     def recover(self, request: OrderRequest, *, filled: int = 0, notional: Decimal = ...) -> None:
         """An order the journal already holds: find it at the broker, never send it again.
@@ -74,6 +98,38 @@ class ExecutionClient(Protocol):
 
     def end_session(self, ts: int) -> None:
         """The session is over: day orders expire."""
+
+
+class PdtState(msgspec.Struct, frozen=True, gc=False):
+    """The broker account's pattern-day-trader state (Alpaca: `daytrade_count`,
+    `pattern_day_trader`, `equity`), as last read by the execution client."""
+
+    daytrade_count: int
+    pattern_day_trader: bool
+    equity: float
+
+
+class EventLog(Protocol):
+    """A durable, append-only log an embedded broker keeps its own record in (the paper broker's
+    `paper.state_url`: a persistence Journal, handed in by the wiring so adapters never import
+    persistence). `continued`: a restart continued an existing log; `resuming`: the run is still
+    regenerating events the log already holds (an append then verifies instead of writing)."""
+
+    @property
+    def continued(self) -> bool: ...
+
+    @property
+    def resuming(self) -> bool: ...
+
+    def stored_events(self) -> Iterable[dict[str, Any]]:
+        """The events the log held when it was opened, in order."""
+
+    def append(self, session: str, ts: int, kind: str, key: str, payload: dict[str, Any]) -> int: ...
+
+    def flush(self) -> bool:
+        """Make everything appended so far durable."""
+
+    def close(self) -> None: ...
 
 
 class DataClient(Protocol):

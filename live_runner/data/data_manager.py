@@ -70,6 +70,12 @@ class DataManager:
         self.rejected: Counter[str] = Counter()
         self._logged: set[tuple[str, str]] = set()
 
+    def set_bar_sink(self, on_bar: Callable[[Bar], None]) -> Callable[[Bar], None]:
+        """Send the good bars to `on_bar` from now on (the node's warm-up routes them to itself and
+        back); returns the sink they went to until now."""
+        previous, self._on_bar = self._on_bar, on_bar
+        return previous
+
     def on_bar(self, bar: Bar) -> None:
         self.bar_start_ns = _perf_ns()
         ts = bar.ts

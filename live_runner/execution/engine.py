@@ -19,8 +19,7 @@ reconciliation and shown side by side in `status()`.
 
 Optional client hooks, beyond core/clients.py's protocol (the paper broker has none of them):
 `set_not_accepted_handler(cb(request, reason, recovering))`, `set_alert_handler(cb(key, severity,
-message))`, `set_connection_handler(cb(connected, detail))`, `available` (REST reachable),
-`risk_rules(risk_config)` (extra pre-trade rules, e.g. Alpaca's PDT rule).
+message))`, `set_connection_handler(cb(connected, detail))`, `available` (REST reachable).
 """
 
 from __future__ import annotations
@@ -151,11 +150,12 @@ class ExecutionEngine:
         return bool(getattr(client or self.primary, "native_oco", False))
 
     def resizes_in_place(self, symbol: str) -> bool:
-        """True when the broker holding `symbol` resizes a native pair in place (`replace_exits`)
-        without any risk of selling more than held; False (IB): a pair keeps its size and added
-        shares get a pair of their own (execution/pairs.py)."""
+        """True when the broker holding `symbol` resizes a native pair in place (its client offers
+        `replace_exits` only where that can never sell more than held, Alpaca); False (IB, the
+        paper broker): a pair keeps its size and added shares get a pair of their own
+        (execution/pairs.py)."""
         client = (self._holder(symbol) if self.backup is not None else None) or self.primary
-        return bool(getattr(client, "resize_in_place", hasattr(client, "replace_exits")))
+        return hasattr(client, "replace_exits")
 
     def submit_oco(self, stop: OrderRequest, target: OrderRequest) -> None:
         """A position's stop and target: one native unit where the broker has one, else two orders
@@ -359,15 +359,6 @@ class ExecutionEngine:
                              "positions": by_broker.get(role)}
         return {"brokers": brokers, "positions": self.positions(), "failovers": self.failovers,
                 "refused_exits": self.refused_exits}
-
-    def risk_rules(self, risk: Any) -> list[Any]:
-        """Extra pre-trade rules the brokers ask for (Alpaca: PDT), for the RiskManager."""
-        out: list[Any] = []
-        for client in (self.primary, self.backup):
-            get = getattr(client, "risk_rules", None)
-            if get is not None:
-                out.extend(get(risk))
-        return out
 
     def close(self) -> None:
         for client in (self.primary, self.backup):

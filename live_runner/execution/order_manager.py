@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from fractions import Fraction
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 import msgspec
 
@@ -24,8 +24,9 @@ from live_runner.execution.payloads import (
 )
 from live_runner.execution.trades import EXIT_REASON, STRATEGY_CODES, TRANSITIONS, OpenTrade
 from live_runner.persistence.journal import Deferred
-from live_runner.core.money import ZERO, dec, price_4, round_to_tick, target_price
-from live_runner.portfolio.performance import TradeRecord
+from live_runner.core.ledger import average_price
+from live_runner.core.money import ZERO, dec, price_4, round_to_tick
+from live_runner.core.trades import TradeRecord
 from live_runner.risk.rules import RiskView
 
 if TYPE_CHECKING:
@@ -108,6 +109,25 @@ class OrderManager(ExitsMixin):
             if o.status in TERMINAL_STATUSES:
                 self.closed_before[(o.request.strategy, o.request.side, o.status)] += 1
         self.orders = {cid: o for cid, o in self.open_orders.items()}
+
+    def restore(self, orders: Mapping[str, Order], trades: Mapping[str, OpenTrade],
+                closed_before: Mapping[tuple[str, Side, OrderStatus], int], orders_submitted: int) -> None:
+        """A live restart, before any bar: the orders (the session's, and open ones carried from
+        before), the open round trips, the final statuses of older orders and the session's order
+        count, as the journal left them. The fills applied are the orders' exec ids."""
+        self.orders = dict(orders)
+        self.open_orders = {cid: o for cid, o in self.orders.items() if o.is_open}
+        self.pending_entries = {o.request.symbol: o for o in self.open_orders.values()
+                                if o.request.role is _ENTRY}
+        self.trades = dict(trades)
+        self.closed_before = Counter(closed_before)
+        self.orders_submitted = orders_submitted
+        self.fills = sum(len(o.exec_ids) for o in self.orders.values())
+
+    def expect_cancels(self, client_order_ids: Iterable[str]) -> None:
+        """Orders whose cancels were asked before a restart (an emergency stop's): their cancels
+        are expected, not a broker cancelling a protective leg on its own."""
+        self._cancel_asked.update(client_order_ids)
 
     def set_restart(self, n: int) -> None:
         """Ids after the n-th restart in a session: `LR-20240315R1-GG-ABC-1`, never one sent before
@@ -307,7 +327,7 @@ class OrderManager(ExitsMixin):
                 if fill.qty <= 0:
                     return
         total = order.filled_qty + fill.qty
-        order.avg_fill_price = (order.avg_fill_price * order.filled_qty + fill.price * fill.qty) / total
+        order.avg_fill_price = average_price(order.avg_fill_price, order.filled_qty, fill.price, fill.qty)
         order.filled_qty = total
         order.status = _FILLED if total >= req.qty or self._pair_exhausted(order) else _PARTIAL
         self.fills += 1
@@ -325,14 +345,8 @@ class OrderManager(ExitsMixin):
     def _on_entry_fill(self, req: OrderRequest, fill: Fill) -> None:
         trade = self.trades.get(req.symbol)
         if trade is None:
-            trade = self.trades[req.symbol] = OpenTrade(req.strategy, req.protective_stop, req.target_r,
-                                                         entry_ts=fill.ts)
-        trade.entry_qty += fill.qty
-        trade.entry_cost += dec(fill.price) * fill.qty
-        trade.commission += fill.commission
-        avg_dec = trade.entry_cost / trade.entry_qty
-        avg = float(avg_dec)
-        trade.target = target_price(avg_dec, trade.stop, trade.target_r)
+            trade = self.trades[req.symbol] = OpenTrade.opened(req, fill.ts)
+        avg = float(trade.add_entry(fill.qty, dec(fill.price), fill.commission))
         pos = self.portfolio.positions.get(req.symbol)
         if pos is not None:
             pos.stop, pos.target = trade.stop, trade.target
@@ -357,11 +371,7 @@ class OrderManager(ExitsMixin):
         trade = self.trades.get(req.symbol)
         if trade is None:
             return
-        trade.exit_qty += fill.qty
-        trade.exit_proceeds += dec(fill.price) * fill.qty
-        trade.commission += fill.commission
-        trade.last_exit_role = req.role
-        trade.exit_ts = fill.ts
+        trade.add_exit(fill.qty, dec(fill.price), fill.commission, req.role, fill.ts)
         if closed is not None:
             self._cancel_exits(req.symbol, trade)
             entry = self.pending_entries.get(req.symbol)

@@ -1,16 +1,17 @@
 """The protective pair at the broker: placed after an entry fill, kept the size of the shares held,
 and what a refusal of it means (DESIGN.md, "How the real brokers behave").
 
-How a pair follows the position, per broker (the execution client says which, `resize_in_place`):
+How a pair follows the position, per broker (the execution client says which: it offers
+`replace_exits` or not, ExecutionEngine.resizes_in_place):
 - Resized in place (`replace_exits`) where the broker checks the new size against the position as
   it applies it: Alpaca's replace is refused (403) when the shares are not there, so it can never
   oversell. One resize at a time, once the broker has taken the pair.
-- Never grown at IB. A modify there sets a leg's total quantity; a fill of the other leg while the
-  modify travels (IB had shrunk this leg for it, ocaType 2) is undone by it, and the pair could sell
-  more than is held. So a pair keeps its size and the added shares get a pair (an OCA group) of
-  their own: each group sells at most its own shares, all of them together never more than held.
-  A pair left with one leg, or protection above the shares held, is cancelled (confirmed) and one
-  pair is placed for what is held.
+- Never grown at IB (its client has no `replace_exits`). A modify there sets a leg's total
+  quantity; a fill of the other leg while the modify travels (IB had shrunk this leg for it,
+  ocaType 2) is undone by it, and the pair could sell more than is held. So a pair keeps its size
+  and the added shares get a pair (an OCA group) of their own: each group sells at most its own
+  shares, all of them together never more than held. A pair left with one leg, or protection
+  above the shares held, is cancelled (confirmed) and one pair is placed for what is held.
 - Emulated (the paper broker): two orders, re-placed; its cancels are confirmed at once.
 A refused resize keeps the old pair working and is tried again at the size now held (the usual
 cause: a fill overtook it); refused again, the uncovered shares are CRITICAL `unprotected` and

@@ -5,7 +5,7 @@ Each returns exactly the dict the journal stores (encoded with sorted keys)."""
 from __future__ import annotations
 
 from live_runner.core.models import Fill, OrderEvent, OrderRequest, Signal
-from live_runner.portfolio.performance import TradeRecord
+from live_runner.core.trades import TradeRecord
 
 
 def signal_payload(signal: Signal, _: None) -> dict:

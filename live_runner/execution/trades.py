@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from live_runner.core.models import OrderRequest, OrderRole, OrderStatus
-from live_runner.core.money import ZERO
+from live_runner.core.money import ZERO, target_price
 
 # Allowed transitions; fills drive PARTIALLY_FILLED/FILLED themselves.
 TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
@@ -60,3 +60,26 @@ class OpenTrade:
     refused: tuple[str, str] = ("", "")
     resize_refusals: int = 0
     flatten_refusals: int = 0  # flatten sells the broker refused (or never got): re-sent, bounded
+
+    @classmethod
+    def opened(cls, req: OrderRequest, ts: int) -> OpenTrade:
+        """The round trip an entry order's first fill (at `ts`) opens."""
+        return cls(req.strategy, req.protective_stop, req.target_r, entry_ts=ts)
+
+    def add_entry(self, qty: int, price: Decimal, fee: Decimal) -> Decimal:
+        """An entry fill (`price` the Decimal of its float price): the target follows the exact
+        average entry, which is returned. The OrderManager and a restart's scan both use this."""
+        self.entry_qty += qty
+        self.entry_cost += price * qty
+        self.commission += fee
+        avg = self.entry_cost / self.entry_qty
+        self.target = target_price(avg, self.stop, self.target_r)
+        return avg
+
+    def add_exit(self, qty: int, price: Decimal, fee: Decimal, role: OrderRole, ts: int) -> None:
+        """An exit fill of the order with `role` at `ts`."""
+        self.exit_qty += qty
+        self.exit_proceeds += price * qty
+        self.commission += fee
+        self.last_exit_role = role
+        self.exit_ts = ts

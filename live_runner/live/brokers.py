@@ -13,9 +13,14 @@ import logging
 import os
 from typing import Any, Callable
 
-from live_runner.adapters.paper import PaperExecutionClient
-from live_runner.core.config import SystemConfig
-from live_runner.persistence.journal import Journal
+from live_runner.adapters.paper import (
+    PaperExecutionClient,
+    load_external_positions,
+    record_external_position,
+)
+from live_runner.core.config import RiskConfig, SystemConfig
+from live_runner.persistence.journal import Journal, make_engine
+from live_runner.risk.rules import Rule, pdt_rule_factory
 
 log = logging.getLogger("live_runner.live.brokers")
 
@@ -27,9 +32,10 @@ def build_client(name: str, config: SystemConfig, environ: dict[str, str] | None
     node's market clock, so session rules (extended hours) follow the data being traded.
     `continue_log`: a live restart, so the paper broker's own log is continued, not regenerated."""
     if name == "paper":
-        state = (Journal(config.paper.state_url, batch_size=1, continue_log=continue_log)
-                 if config.paper.state_url else None)
-        return PaperExecutionClient(config.paper, state)
+        if not config.paper.state_url:
+            return PaperExecutionClient(config.paper)
+        state = Journal(config.paper.state_url, batch_size=1, continue_log=continue_log)
+        return PaperExecutionClient(config.paper, state, load_external_positions(state.engine))
     if name == "ibkr":
         from live_runner.adapters.ibkr import build_execution_client
 
@@ -42,6 +48,25 @@ def build_client(name: str, config: SystemConfig, environ: dict[str, str] | None
 
         return AlpacaExecutionClient.from_config(config, environ=environ, calendar=calendar, clock=clock)
     raise ValueError(f"unknown broker {name!r}")
+
+
+def add_external_position(state_url: str, symbol: str, qty: int) -> None:
+    """Record a position entered at the paper broker outside the runner (a manual trade), in the
+    database of its event log (`paper.state_url`)."""
+    engine = make_engine(state_url)
+    try:
+        record_external_position(engine, symbol, qty)
+    finally:
+        engine.dispose()
+
+
+def broker_risk_rules(risk: RiskConfig, *clients: Any) -> list[Rule]:
+    """The pre-trade rules the brokers' accounts call for: the pattern-day-trader rule, fed by each
+    client that reports its account's PDT state (`pdt_state()`, Alpaca), when `risk.pdt_check`."""
+    if not risk.pdt_check:
+        return []
+    return [pdt_rule_factory(client.pdt_state, risk.pdt_max_day_trades, risk.pdt_min_equity)
+            for client in clients if client is not None and callable(getattr(client, "pdt_state", None))]
 
 
 async def start_clients(*clients: Any) -> None:

@@ -40,7 +40,7 @@ from live_runner.core.calendar import CLOSED, REGULAR, MarketCalendar, SessionTi
 from live_runner.core.clock import LOOP_SLICE_S
 from live_runner.live.health import feed_liveness
 from live_runner.core.models import NANOS_PER_MINUTE, Bar, Severity
-from live_runner.risk.rules import BackupDataGate
+from live_runner.risk.rules import BackupDataGate, state_rule
 
 if TYPE_CHECKING:
     from live_runner.core.config import SystemConfig
@@ -174,8 +174,8 @@ class DataFeed:
     async def run(self, node: "TradingNode", stop: asyncio.Event) -> None:
         self._node = node
         self._on_bar = node.data.on_bar
-        if self.gate is not None and self.gate not in node.risk.rules:
-            node.risk.rules.insert(1, self.gate)  # right after state_rule
+        if self.gate is not None:
+            node.risk.add_rule(self.gate, after=state_rule)  # a no-op when it is there already
         wake = self._wake = asyncio.Event()
         stopper = asyncio.create_task(stop.wait())
         stopper.add_done_callback(lambda _: wake.set())

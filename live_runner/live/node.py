@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 
 import orjson
 
-from live_runner.live.brokers import build_client
+from live_runner.live.brokers import broker_risk_rules, build_client
 from live_runner.live.node_operations import NodeOperations
 from live_runner.ops.alerts import AlertSink, AlertSystem, LogSink
 from live_runner.core.calendar import MarketCalendar, SessionTimes
@@ -97,7 +97,8 @@ class TradingNode(NodeOperations):
         if config.backup_broker and config.backup_broker != config.primary_broker:
             self.execution.attach_backup(build_client(config.backup_broker, config,
                                                       calendar=self.calendar, clock=self.clock.now_ns))
-        self.risk.rules.extend(self.execution.risk_rules(config.risk))  # e.g. Alpaca's PDT rule
+        for rule in broker_risk_rules(config.risk, self.execution.primary, self.execution.backup):
+            self.risk.add_rule(rule)  # e.g. Alpaca's PDT rule
         self.data = DataManager(self.calendar, self._on_bar, self._on_session)
         self.tick_to_order = LatencyHistogram()  # DataManager.on_bar entry -> ExecutionEngine.submit
         self.session: SessionTimes | None = None
@@ -128,7 +129,7 @@ class TradingNode(NodeOperations):
             if self.restored.emergency_stop:
                 # The emergency stop asked the broker to cancel these before the crash: their
                 # cancels are expected, not a broker cancelling a protective leg on its own.
-                self.orders._cancel_asked.update(self.restored.cancel_asked)
+                self.orders.expect_cancels(self.restored.cancel_asked)
             for cid, order in sorted(self.restored.open_orders.items()):
                 self.execution.recover(order.request, filled=order.filled_qty, notional=notional.get(cid))
 
@@ -151,8 +152,7 @@ class TradingNode(NodeOperations):
         and trade nothing; sessions before `session_date` are context (previous closes) only."""
         self.warmup = Warmup(self, self.restored)
         self._warm_until = session_date
-        self._live_on_bar = self.data._on_bar
-        self.data._on_bar = self.warmup.on_bar
+        self._live_on_bar = self.data.set_bar_sink(self.warmup.on_bar)
 
     def end_warmup(self) -> dict:
         warmup = self.warmup
@@ -161,7 +161,7 @@ class TradingNode(NodeOperations):
         info = warmup.finish()
         self.warmup = None
         self._warm_until = None
-        self.data._on_bar = self._live_on_bar
+        self.data.set_bar_sink(self._live_on_bar)
         plan = self.restored
         if plan is not None:
             self.restart_info = {

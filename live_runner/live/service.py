@@ -129,7 +129,7 @@ class LiveService(HealthChecks, LeaseFencing):
         self.health = health or HealthMonitor(default_allowance_s=config.ops.heartbeat_allowance_s)
         # Repeats of one alert key are limited on the health monitor's monotonic clock: the market
         # clock stands still between bars and stops with a dead feed (see AlertSystem.rate_clock).
-        self.node.alerts.rate_clock = self.health.now
+        self.node.alerts.set_rate_clock(self.health.now)
         self.serving = threading.Event()  # set once the ops server listens (bound_port is known)
         self.error: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -21,9 +21,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("live_runner.live.service")
 
-_FENCED_CALLS = ("submit", "submit_oco", "replace_exits", "cancel")
-
-
 class LeaseFencing:
     """LiveService's lease handling (the attributes below are the service's)."""
 
@@ -48,28 +45,26 @@ class LeaseFencing:
     def _fence_clients(self) -> None:
         """Every order, exit pair, replacement and cancel passes the lease first: once it is not
         valid (lost, or not renewed for ttl_s on this runner's clock) nothing more reaches a
-        broker, so the resting exits stay as they are for the successor."""
+        broker, so the resting exits stay as they are for the successor. Each client asks the
+        gate itself (GatedSends); a client that cannot be fenced is refused, not traded."""
         if self.lease is None:
             return
         for client in self._clients():
-            for name in _FENCED_CALLS:
-                send = getattr(client, name, None)
-                if callable(send):
-                    setattr(client, name, self._fenced(name, send))
+            set_gate = getattr(client, "set_send_gate", None)
+            if set_gate is None:
+                raise TypeError(f"broker client {getattr(client, 'name', client)!r} offers no "
+                                "set_send_gate: it cannot be fenced by the account lease")
+            set_gate(self._may_send)
 
-    def _fenced(self, name: str, send: Any) -> Any:
+    def _may_send(self, call: str) -> bool:
         lease = self.lease
-        assert lease is not None
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            if lease.valid():
-                return send(*args, **kwargs)
-            self.fenced_sends += 1
-            reason = lease.why_invalid()
-            log.critical("lease lost (%s): %s not sent", reason, name, extra={"component": "lease"})
-            self._on_lease_lost(reason)
-            return None
-        return call
+        if lease is None or lease.valid():
+            return True
+        self.fenced_sends += 1
+        reason = lease.why_invalid()
+        log.critical("lease lost (%s): %s not sent", reason, call, extra={"component": "lease"})
+        self._on_lease_lost(reason)
+        return False
 
     def _renew_after_setup(self) -> None:
         """The lease is taken before the journal is opened, the bars file validated and the state
@@ -98,7 +93,7 @@ class LeaseFencing:
         lease = self.lease
         account = lease.account if lease is not None else "?"
         # Nothing more goes to the journal either (a successor may be about to append to it).
-        self.node.alerts.journal = None
+        self.node.alerts.set_journal(None)
         self.node.alerts.raise_alert(
             "lease_lost", Severity.CRITICAL,
             f"runner lost the lease on {account} (generation {lease.generation if lease else 0}): "

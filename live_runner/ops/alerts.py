@@ -174,6 +174,15 @@ class AlertSystem:
             self._ensure_worker()
         return True
 
+    def set_journal(self, journal: Callable[[Alert], None] | None) -> None:
+        """Where accepted alerts are journaled from now on (None: nowhere, e.g. once this runner
+        lost its lease and a successor may be appending to the journal)."""
+        self.journal = journal
+
+    def set_rate_clock(self, rate_clock: Callable[[], float] | None) -> None:
+        """The monotonic seconds the rate limit is measured on (None: the injected clock)."""
+        self.rate_clock = rate_clock
+
     def start(self) -> None:
         """Start the delivery thread now (otherwise the first queued alert starts it)."""
         self._ensure_worker()

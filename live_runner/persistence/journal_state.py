@@ -1,9 +1,10 @@
 """Positions, orders, P&L and the day's state, derived by replaying the journal.
 
 `rebuild` is a pure function over journal events (dicts as yielded by
-`live_runner.persistence.journal.iter_events`, in seq order). Fills are applied exactly as
-`Portfolio.apply_fill` applies them (Decimal of the price's shortest repr, average-cost basis,
-commissions charged to realized P&L when paid), so the result equals what the live node held:
+`live_runner.persistence.journal.iter_events`, in seq order). Fills go through the reducer
+`Portfolio.apply_fill` uses, `live_runner.core.ledger` (Decimal of the price's shortest repr,
+average-cost basis, commissions charged to realized P&L when paid), so the result equals what the
+live node held:
 positions (overall, and per session as of its last event); orders with their last status (open:
 neither terminal nor fully filled; fills drive FILLED/PARTIALLY_FILLED, never journaled as order
 events); realized P&L net of commissions and the commissions, per session (the node resets both
@@ -26,6 +27,9 @@ from decimal import Decimal
 from typing import Any, Iterable
 
 import sqlalchemy as sa
+
+from live_runner.core import ledger
+from live_runner.core.trades import ClosedTrade, trade_record
 
 ZERO = Decimal(0)
 TERMINAL = frozenset({"filled", "canceled", "rejected", "expired"})
@@ -74,21 +78,6 @@ class OrderState:
     @property
     def remaining(self) -> int:
         return self.qty - self.filled_qty
-
-
-@dataclass(frozen=True, slots=True)
-class ClosedTrade:
-    session: str
-    symbol: str
-    strategy: str
-    qty: int
-    entry_ts: int
-    entry_price: float
-    exit_ts: int
-    exit_price: float
-    exit_reason: str
-    pnl: Decimal
-    commission: Decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,9 +252,7 @@ class _Builder:
             order.reason = p.get("reason", "")
 
     def _on_trade(self, ev: dict, ses: SessionState, key: str, p: dict) -> None:
-        trade = ClosedTrade(ev["session"], p["symbol"], p["strategy"], int(p["qty"]), p["entry_ts"],
-                            p["entry_price"], p["exit_ts"], p["exit_price"], p["exit_reason"],
-                            Decimal(p["pnl"]), Decimal(p["commission"]))
+        trade = trade_record(p, ev["session"])
         ses.trades.append(trade)
         self.state.trades.append(trade)
 
@@ -280,35 +267,29 @@ class _Builder:
             order.fills += 1
             order.commission += fee
             order.status = "filled" if order.filled_qty >= order.qty else "partially_filled"
-        # Portfolio.apply_fill, step for step (same operations in the same order).
-        notional = price * qty
-        ses.commissions += fee
-        ses.realized -= fee
-        st.commissions += fee
-        st.realized -= fee
+        # The portfolio's reducer (live_runner.core.ledger), as Portfolio.apply_fill applies it.
         symbol = p["symbol"]
         pos = st.positions.get(symbol)
-        if st.cash is not None:
-            st.cash += -(notional + fee) if p["side"] == "buy" else notional - fee
-        if p["side"] == "buy":
-            if pos is None:
-                pos = st.positions[symbol] = PositionState(symbol, p.get("strategy", ""), opened_ts=ev["ts"])
-                st.prices[symbol] = price  # marked at its entry until its next bar's mark
-            pos.cost_basis += notional
-            pos.qty += qty
-            pos.entry_commission += fee
-            return
-        if pos is None or pos.qty < qty:
-            held = 0 if pos is None else pos.qty
+        is_buy = p["side"] == "buy"
+        try:
+            eff = ledger.apply_fill(0 if pos is None else pos.qty, ZERO if pos is None else pos.cost_basis,
+                                    is_buy, qty, price, fee)
+        except ledger.OversellError as exc:
             raise JournalStateError(
-                f"journal event {st.last_seq}: sell of {qty} {symbol} exceeds the position of {held}")
-        cost = pos.cost_basis * qty / pos.qty
-        pnl = notional - cost
-        ses.realized += pnl
-        st.realized += pnl
-        pos.cost_basis -= cost
-        pos.qty -= qty
-        if pos.qty == 0:
+                f"journal event {st.last_seq}: sell of {qty} {symbol} exceeds the position of {exc.held}") from None
+        ses.commissions += fee
+        ses.realized = ledger.realized_after(ses.realized, fee, eff.pnl)
+        st.commissions += fee
+        st.realized = ledger.realized_after(st.realized, fee, eff.pnl)
+        if st.cash is not None:
+            st.cash += eff.cash_delta
+        if pos is None:
+            pos = st.positions[symbol] = PositionState(symbol, p.get("strategy", ""), opened_ts=ev["ts"])
+            st.prices[symbol] = price  # marked at its entry until its next bar's mark
+        pos.cost_basis, pos.qty = eff.cost_basis, eff.qty
+        if is_buy:
+            pos.entry_commission += fee
+        elif pos.qty == 0:
             del st.positions[symbol]
 
 

@@ -6,13 +6,19 @@ it is computed on demand from a handful of open positions, never accumulated as 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 
 from live_runner.core.exact import PRICE_SCALE, PRICE_SCALE_F
+from live_runner.core.ledger import OversellError
+from live_runner.core.ledger import buy as _buy
+from live_runner.core.ledger import realized_after as _realized_after
+from live_runner.core.ledger import sell as _sell
 from live_runner.core.models import Fill, Position, Side
 from live_runner.core.money import ZERO, dec
 
 
+_BUY = Side.BUY
 UNITS = PRICE_SCALE  # integer money units for the hot path: 1e-8 dollars (live_runner.core.exact)
 
 
@@ -65,37 +71,57 @@ class Portfolio:
             pos.last_price = price
 
     def apply_fill(self, fill: Fill, strategy: str) -> tuple[Position, Decimal] | None:
-        """Apply a fill; returns (position before close, realized P&L) when it closes one."""
+        """Apply a fill (`live_runner.core.ledger`, as the journal's projection does); returns
+        (position before close, realized P&L) when it closes one. A sell beyond the position
+        raises ValueError and changes nothing."""
         price = dec(fill.price)
-        notional = price * fill.qty
-        self.commissions += fill.commission
-        self.realized -= fill.commission
-        if fill.side is Side.BUY:
-            self.cash -= notional + fill.commission
-            pos = self.positions.get(fill.symbol)
+        fee = fill.commission
+        symbol = fill.symbol
+        pos = self.positions.get(symbol)
+        if fill.side is _BUY:
+            eff = _buy(0, ZERO, fill.qty, price, fee) if pos is None else \
+                _buy(pos.qty, pos.cost_basis, fill.qty, price, fee)
+        elif pos is None:
+            raise ValueError(f"sell of {fill.qty} {symbol} exceeds the position of 0")
+        else:
+            try:
+                eff = _sell(pos.qty, pos.cost_basis, fill.qty, price, fee)
+            except OversellError as exc:
+                raise ValueError(f"sell of {fill.qty} {symbol} exceeds the position of {exc.held}") from None
+        self.commissions += fee
+        self.realized = _realized_after(self.realized, fee, eff.pnl)
+        self.cash += eff.cash_delta
+        if eff.pnl is None:
             if pos is None:
-                pos = Position(symbol=fill.symbol, strategy=strategy, opened_ts=fill.ts)
-                self.positions[fill.symbol] = pos
-            pos.cost_basis += notional
-            pos.qty += fill.qty
+                pos = Position(symbol=symbol, strategy=strategy, opened_ts=fill.ts)
+                self.positions[symbol] = pos
+            pos.cost_basis, pos.qty = eff.cost_basis, eff.qty
             pos.avg_price = float(pos.cost_basis / pos.qty)
-            pos.entry_commission += fill.commission
-            pos.last_price = self.last_price.get(fill.symbol, fill.price)
+            pos.entry_commission += fee
+            pos.last_price = self.last_price.get(symbol, fill.price)
             return None
-        pos = self.positions.get(fill.symbol)
-        if pos is None or pos.qty < fill.qty:
-            held = 0 if pos is None else pos.qty
-            raise ValueError(f"sell of {fill.qty} {fill.symbol} exceeds the position of {held}")
-        self.cash += notional - fill.commission
-        cost = pos.cost_basis * fill.qty / pos.qty
-        pnl = notional - cost
-        self.realized += pnl
-        pos.cost_basis -= cost
-        pos.qty -= fill.qty
+        assert pos is not None
+        pos.cost_basis, pos.qty = eff.cost_basis, eff.qty
         if pos.qty == 0:
-            del self.positions[fill.symbol]
-            return pos, pnl
+            del self.positions[symbol]
+            return pos, eff.pnl
         return None
+
+    def restore(self, cash: Decimal, positions: Mapping[str, Position], *, realized: Decimal | None = None,
+                commissions: Decimal | None = None, sod_equity: Decimal | None = None) -> None:
+        """A live restart: cash and positions as the journal left them (each marked at its
+        `last_price`); with a session still open, its realized P&L, commissions and start-of-day
+        equity too (None keeps the current figure)."""
+        self.cash = cash
+        self.positions = dict(positions)
+        for sym, p in self.positions.items():
+            self.last_price[sym] = p.last_price
+        if realized is not None:
+            self.realized = realized
+        if commissions is not None:
+            self.commissions = commissions
+        if sod_equity is not None:
+            self.sod_equity = sod_equity
 
     def market_value(self) -> float:
         total = 0.0  # a loop, not a generator sum: the same float additions, cheaper per order

@@ -32,8 +32,9 @@ from live_runner.persistence.journal_state import rebuild
 from live_runner.core.models import (
     Fill, Order, OrderRequest, OrderRole, OrderStatus, OrderType, Position, Side, TradingState,
 )
-from live_runner.core.money import ZERO, dec, target_price
-from live_runner.portfolio.performance import TradeRecord
+from live_runner.core.ledger import average_price
+from live_runner.core.money import ZERO, dec
+from live_runner.core.trades import TradeRecord, trade_record
 
 if TYPE_CHECKING:
     from live_runner.recovery.node_parts import NodeParts as TradingNode  # recovery sits below live
@@ -147,34 +148,21 @@ class RestorePlan:
 
     # --- applying ------------------------------------------------------------------------------
     def apply(self, node: "TradingNode") -> None:
-        """Load the plan into a node that has not seen a bar yet."""
-        pf = node.portfolio
-        pf.cash = self.cash
-        pf.positions = {s: p for s, p in self.positions.items()}
-        for sym, p in self.positions.items():
-            pf.last_price[sym] = p.last_price
-        om = node.orders
-        om.orders = dict(self.orders)
-        om.open_orders = self.open_orders
-        om.pending_entries = {o.request.symbol: o for o in om.open_orders.values()
-                              if o.request.role is OrderRole.ENTRY}
-        om.trades = dict(self.trades)
-        om.closed_before = Counter(self.closed_before)
-        om.orders_submitted = self.orders_submitted
-        om.fills = sum(len(o.exec_ids) for o in self.orders.values())
-        risk = node.risk
-        risk.state = self.trading_state  # as it was: no state-change event, no alert
-        risk.paused = self.paused
-        risk.denials.update(self.denials)
-        if self.session_open:
-            pf.realized, pf.commissions = self.realized, self.commissions
-            if self.sod_equity is not None:
-                pf.sod_equity = self.sod_equity
+        """Load the plan into a node that has not seen a bar yet, through each component's own
+        `restore` (the risk manager's raises no state-change event and no alert: nothing changed)."""
+        session = self.session_open
+        node.portfolio.restore(
+            self.cash, self.positions, realized=self.realized if session else None,
+            commissions=self.commissions if session else None,
+            sod_equity=self.sod_equity if session else None)
+        node.orders.restore(self.orders, self.trades, self.closed_before, self.orders_submitted)
+        node.risk.restore(self.trading_state, self.paused, self.denials)
+        if session:
             for record in self.closed_trades:
                 node.performance.record_trade(record)
             for ts, equity in self.equity_marks:
                 node.performance.mark_equity(ts, equity)
-            node.strategies.signals = self.signals
+            node.strategies.restore(self.signals)
 
 
 class _Scan:
@@ -227,7 +215,7 @@ class _Scan:
         elif kind == "trade":
             self.trades.pop(key, None)
             if current:
-                self.closed_trades.append(_trade_record(p))
+                self.closed_trades.append(trade_record(p))
         elif kind == "equity" and current:
             self.equity_marks.append((ts, Decimal(p["equity"])))
         elif kind == "session_start" and current:
@@ -249,7 +237,7 @@ class _Scan:
         qty, price, fee = int(p["qty"]), float(p["price"]), Decimal(p["commission"])
         self.exec_ids.setdefault(cid, []).append(p["exec_id"])
         done = self._filled.get(cid, 0)
-        self.avg_price[cid] = (self.avg_price.get(cid, 0.0) * done + price * qty) / (done + qty)
+        self.avg_price[cid] = average_price(self.avg_price.get(cid, 0.0), done, price, qty)
         self._filled[cid] = done + qty
         self.notional[cid] = self.notional.get(cid, ZERO) + Decimal(p["price"] if isinstance(p["price"], str)
                                                                     else repr(float(p["price"]))) * qty
@@ -258,20 +246,12 @@ class _Scan:
             self.fills.append(StrategyFill(req.strategy, req.role, fill))
         sym = req.symbol
         trade = self.trades.get(sym)
-        if req.role is OrderRole.ENTRY:  # OrderManager._on_entry_fill, step for step
+        if req.role is OrderRole.ENTRY:  # as the OrderManager accumulates its round trips
             if trade is None:
-                trade = self.trades[sym] = OpenTrade(req.strategy, req.protective_stop, req.target_r,
-                                                      entry_ts=ts)
-            trade.entry_qty += qty
-            trade.entry_cost += dec(price) * qty
-            trade.commission += fee
-            trade.target = target_price(trade.entry_cost / trade.entry_qty, trade.stop, trade.target_r)
-        elif trade is not None:  # OrderManager._on_exit_fill
-            trade.exit_qty += qty
-            trade.exit_proceeds += dec(price) * qty
-            trade.commission += fee
-            trade.last_exit_role = req.role
-            trade.exit_ts = ts
+                trade = self.trades[sym] = OpenTrade.opened(req, ts)
+            trade.add_entry(qty, dec(price), fee)
+        elif trade is not None:
+            trade.add_exit(qty, dec(price), fee, req.role, ts)
 
 
 def _link_exit_orders(symbol: str, trade: OpenTrade, orders: dict[str, Order],
@@ -313,13 +293,6 @@ def _request(cid: str, ts: int, p: dict[str, Any]) -> OrderRequest:
         reference_price=float(p.get("ref") or 0.0),
         protective_stop=float(p.get("protective_stop") or 0.0),
         target_r=float(p.get("target_r") or 0.0), oco_group=p.get("oco") or "")
-
-
-def _trade_record(p: dict[str, Any]) -> TradeRecord:
-    return TradeRecord(p["symbol"], p["strategy"], int(p["qty"]), int(p["entry_ts"]),
-                       float(p["entry_price"]), int(p["exit_ts"]), float(p["exit_price"]),
-                       p["exit_reason"], Decimal(p["pnl"]), Decimal(p["commission"]),
-                       Decimal(p.get("initial_risk", "0")))
 
 
 __all__ = ["RestorePlan", "StrategyFill"]

@@ -68,7 +68,7 @@ class Warmup:
         """Warm-up over: the rest of the journal's fills, and the signal count as the journal has
         it (warm-up signals are the ones already counted, or not taken)."""
         self.deliver_fills()
-        self.node.strategies.signals = self._signals_before
+        self.node.strategies.restore(self._signals_before)
         return {"bars": self.bars, "signals": dict(sorted(self.outcomes.items()))}
 
 

@@ -1,14 +1,15 @@
 """RiskManager: every order passes it; it owns the trading state (ACTIVE/REDUCING/HALTED).
 
-`rules` is the public, ordered list (adapters and the data failover add to it). Each check runs the
-rules that apply to the order's side (a rule's `sides`, see `rules.py`), derived from `rules`
-again whenever the list has changed, so an exit is not asked of the eight entry-only rules.
+`rules` is the ordered, read-only tuple of rules; the wiring adds to it through `add_rule` (the
+broker's PDT rule, the data failover's gate). Each check runs the rules that apply to the order's
+side (a rule's `sides`, see `rules.py`), derived once per change, so an exit is not asked of the
+eight entry-only rules and the hot path never compares the rule list.
 """
 
 from __future__ import annotations
 
 from collections import Counter, deque
-from typing import Callable
+from typing import Callable, Mapping
 
 from live_runner.core.models import NANOS_PER_MINUTE, OrderRequest, Side, TradingState
 from live_runner.risk import rules as R
@@ -26,7 +27,9 @@ class RiskManager:
         self._on_state_change = on_state_change
         self._order_times: deque[int] = deque()
         dup_rule, self._reset_dups = R.duplicate_rule_factory()
-        self.rules: list[R.Rule] = [
+        self._rules: tuple[R.Rule, ...] = ()
+        self._by_side: dict[Side, tuple[R.Rule, ...]] = {}
+        self._set_rules([
             R.state_rule,
             R.no_short_rule,
             R.size_rule,
@@ -39,9 +42,7 @@ class RiskManager:
             R.position_size_rule,
             R.buying_power_rule,
             R.rate_rule,
-        ]
-        self._snapshot: list[R.Rule] = []  # `rules` as the per-side lists were derived from
-        self._by_side: dict[Side, tuple[R.Rule, ...]] = {}
+        ])
 
     def set_state(self, state: TradingState, reason: str) -> None:
         if state is self.state:
@@ -49,6 +50,13 @@ class RiskManager:
         old, self.state = self.state, state
         if self._on_state_change is not None:
             self._on_state_change(old, state, reason)
+
+    def restore(self, state: TradingState, paused: bool, denials: Mapping[str, int]) -> None:
+        """A live restart: the trading state and pause as the journal left them (no state-change
+        event and no alert: nothing changed), and the session's denials counted on."""
+        self.state = state
+        self.paused = paused
+        self.denials.update(denials)
 
     def start_session(self) -> None:
         """A new day: REDUCING from yesterday's loss limit is lifted; HALTED stays (operator)."""
@@ -64,18 +72,34 @@ class RiskManager:
             times.popleft()
         return len(times)
 
+    @property
+    def rules(self) -> tuple[R.Rule, ...]:
+        """Every rule, in the order they run (read-only: `add_rule` adds one)."""
+        return self._rules
+
+    def add_rule(self, rule: R.Rule, after: R.Rule | None = None) -> None:
+        """Add `rule` at the end, or right after `after` (which must be a rule already); a rule
+        already present stays where it is (adding it again is a no-op)."""
+        if rule in self._rules:
+            return
+        rules = list(self._rules)
+        rules.insert(len(rules) if after is None else rules.index(after) + 1, rule)
+        self._set_rules(rules)
+
+    def _set_rules(self, rules: list[R.Rule]) -> None:
+        """The rules and, derived once here, the ones that can deny each side."""
+        self._rules = tuple(rules)
+        self._by_side = {s: tuple(r for r in rules if s in getattr(r, "sides", R.BOTH_SIDES))
+                         for s in R.BOTH_SIDES}
+
     def rules_for(self, side: Side) -> tuple[R.Rule, ...]:
         """The rules, in order, that can deny an order of `side`."""
-        if self.rules != self._snapshot:
-            self._snapshot = list(self.rules)
-            self._by_side = {s: tuple(r for r in self._snapshot if s in getattr(r, "sides", R.BOTH_SIDES))
-                             for s in R.BOTH_SIDES}
         return self._by_side[side]
 
     def check(self, req: OrderRequest, view: R.RiskView) -> str | None:
         """None when approved (and counted against the rate limit), else the reason code."""
         limits = self.limits
-        for rule in self.rules_for(req.side):
+        for rule in self._by_side[req.side]:
             reason = rule(req, view, limits)
             if reason is not None:
                 self.denials[reason] += 1

@@ -13,6 +13,7 @@ from typing import Callable
 
 import msgspec
 
+from live_runner.core.clients import PdtState
 from live_runner.core.models import OrderRequest, OrderRole, OrderType, Side, TradingState
 
 HALTED = "HALTED"
@@ -223,16 +224,7 @@ def rate_rule(req: OrderRequest, v: RiskView, lim: RiskLimits) -> str | None:
     return None
 
 
-class PdtState(msgspec.Struct, frozen=True, gc=False):
-    """The broker account's pattern-day-trader state (Alpaca: `daytrade_count`,
-    `pattern_day_trader`, `equity`), as last read by the execution client."""
-
-    daytrade_count: int
-    pattern_day_trader: bool
-    equity: float
-
-
-def pdt_rule_factory(state: Callable[[], "PdtState | None"], max_day_trades: int = 3,
+def pdt_rule_factory(state: Callable[[], PdtState | None], max_day_trades: int = 3,
                      min_equity: float = 25_000.0) -> Rule:
     """Every entry of an intraday strategy becomes a day trade by the close. Below `min_equity`,
     refuse entries once the account has `max_day_trades` day trades (the next one would flag it as

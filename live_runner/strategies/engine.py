@@ -86,6 +86,11 @@ class StrategyEngine:
             self.by_name[strategy.name] = strategy
         self.signals = 0
 
+    def restore(self, signals: int) -> None:
+        """The signal count as the journal has it (a live restart, and the end of a warm-up whose
+        signals were already counted or not taken)."""
+        self.signals = signals
+
     # --- StrategyContext -------------------------------------------------------------------
     @property
     def session(self) -> "SessionTimes":

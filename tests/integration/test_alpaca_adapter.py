@@ -22,6 +22,7 @@ from live_runner.persistence.journal import Journal
 from live_runner.core.models import (
     Bar, Fill, OrderEvent, OrderRequest, OrderRole, OrderStatus, OrderType, Side,
 )
+from live_runner.live.brokers import broker_risk_rules
 from live_runner.live.node import TradingNode
 from live_runner.risk.rules import PDT, RiskLimits, RiskView
 from live_runner.live.runs import summarize
@@ -528,12 +529,12 @@ def test_pdt_state_from_the_account_feeds_the_risk_rule(fake: FakeAlpaca) -> Non
 
     c = run(scenario())
     assert c.pdt_state() is not None and c.pdt_state().daytrade_count == 3
-    [rule] = c.risk_rules(RiskConfig())
+    [rule] = broker_risk_rules(RiskConfig(), c)
     assert rule(market("E"), _view(), lim) == PDT
     assert rule(market("X", side=Side.SELL), _view(), lim) is None     # exits always pass
-    [lenient] = c.risk_rules(RiskConfig(pdt_max_day_trades=4))
+    [lenient] = broker_risk_rules(RiskConfig(pdt_max_day_trades=4), c)
     assert lenient(market("E"), _view(), lim) is None
-    assert c.risk_rules(RiskConfig(pdt_check=False)) == []
+    assert broker_risk_rules(RiskConfig(pdt_check=False), c) == []
     fake.account.update(equity="30000")
     c2 = client_for(fake, Reports())
 
@@ -542,7 +543,7 @@ def test_pdt_state_from_the_account_feeds_the_risk_rule(fake: FakeAlpaca) -> Non
         await c2.aclose()
 
     run(again())
-    assert c2.risk_rules(RiskConfig())[0](market("E"), _view(), lim) is None
+    assert broker_risk_rules(RiskConfig(), c2)[0](market("E"), _view(), lim) is None
 
 
 def test_day_trades_counted_by_the_broker_reach_the_rule(fake: FakeAlpaca) -> None:
@@ -564,7 +565,7 @@ def test_day_trades_counted_by_the_broker_reach_the_rule(fake: FakeAlpaca) -> No
         return c
 
     c = run(scenario())
-    assert c.risk_rules(RiskConfig())[0](market("E"), _view(), RiskLimits(5, 0.2, 0.05, 60, 0.1)) == PDT
+    assert broker_risk_rules(RiskConfig(), c)[0](market("E"), _view(), RiskLimits(5, 0.2, 0.05, 60, 0.1)) == PDT
 
 
 def test_keys_only_from_the_environment(fake: FakeAlpaca) -> None:
@@ -628,9 +629,7 @@ async def trade_session(node: TradingNode, bars: list[Bar], *pairs: tuple[FakeAl
 
 def chain_node(client: AlpacaExecutionClient) -> TradingNode:
     cfg = parse_config({"active_strategies": ["gap_and_go"], "log_dir": None})
-    node = TradingNode(cfg, Journal("sqlite://"), execution_client=client)
-    node.risk.rules.extend(node.execution.risk_rules(cfg.risk))
-    return node
+    return TradingNode(cfg, Journal("sqlite://"), execution_client=client)  # wires the PDT rule
 
 
 def test_whole_chain_round_trip_through_the_fake(fake: FakeAlpaca) -> None:

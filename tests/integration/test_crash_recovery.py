@@ -24,7 +24,7 @@ import pytest
 import sqlalchemy as sa
 
 from live_runner.data import sample_data
-from live_runner.adapters.paper import add_external_position
+from live_runner.live.brokers import add_external_position
 from live_runner.persistence.journal import dump
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,8 +1,8 @@
 """A position's exits at IB, through the real SDK (ib_async, or ib_insync in `make test-legacy`)
 against the fake TWS, whose book behaves as IB does: orders without a shared OCA group are
-independent (both exits can fill: the account goes short), a cancel is confirmed only later, and a
-modify re-places the same orderId. First the issue's short-account scenario against the fake, then
-the client's OCA group, modify and fail-closed paths."""
+independent (both exits can fill: the account goes short) and a cancel is confirmed only later.
+First the issue's short-account scenario against the fake, then the client's OCA group and
+fail-closed paths. The client never modifies a pair (it offers no `replace_exits`; see exits.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ pytestmark = pytest.mark.legacy_sdk
 
 SYM = "GAPX"
 ENTRY, STOP, TARGET = "LR-1-GG-GAPX-1", "LR-1-GG-GAPX-2", "LR-1-GG-GAPX-3"
-STOP2, TARGET2 = "LR-1-GG-GAPX-4", "LR-1-GG-GAPX-5"
 
 
 def exits(qty: int, stop_id: str = STOP, target_id: str = TARGET, group: str | None = TARGET,
@@ -136,70 +135,15 @@ def test_with_oca_type_1_a_partial_fill_cancels_the_stop(tmp_path: Any) -> None:
     run(scenario())
 
 
-# --- modify in place --------------------------------------------------------------------------------------
+def test_the_ib_client_never_resizes_a_pair_in_place() -> None:
+    """A modify racing a fill of the other leg could sell more than is held (exits.py), so the
+    client offers no `replace_exits` and the engine grows protection at IB by more OCA groups."""
+    from live_runner.adapters.ibkr.client import IbkrExecutionClient
+    from live_runner.execution.engine import ExecutionEngine
 
-def test_replace_exits_modifies_the_same_order_ids(tmp_path: Any) -> None:
-    """A partial entry fill (1,000 then 538): the pair is resized to 1,538 by re-placing the same
-    orderIds; the target's 200 filled before the modify stay with the old id, and the stop that
-    triggers afterwards is reported under the new one. IB never sees a cancel or a new orderId."""
-    async def scenario() -> None:
-        async with rig(tmp_path) as r:
-            r.client.submit(req(ENTRY, OrderType.LIMIT, qty=1538, symbol=SYM, limit=12.0))
-            await until(lambda: r.statuses(ENTRY) == [OrderStatus.ACCEPTED])
-            r.fake.fill(ENTRY, 1000, 12.0)
-            await until(lambda: filled(r, ENTRY) == 1000)
-            r.client.submit_oco(*exits(1000))
-            await until(lambda: r.statuses(TARGET) == [OrderStatus.ACCEPTED])
-            ids = {cid: r.fake.order(cid).order_id for cid in (STOP, TARGET)}
-            r.fake.set_price(SYM, 12.38, volume=200)  # the target takes 200 of the 1,000
-            await until(lambda: filled(r, TARGET) == 200)
-            r.fake.fill(ENTRY, 538, 12.0)
-            await until(lambda: filled(r, ENTRY) == 1538)
-            r.fake.set_price(SYM, 12.10)
-            r.client.replace_exits(STOP, TARGET, *exits(1338, STOP2, TARGET2))  # 1,538 - 200 held
-            await until(lambda: r.statuses(STOP2) == r.statuses(TARGET2) == [OrderStatus.ACCEPTED])
-            for old in (STOP, TARGET):
-                [ev] = [e for e in r.events if e.client_order_id == old and e.status is OrderStatus.CANCELED]
-                assert ev.reason == "replaced"
-            assert r.fake.messages(4) == [] and len({int(m[1]) for m in r.fake.messages(3)}) == 3
-            stop, target = r.fake.order(STOP2), r.fake.order(TARGET2)
-            assert (stop.order_id, target.order_id) == (ids[STOP], ids[TARGET])
-            assert stop.modifications == target.modifications == 1
-            assert stop.oca_group == target.oca_group == TARGET  # IB's group keeps its first name
-            assert stop.qty == 1338 and target.qty - target.filled == 1338  # both cover what is held
-            assert r.fake.set_price(SYM, 11.70) == 1
-            await until(lambda: filled(r, STOP2) == 1338)
-            await settle(r)
-            assert filled(r, TARGET) == 200 and filled(r, STOP) == filled(r, TARGET2) == 0
-            assert r.fake.position(SYM) == 0 and target.status == "Cancelled"
-            assert r.statuses(TARGET2) == [OrderStatus.ACCEPTED, OrderStatus.CANCELED]
-
-    run(scenario())
-
-
-def test_a_refused_modify_rejects_the_new_ids_and_the_old_order_keeps_working(tmp_path: Any) -> None:
-    async def scenario() -> None:
-        async with rig(tmp_path) as r:
-            await hold(r, 1000)
-            r.client.submit_oco(*exits(1000))
-            await until(lambda: r.statuses(TARGET) == [OrderStatus.ACCEPTED])
-            new_target = exits(1000, STOP2, TARGET2)[1]
-            # A stop whose side no longer matches the working order: IB refuses the modify (105).
-            bad = OrderRequest(STOP2, "gap_and_go", SYM, Side.BUY, 1000, OrderType.STOP, OrderRole.STOP, RTH,
-                               stop_price=11.80, oco_group=TARGET2)
-            r.client.replace_exits(STOP, TARGET, bad, new_target)
-            await until(lambda: OrderStatus.REJECTED in r.statuses(STOP2))
-            await until(lambda: r.statuses(TARGET2) == [OrderStatus.ACCEPTED])
-            [ev] = [e for e in r.events if e.client_order_id == STOP2]
-            assert "105" in ev.reason and STOP in ev.reason
-            assert r.statuses(STOP) == [OrderStatus.ACCEPTED] and r.fake.order(STOP).qty == 1000
-            assert r.fake.order(TARGET2).oca_group == r.fake.order(STOP).oca_group  # still one group
-            assert r.fake.set_price(SYM, 11.70) == 1  # the old stop still protects
-            await until(lambda: filled(r, STOP) == 1000)
-            await settle(r)
-            assert r.fake.position(SYM) == 0 and r.fake.order(TARGET2).status == "Cancelled"
-
-    run(scenario())
+    assert not hasattr(IbkrExecutionClient, "replace_exits")
+    client = IbkrExecutionClient.__new__(IbkrExecutionClient)  # no connection needed for the question
+    assert ExecutionEngine(client).resizes_in_place(SYM) is False
 
 
 # --- cancel is a request ------------------------------------------------------------------------------------
@@ -291,44 +235,6 @@ def test_a_failed_order_listing_at_connect_is_a_fault(tmp_path: Any) -> None:
             await fake.stop()
 
     run(own())
-
-
-# --- restart --------------------------------------------------------------------------------------------
-
-def test_recover_finds_a_replaced_pair_by_its_new_order_refs(tmp_path: Any) -> None:
-    """The runner dies after resizing its exits; the restart recovers the pair the journal holds
-    (the new client ids) by orderRef, never sends it again, and hears the stop's fill under it."""
-    from tests.integration.test_ibkr_adapter import make_client
-
-    async def scenario() -> None:
-        fake = await FakeTws().start()
-        first = Rig(fake, make_client(fake, tmp_path))
-        try:
-            assert await first.client.start()
-            await hold(first, 1538)
-            first.client.submit_oco(*exits(1000))
-            await until(lambda: first.statuses(TARGET) == [OrderStatus.ACCEPTED])
-            new_stop, new_target = exits(1538, STOP2, TARGET2)
-            first.client.replace_exits(STOP, TARGET, new_stop, new_target)
-            await until(lambda: first.statuses(STOP2) == first.statuses(TARGET2) == [OrderStatus.ACCEPTED])
-        finally:
-            await first.client.stop()  # the runner dies
-        r = Rig(fake, make_client(fake, tmp_path))
-        try:
-            assert await r.client.start()
-            for request in (req(ENTRY, qty=1538, symbol=SYM), new_stop, new_target):  # as the journal holds them
-                r.client.recover(request)
-            await until(lambda: r.statuses(STOP2) == r.statuses(TARGET2) == [OrderStatus.ACCEPTED])
-            assert not r.client.resuming and r.client.unclaimed() == []
-            assert fake.set_price(SYM, 11.70) == 1
-            await until(lambda: filled(r, STOP2) == 1538)
-            await until(lambda: OrderStatus.CANCELED in r.statuses(TARGET2))
-            assert fake.position(SYM) == 0 and len(fake.messages(3)) == 5  # entry, pair, two modifies
-        finally:
-            await r.client.stop()
-            await fake.stop()
-
-    run(scenario())
 
 
 def test_the_ib_clients_alerts_reach_the_runners_alert_sinks(tmp_path: Any) -> None:

@@ -36,7 +36,7 @@ def test_refused_exit_keeps_the_protective_pair() -> None:
     node.feed(bars)
     working = {o.request.order_type for o in node.orders.open_orders.values()}
     assert working == {OrderType.STOP, OrderType.LIMIT}
-    node.risk.rules.append(lambda req, v, lim: "PRICE_COLLAR" if req.order_type is OrderType.MARKET else None)
+    node.risk.add_rule(lambda req, v, lim: "PRICE_COLLAR" if req.order_type is OrderType.MARKET else None)
     assert node.orders.flatten("GAPR", OrderRole.VWAP_LOSS) is None
     assert {o.request.order_type for o in node.orders.open_orders.values()} == working
     assert node.risk.denials["PRICE_COLLAR"] == 1

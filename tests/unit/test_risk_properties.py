@@ -23,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any
+from typing import Any, Callable
 
 from hypothesis import HealthCheck, event, example, given, settings, strategies as st
 
@@ -167,14 +167,12 @@ def run(sc: Scenario, halt_at: int | None = None) -> Run:
     journal = Journal("sqlite://")
     node = TradingNode(parse_config(sc.config()), journal, calendar=CALENDAR)
     marks: list[tuple[int, int, Bar]] = []
-    on_bar = node.data._on_bar
-
     def recording_on_bar(bar: Bar) -> None:
         start = journal.next_seq
         on_bar(bar)
         marks.append((start, journal.next_seq, bar))
 
-    node.data._on_bar = recording_on_bar
+    on_bar: Callable[[Bar], None] = node.data.set_bar_sink(recording_on_bar)
     node.start()
     bars = bars_of(sc)
     command = None

@@ -394,6 +394,30 @@ def test_first_failing_rule_wins_in_order() -> None:
         R.RATE_LIMIT]
 
 
+def test_rules_are_added_through_the_manager_in_place_and_once() -> None:
+    """The wiring adds rules with `add_rule` (the data failover's gate right after state_rule, a
+    broker's rule at the end); `rules` is a read-only tuple and each side runs only its rules."""
+    mgr = RiskManager(LIMITS)
+    assert isinstance(mgr.rules, tuple) and mgr.rules[0] is R.state_rule
+    gate = R.BackupDataGate()
+    gate.active = True
+    mgr.add_rule(gate, after=R.state_rule)
+    mgr.add_rule(gate, after=R.state_rule)  # again: a no-op
+
+    def last(req: OrderRequest, v: R.RiskView, lim: R.RiskLimits) -> str | None:
+        return R.PRICE_COLLAR
+
+    mgr.add_rule(last)
+    assert mgr.rules[:2] == (R.state_rule, gate) and mgr.rules[-1] is last and len(mgr.rules) == 14
+    assert mgr.rules_for(Side.BUY)[1] is gate and gate not in mgr.rules_for(Side.SELL)
+    assert mgr.check(entry(), view()) == R.BACKUP_DATA
+    assert mgr.check(sell(OrderRole.STOP), view(**HOLDING)) == R.PRICE_COLLAR
+    gate.active = False
+    assert mgr.check(entry(), view()) == R.PRICE_COLLAR
+    with pytest.raises(AttributeError):
+        mgr.rules = ()  # type: ignore[misc]
+
+
 def test_a_sell_beyond_the_position_is_refused_in_every_state() -> None:
     mgr = RiskManager(LIMITS)
     too_many = sell(OrderRole.STOP, qty=200)

@@ -1,5 +1,6 @@
 """The Alpaca account as the runner sees it: positions (the snapshot read at start plus every
-fill since), the PDT state for the risk rule, and our orders found at start for adoption."""
+fill since), the PDT state (the node wires the risk rule to `pdt_state`), and our orders found at
+start for adoption."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ from typing import Any, Callable
 
 from live_runner.adapters.alpaca.mapping import Outcome, classify, error_text, shares
 from live_runner.adapters.alpaca.tracking import Tracked
-from live_runner.core.config import RiskConfig
+from live_runner.core.clients import PdtState
 from live_runner.core.models import OrderRequest
-from live_runner.risk.rules import PdtState, Rule, pdt_rule_factory
 
 log = logging.getLogger("live_runner.adapters.alpaca")
 
@@ -34,12 +34,8 @@ class AccountState:
     _set_available: Callable[..., None]
     _fault: Callable[[str, str], None]
 
-    def risk_rules(self, risk: RiskConfig) -> list[Rule]:
-        if not risk.pdt_check:
-            return []
-        return [pdt_rule_factory(self.pdt_state, risk.pdt_max_day_trades, risk.pdt_min_equity)]
-
     def pdt_state(self) -> PdtState | None:
+        """The account's PDT state as last read (None before the first read)."""
         return self.pdt
 
     def positions(self) -> dict[str, int] | None:

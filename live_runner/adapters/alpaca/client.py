@@ -28,7 +28,8 @@
   halts and reconciles. A message that does not parse is only malformed (re-read over REST).
 - Outside regular hours only DAY LIMIT orders with `extended_hours=true` are sent (mapping.py).
 - The account's PDT state (`daytrade_count`, `pattern_day_trader`, `equity`) is read at start and
-  every `account_refresh_s` (and after sells) and feeds `risk.rules.pdt_rule_factory`.
+  every `account_refresh_s` (and after sells); `pdt_state()` feeds the risk rule the node wires to
+  it (risk.rules.pdt_rule_factory, live.brokers.broker_risk_rules).
 """
 
 from __future__ import annotations
@@ -54,10 +55,9 @@ from live_runner.adapters.alpaca.tracking import (
     DONE, LIVE, RESOLVING, SENDING, ZERO, AlertHandler, ConnectionHandler, FaultHandler,
     NotAcceptedHandler, TimeoutSession, Tracked, disable_sdk_retry,
 )
-from live_runner.core.clients import FillHandler, OrderEventHandler
+from live_runner.core.clients import FillHandler, GatedSends, OrderEventHandler, PdtState
 from live_runner.core.config import AlpacaConfig, ConfigError, SystemConfig
 from live_runner.core.models import Bar, OrderRequest, OrderStatus
-from live_runner.risk.rules import PdtState
 
 log = logging.getLogger("live_runner.adapters.alpaca")
 
@@ -65,7 +65,7 @@ KEY_ENV = "APCA_API_KEY_ID"
 SECRET_ENV = "APCA_API_SECRET_KEY"
 
 
-class AlpacaExecutionClient(OrderFlows, ExitPairs, Reports, AccountState):
+class AlpacaExecutionClient(GatedSends, OrderFlows, ExitPairs, Reports, AccountState):
     name = "alpaca"
     native_oco = True   # submit_oco / replace_exits (exits.py)
 
@@ -195,6 +195,8 @@ class AlpacaExecutionClient(OrderFlows, ExitPairs, Reports, AccountState):
 
     # --- orders --------------------------------------------------------------------------------
     def submit(self, request: OrderRequest) -> None:
+        if not self.may_send("submit"):  # the live service's lease fence
+            return
         cid = request.client_order_id
         if cid in self._orders:
             log.error("submit of %s again refused: never sent twice", cid, extra={"client_order_id": cid})
@@ -240,6 +242,8 @@ class AlpacaExecutionClient(OrderFlows, ExitPairs, Reports, AccountState):
                 t.leg, other.parent = o.client_order_id, cid
 
     def cancel(self, client_order_id: str) -> None:
+        if not self.may_send("cancel"):  # the live service's lease fence
+            return
         t = self._orders.get(client_order_id)
         if t is None or t.phase == DONE:
             return

@@ -34,6 +34,8 @@ REPLACED = "replaced"
 class ExitPairs:
     """Mixed into AlpacaExecutionClient (which provides the attributes annotated here)."""
 
+    may_send: Callable[[str], bool]  # GatedSends (the lease fence)
+
     name: str
     native_oco = True
     _rest: Any
@@ -57,6 +59,8 @@ class ExitPairs:
 
     def submit_oco(self, stop: OrderRequest, target: OrderRequest) -> None:
         """ONE POST (`order_class: oco`, client id = the target's) for the position's exits."""
+        if not self.may_send("submit_oco"):  # the live service's lease fence
+            return
         for r in (stop, target):
             if r.client_order_id in self._orders:
                 log.error("submit of %s again refused: never sent twice", r.client_order_id)
@@ -75,6 +79,8 @@ class ExitPairs:
     def replace_exits(self, old_stop: str, old_target: str, stop: OrderRequest,
                       target: OrderRequest) -> None:
         """Resize a working OCO in place: PATCH its parent (new qty, prices, client id)."""
+        if not self.may_send("replace_exits"):  # the live service's lease fence
+            return
         for r in (stop, target):
             if r.client_order_id in self._orders:
                 log.error("replace to %s refused: the id is taken", r.client_order_id)

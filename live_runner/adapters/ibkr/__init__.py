@@ -1,8 +1,8 @@
 """Interactive Brokers adapter (TWS / IB Gateway through ib_async, or ib_insync).
 
 - `client.IbkrExecutionClient`: the ExecutionClient (orders, fills, reconnect, reconcile).
-- `exits`: a position's stop and target as one OCA group (`ibkr.oca_type`, default 2), resized by
-  modifying the same orderIds; `connection`: connect, reconcile, reconnect.
+- `exits`: a position's stop and target as one OCA group (`ibkr.oca_type`, default 2), never
+  resized (added shares get a group of their own); `connection`: connect, reconcile, reconnect.
 - `compat`: the one import site of the SDK; `mapping`: error codes and statuses;
   `throttle`: the message throttle; `order_ids`: order ids never reused across sessions.
 

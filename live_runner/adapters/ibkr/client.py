@@ -19,7 +19,8 @@ broker is unreachable is rejected at once as "not sent" (provably not accepted: 
 Exits are broker-native (`exits.ExitsMixin`): the stop and target share an OCA group with
 `ocaType` from `ibkr.oca_type` (default 2, reduce the others: a partial target fill shrinks the
 stop to the shares still held; 1 would cancel the stop on any partial fill and leave the rest
-unprotected), and are resized by modifying the same orderIds, never cancel-then-new.
+unprotected). A pair is never resized (no `replace_exits`): shares added later get an OCA group
+of their own.
 
 Fail closed: a report the runner cannot apply, a fill for an order of ours this runner never
 knew, and a failed listing of the broker's orders at connect are handed to the fault handler
@@ -35,7 +36,7 @@ import os
 import time
 from typing import Any, Callable
 
-from live_runner.core.clients import AccountModeError, FillHandler, OrderEventHandler
+from live_runner.core.clients import AccountModeError, FillHandler, GatedSends, OrderEventHandler
 from live_runner.adapters.ibkr import compat
 from live_runner.adapters.ibkr.connection import ConnectionMixin, account_mode_problem
 from live_runner.adapters.ibkr.exits import NOT_SENT, ExitsMixin
@@ -64,10 +65,9 @@ class _DecoderErrors(logging.Handler):
         self.client._on_malformed(text)
 
 
-class IbkrExecutionClient(ExitsMixin, ConnectionMixin, ReconcileMixin, ReportsMixin):
+class IbkrExecutionClient(GatedSends, ExitsMixin, ConnectionMixin, ReconcileMixin, ReportsMixin):
     name = "ibkr"
     native_oco = True
-    resize_in_place = False  # exits grow by another OCA group, never by modify (see exits.py)
 
     def __init__(self, config: IbkrConfig, *, account: str | None = None, prefix: str = "LR",
                  calendar: Any = None, now_ns: Callable[[], int] = time.time_ns,
@@ -209,6 +209,8 @@ class IbkrExecutionClient(ExitsMixin, ConnectionMixin, ReconcileMixin, ReportsMi
 
     # --- ExecutionClient -------------------------------------------------------------------------
     def submit(self, request: OrderRequest) -> None:
+        if not self.may_send("submit"):  # the live service's lease fence
+            return
         cid = request.client_order_id
         if cid in self._orders:
             log.error("duplicate client order id %s: not sent again", cid, extra={"client_order_id": cid})
@@ -230,6 +232,8 @@ class IbkrExecutionClient(ExitsMixin, ConnectionMixin, ReconcileMixin, ReportsMi
 
     def cancel(self, client_order_id: str) -> None:
         """A request; a no-op for an order already canceled, filled or being canceled."""
+        if not self.may_send("cancel"):  # the live service's lease fence
+            return
         o = self._orders.get(client_order_id)
         if o is None or o.terminal is not None or o.deferred is not None or o.cancel_requested:
             return
@@ -297,8 +301,6 @@ class IbkrExecutionClient(ExitsMixin, ConnectionMixin, ReconcileMixin, ReportsMi
             try:
                 if kind == "place":
                     self._place(o)
-                elif kind == "modify":
-                    self._send_modify(o)
                 else:
                     self._send_cancel(o)
             except Exception:

@@ -48,18 +48,6 @@ class TrackedOrder:
     pending_qty: int = 0          # fills waiting for their commission
     broker_filled: float = 0.0    # cumulative filled qty per orderStatus (a hint), own share
     held: list = field(default_factory=list)  # reports of an adopted order, until claimed
-    replaces: "TrackedOrder | None" = None     # a modify: the order whose IB orderId this one takes over
-    replacement: "TrackedOrder | None" = None  # a modify of this order sent, not yet confirmed
-    refused_modify_code: int = 0  # the error code of a refused modify, already handled
-
-    @property
-    def prior_fills(self) -> int:
-        """Shares of the same IB order filled under the client ids it replaced."""
-        n, o = 0, self.replaces
-        while o is not None:
-            n += o.reported_qty + o.pending_qty
-            o = o.replaces
-        return n
 
     @property
     def has_fills(self) -> bool:
@@ -112,13 +100,10 @@ class ReportsMixin:
     # hooks provided by the client
     def _alert(self, key: str, severity: str, message: str) -> None: ...
     def _fault(self, key: str, message: str) -> None: ...
-    # modifies and OCA groups (exits.ExitsMixin)
+    # OCA groups (exits.ExitsMixin)
     def _oca_group(self, o: TrackedOrder) -> str: ...
-    def _orphan_replacement(self, o: TrackedOrder) -> None: ...
     def _group_fill_pending(self, o: TrackedOrder) -> bool: ...
     def _flush_group(self, o: TrackedOrder) -> None: ...
-    def _modify_refused(self, o: TrackedOrder, code: int, message: str, from_status: bool = False) -> bool: ...
-    def _replaced(self, o: TrackedOrder) -> None: ...
     def _request_reconcile(self, reason: str, delay: float = 0.0) -> None: ...
     def _loop_call_later(self, delay: float, fn: Callable, *args: Any) -> "asyncio.TimerHandle": ...
     def _lib_fill(self, exec_id: str) -> Any: ...
@@ -170,7 +155,6 @@ class ReportsMixin:
         fq = getattr(order, "filledQuantity", 0.0)
         if _valid(fq):
             filled = max(filled, fq)
-        filled -= o.prior_fills  # IB counts the whole orderId; a replaced id's fills are not ours
         if filled > o.broker_filled:
             o.broker_filled = filled
 
@@ -218,7 +202,6 @@ class ReportsMixin:
         o.terminal = status
         o.cancel_pending = False
         self._emit(o, ev)
-        self._orphan_replacement(o)
 
     def _flush_deferred(self, o: TrackedOrder, force: bool = False) -> None:
         ev = o.deferred
@@ -232,7 +215,6 @@ class ReportsMixin:
         o.deferred = None
         o.terminal = ev.status
         self._emit(o, ev)
-        self._orphan_replacement(o)
 
     # --- order status ---------------------------------------------------------------------------
     def _on_trade(self, trade: Any) -> None:
@@ -245,16 +227,10 @@ class ReportsMixin:
         if o.terminal is not None or o.deferred is not None:
             return
         st = trade.orderStatus.status
-        if o.replaces is not None and not o.accepted and st != compat.PENDING_SUBMIT:
-            if (trade.order.orderRef or "") != o.cid:
-                return  # IB still shows the order it replaces: the modify is not applied yet
-            self._replaced(o)
         if st in mapping.WORKING:
             self._accept(o)
         elif st in mapping.CANCELED or st == compat.INACTIVE:
             code, msg = _last_error(trade)
-            if code and self._modify_refused(o, code, msg, from_status=True):
-                return  # the SDK marks the trade canceled on any error; IB kept the order
             if self._expired(o, code):
                 status, reason = OrderStatus.EXPIRED, "day order expired"
             elif code:
@@ -366,11 +342,6 @@ class ReportsMixin:
             self._bump_order_id(req_id)
         if kind is ErrorKind.ORDER_WARNING:
             log.warning("%s: ibkr warning %s: %s", o.cid, code, message, extra={"client_order_id": o.cid})
-            return
-        if o.refused_modify_code == code:
-            o.refused_modify_code = 0
-            return  # already handled: the SDK reported it as a status first (ib_insync)
-        if self._modify_refused(o, code, message):
             return
         if kind is ErrorKind.CANCEL_REJECTED:
             o.cancel_pending = False

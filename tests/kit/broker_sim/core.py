@@ -9,7 +9,7 @@ real brokers report from the event loop). Seeded faults: partial fills, duplicat
 after a delay during which the order can still fill, and disconnects between a submit and its ack
 (the order reached the broker or not; the runner learns which at the reconnect).
 
-Broker-specific rules (Alpaca's share reservation and OCO unit, IB's OCA groups and modify) live
+Broker-specific rules (Alpaca's share reservation, OCO unit and replace, IB's OCA groups) live
 in the subclasses; `observer` is called after every broker-side event and every delivered report,
 which is where the race checker runs.
 """

@@ -74,7 +74,6 @@ class SimOrder:
     triggered: bool = False
     reached: bool = True  # False: lost in a disconnect (never at the broker)
     reported_terminal: bool = False  # the runner has been told it is done
-    successor: "SimOrder | None" = None  # IB: the same orderId after a modify
 
     @property
     def cid(self) -> str:
