@@ -68,7 +68,7 @@ def client_for(fake: FakeAlpaca, seen: Seen) -> AlpacaExecutionClient:
     cfg = AlpacaConfig(base_url=fake.base_url, stream_url=fake.stream_url, request_timeout_s=0.5,
                        stale_after_s=0.6, lookup_settle_s=0.05, lookup_retry_max_s=0.2,
                        reconnect_min_s=0.05, reconnect_max_s=0.2, account_refresh_s=30.0)
-    c = AlpacaExecutionClient(cfg, KEY, SECRET, clock=lambda: REGULAR)
+    c = AlpacaExecutionClient(cfg, KEY, SECRET, clock=lambda: REGULAR, wall_clock=fake.clock)
     c.set_handlers(seen.events.append, seen.fills.append)
     c.set_alert_handler(lambda k, s, m: seen.alerts.append((k, s, m)))
     c.set_fault_handler(lambda k, m: seen.faults.append((k, m)))

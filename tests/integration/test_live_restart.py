@@ -11,7 +11,8 @@ target working at IB; while it is down the target fills at IB. The restarted run
 and a restart facing a position at IB that the journal cannot explain halts trading and alerts.
 
 The subprocess reads the fake market clock from a file (sitecustomize in a temp dir), since the
-live feed's clock is injected: there is no other way to make 2024-03-15 09:33 "now" for it.
+live feed's clock is injected: there is no other way to make 2024-03-15 09:33 "now" for it. The
+Alpaca client's wall clock (its adoption listing's bound) reads the same file.
 """
 
 from __future__ import annotations
@@ -55,6 +56,17 @@ if _path:
         return _orig(config, environ, symbols, market_now=_market_now, yahoo_session=yahoo_session)
 
     _feeds.build_live_feed = build_live_feed
+
+    # The fake Alpaca stamps its orders on the market clock: the client's wall clock (the bound of
+    # its adoption listing) must read the same time, as the real one does at the real Alpaca.
+    import live_runner.adapters.alpaca.client as _alpaca
+    _alpaca_init = _alpaca.AlpacaExecutionClient.__init__
+
+    def _init(self, *args, **kwargs):
+        kwargs.setdefault("wall_clock", _market_now)
+        _alpaca_init(self, *args, **kwargs)
+
+    _alpaca.AlpacaExecutionClient.__init__ = _init
 '''
 
 

@@ -5,7 +5,9 @@ limits triggered by a price path) is `tests/kit/alpaca_book.py`; this module is 
 
 REST (threaded http.server): /v2/account, /v2/orders (POST, GET, DELETE), /v2/orders/{id} (GET,
 PATCH = replace, DELETE), /v2/orders:by_client_order_id, /v2/positions, answering with the fields
-alpaca-py's strict models require (`nested=true` rolls OCO legs up under their parent). Websocket
+alpaca-py's strict models require (`nested=true` rolls OCO legs up under their parent). The order
+listing (GET /v2/orders) filters and pages as Alpaca does (alpaca_listing.py: status, limit <= 500,
+after/until exclusive on submitted_at, direction); `listings` keeps each one's query. Websocket
 (`websockets`, own loop thread): /stream speaking trade_updates (JSON authenticate ->
 authorization, listen -> listening, updates as binary frames like the paper server).
 
@@ -46,7 +48,9 @@ from urllib.parse import parse_qs, urlsplit
 import websockets
 from websockets.asyncio.server import serve
 
-from tests.kit.alpaca_book import OPEN, AlpacaBook, num as _num
+from tests.kit.alpaca_book import OPEN, AlpacaBook
+from tests.kit.alpaca_book import num as _num
+from tests.kit.alpaca_listing import listing
 
 KEY, SECRET = "fake-key-id", "fake-secret-key"
 
@@ -66,6 +70,7 @@ class FakeAlpaca:
         self.patch_faults: deque[str] = deque()
         self.lookup_faults: deque[str] = deque()
         self.list_faults: deque[str] = deque()
+        self.listings: list[dict[str, str]] = []            # GET /v2/orders query parameters
         self.book.account = {
             "id": str(uuid.uuid4()), "account_number": "PA1FAKE0001", "status": "ACTIVE",
             "currency": "USD", "cash": _num(equity), "equity": _num(equity),
@@ -396,13 +401,11 @@ class _Handler(BaseHTTPRequestHandler):
             if url.path == "/v2/positions":
                 return self._send(200, [fake._position_json(s, p) for s, p in sorted(book.positions.items()) if p[0]])
             if url.path == "/v2/orders":
+                fake.listings.append({k: v[0] for k, v in q.items()})
                 if fake.list_faults and fake.list_faults.popleft() == "500":
                     return self._send(500, {"code": 50010000, "message": "internal server error"})
-                status = (q.get("status") or ["open"])[0]
-                rows = [book.view(o, nested) for o in book.orders.values()
-                        if (status == "all" or (status == "open") == (o["status"] in OPEN))
-                        and not (nested and o["id"] in book.parent_of)]
-                return self._send(200, rows)
+                status, rows = listing(book, q, nested)
+                return self._send(status, rows)
             if url.path.startswith("/v2/orders/"):
                 o = book.orders.get(url.path.rsplit("/", 1)[1])
                 return self._send(200, book.view(o, nested)) if o else self._send(404, {"code": 40410000, "message": "order not found"})

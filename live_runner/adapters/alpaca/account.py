@@ -30,6 +30,8 @@ class AccountState:
     account: dict[str, Any]
     counters: Counter[str]
     now_ns: Callable[[], int]
+    wall_ns: Callable[[], int]
+    _calendar: Any
     _call: Callable[..., Any]
     _set_available: Callable[..., None]
     _fault: Callable[[str, str], None]
@@ -63,18 +65,27 @@ class AccountState:
         return True
 
     async def _list_ours(self) -> None:
-        """Today's orders under our prefix (see adoption.py). A failed read is a fault: an order
-        sent in the instant before a crash could be working unseen (the node halts, reconciles)."""
+        """Our orders at Alpaca, open ones and those submitted since the previous session (see
+        adoption.py), every page of them. A failed or incomplete read is a fault: an order sent in
+        the instant before a crash could be working unseen (the node halts, reconciles)."""
         from live_runner.adapters.alpaca import adoption
 
-        now = self.now_ns()
+        since = adoption.since_ns(self.wall_ns(), self._calendar)
+
+        def fetch(query: Any) -> Any:
+            return self._call(self._rest.get_orders, query)
+
         try:
-            rows = await self._call(self._rest.get_orders, adoption.orders_query(now - 86_400_000_000_000))
+            working = await adoption.list_all(fetch, open_only=True)
+            recent = await adoption.list_all(fetch, after_ns=since)
         except Exception as exc:  # noqa: BLE001
             self._fault("alpaca_adoption_listing",
                         f"{self.name}: listing our orders for adoption failed: {error_text(exc)}")
             return
-        self._listed = adoption.ours(list(rows), self._prefix, now)
+        rows = adoption.merged(working, recent)
+        self._listed = adoption.ours(rows, self._prefix, self.now_ns())
+        log.info("%s: %d orders listed at start (%d open), %d under our prefix", self.name, len(rows),
+                 len(working), len(self._listed))
 
     def unclaimed(self) -> list[OrderRequest]:
         """Ours at Alpaca at start, neither sent nor recovered by this run (an OCO's stop goes

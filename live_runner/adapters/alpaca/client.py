@@ -71,12 +71,14 @@ class AlpacaExecutionClient(GatedSends, OrderFlows, ExitPairs, Reports, AccountS
 
     def __init__(self, config: AlpacaConfig, api_key: str, secret_key: str, *,
                  calendar: Any = None, clock: Callable[[], int] | None = None,
+                 wall_clock: Callable[[], int] = time.time_ns,
                  name: str = "alpaca", max_workers: int = 4, id_prefix: str = "LR") -> None:
         if not api_key or not secret_key:
             raise ConfigError(f"alpaca: set {KEY_ENV} and {SECRET_ENV} in the environment")
         self.config = config
         self.name = name
-        self.now_ns: Callable[[], int] = clock or time.time_ns
+        self.now_ns: Callable[[], int] = clock or time.time_ns   # the market's (may read 0 early)
+        self.wall_ns: Callable[[], int] = wall_clock   # real time: the adoption listing's bound
         self._rest = TradingClient(api_key, secret_key, paper=config.paper, url_override=config.base_url)
         disable_sdk_retry(self._rest)
         self._rest._session = TimeoutSession(config.request_timeout_s)
