@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 from datetime import date
-import gc
 import os
 import random
 import tempfile
@@ -31,6 +30,7 @@ from live_runner.core.calendar import MarketCalendar
 from live_runner.core.config import parse_config
 from live_runner.persistence.journal import Journal
 from live_runner.core.models import Bar
+from live_runner.live import gc_quiet
 from live_runner.live.node import TradingNode
 
 
@@ -93,8 +93,7 @@ def main() -> None:
         on_bar = node.data.on_bar
         engine = node.strategies
         node.start()
-        gc.collect()
-        gc.freeze()
+        gc_quiet.settle()  # as the live service does after start-up
         for bar in synthetic_bars(args.symbols, days, cal):
             last[0] = 0
             signals = engine.signals
