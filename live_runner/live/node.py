@@ -72,6 +72,9 @@ class TradingNode(NodeOperations):
         self.calendar = calendar or MarketCalendar(premarket_start=config.premarket_start,
                                                    afterhours_end=config.afterhours_end)
         self.journal = journal
+        # A writer process's chunks are shipped after each bar (`_on_bar`); a thread's batches
+        # are handed off by `append` itself, so replays skip the per-bar call.
+        self._ship_due = journal.ship_due if getattr(journal, "writer", "thread") == "process" else None
         self.alerts = AlertSystem(alert_sinks or [LogSink()], self.clock, journal=self._journal_alert)
         start = Decimal(repr(config.account_size))
         self.portfolio = Portfolio(start)
@@ -266,7 +269,8 @@ class TradingNode(NodeOperations):
             self._replay_commands()
         # After the bar's orders are out: the journal's shipping, and the session before's orders
         # a few at a time.
-        self.journal.ship_due()
+        if self._ship_due is not None:
+            self._ship_due()
         if self.orders.retiring:
             self.orders.retire_orders(RETIRE_PER_BAR)
 
