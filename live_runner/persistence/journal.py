@@ -5,7 +5,9 @@ a held symbol's close, once per bar, after that bar's fills) is appended as one
 row `(seq, session, ts, kind, key, payload)`. Positions, open orders and P&L are derived from it
 (`live_runner.persistence.journal_state`). Writes are batched off the hot path: `append` only buffers; a full
 batch is handed to a writer thread which writes it in one transaction; `flush` waits until
-everything appended is written.
+everything appended is written. With `writer="process"` (the live service's default,
+journal_process.py) a writer process does the encoding and writing without the runner's GIL:
+the node ships its chunks after each bar's orders are out (`ship_due`).
 
 A database that hangs or fails never blocks the event loop: connections and statements time out
 (`journal.connect_timeout_s`, `journal.statement_timeout_s`), a failed batch is kept and retried
