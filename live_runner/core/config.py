@@ -251,6 +251,9 @@ class JournalConfig(_Strict):
     connect_timeout_s: float = Field(5.0, gt=0)     # PostgreSQL connect (and pool checkout) timeout
     statement_timeout_s: float = Field(10.0, gt=0)  # PostgreSQL statement_timeout; SQLite busy timeout
     max_queued_batches: int = Field(64, ge=1)       # more batches waiting: unhealthy (REDUCING)
+    # The live service's writer: a process (encodes and writes without the runner's GIL: the
+    # latency tail, issue 18) or a thread. Replays and backtests use a thread.
+    writer: Literal["thread", "process"] = "process"
 
 
 class LeaseConfig(_Strict):

@@ -95,6 +95,7 @@ class OrderManager(ExitsMixin):
         self.duplicate_fills = 0
         # Final statuses of the orders forgotten at session starts (metrics; the rest are in orders).
         self.closed_before: Counter[tuple[str, Side, OrderStatus]] = Counter()
+        self.retiring: dict[str, Order] = {}  # the session before's orders, not yet folded in
 
     # --- session -----------------------------------------------------------------------------
     def start_session(self, session: str, open_ns: int, flatten_ns: int, close_ns: int) -> None:
@@ -105,10 +106,22 @@ class OrderManager(ExitsMixin):
         self._session_open = open_ns
         self._entry_cutoff = flatten_ns
         self._session_close = close_ns
-        for o in self.orders.values():
-            if o.status in TERMINAL_STATUSES:
-                self.closed_before[(o.request.strategy, o.request.side, o.status)] += 1
-        self.orders = {cid: o for cid, o in self.open_orders.items()}
+        self.retire_orders()  # what is left of the session before (none, unless it had no bars)
+        # The finished orders are forgotten; counting and freeing thousands of them here would
+        # cost the first bar of the session ~1 ms, so it is done a few per bar (`retire_orders`).
+        self.retiring, self.orders = self.orders, dict(self.open_orders)
+
+    def retire_orders(self, n: int | None = None) -> None:
+        """Fold up to `n` (all: None) orders of the previous session into `closed_before` and
+        drop them; those still working were carried into this session's `orders` and are skipped."""
+        retired = self.retiring
+        if not retired:
+            return
+        orders, closed = self.orders, self.closed_before
+        for _ in range(len(retired) if n is None else min(n, len(retired))):
+            cid, o = retired.popitem()
+            if o.status in TERMINAL_STATUSES and cid not in orders:
+                closed[(o.request.strategy, o.request.side, o.status)] += 1
 
     def restore(self, orders: Mapping[str, Order], trades: Mapping[str, OpenTrade],
                 closed_before: Mapping[tuple[str, Side, OrderStatus], int], orders_submitted: int) -> None:

@@ -130,6 +130,8 @@ class DataFeed:
         self._last_forced = 0.0
         self._down_since: float | None = None
         self._unlive_since: float | None = None  # the active client left LIVE (for liveness)
+        # Called when the feed is about to wait for bars (the service's QuietCollector.idle).
+        self.on_idle: Callable[[], None] = lambda: None
 
     # --- views ---------------------------------------------------------------------------------
     @property
@@ -195,6 +197,7 @@ class DataFeed:
                     return
                 if self._queued():
                     continue
+                self.on_idle()  # nothing to deliver: garbage collection now, not inside a bar
                 try:
                     await asyncio.wait_for(wake.wait(), timeout=interval)
                 except asyncio.TimeoutError:

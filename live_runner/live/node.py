@@ -39,6 +39,7 @@ from live_runner.strategies.engine import StrategyEngine
 from live_runner.recovery.warmup import Warmup
 
 log = logging.getLogger("live_runner.live.node")
+RETIRE_PER_BAR = 32  # the session before's orders folded into the counts per bar (~10 us)
 
 # The settings that shape trading decisions. Endpoints, logging, pacing and storage locations are
 # left out, so a restart may point at another log folder or gain a new adapter section.
@@ -71,6 +72,9 @@ class TradingNode(NodeOperations):
         self.calendar = calendar or MarketCalendar(premarket_start=config.premarket_start,
                                                    afterhours_end=config.afterhours_end)
         self.journal = journal
+        # A writer process's chunks are shipped after each bar (`_on_bar`); a thread's batches
+        # are handed off by `append` itself, so replays skip the per-bar call.
+        self._ship_due = journal.ship_due if getattr(journal, "writer", "thread") == "process" else None
         self.alerts = AlertSystem(alert_sinks or [LogSink()], self.clock, journal=self._journal_alert)
         start = Decimal(repr(config.account_size))
         self.portfolio = Portfolio(start)
@@ -263,6 +267,12 @@ class TradingNode(NodeOperations):
             self._mark_equity(ts)
         if self._reconcile_due and self.journal.resuming:
             self._replay_commands()
+        # After the bar's orders are out: the journal's shipping, and the session before's orders
+        # a few at a time.
+        if self._ship_due is not None:
+            self._ship_due()
+        if self.orders.retiring:
+            self.orders.retire_orders(RETIRE_PER_BAR)
 
     def reconcile_if_due(self) -> None:
         """Between bars (the live watchdog): a reconciliation asked for by a restart or a fault
@@ -346,9 +356,17 @@ class TradingNode(NodeOperations):
         self.orders.start_session(self.session_name, session.open, self._flatten_ns, session.close)
         self.strategies.on_session_start(session)
         self.journal.append(self.session_name, session.premarket_open, "session_start", "", {
-            "config_sha": config_fingerprint(self.config),
+            "config_sha": self._config_sha(),
             "equity": money_str(self.portfolio.equity_decimal()),
             "early_close": session.early_close, "state": self.risk.state.value})
+
+    def _config_sha(self) -> str:
+        """The config's fingerprint, hashed once per config object (it is frozen): ~0.2 ms saved
+        in the first bar of every session."""
+        cached = self.__dict__.get("_sha_of")
+        if cached is None or cached[0] is not self.config:
+            cached = self.__dict__["_sha_of"] = (self.config, config_fingerprint(self.config))
+        return cached[1]
 
     def _close_stale_session(self, plan: RestorePlan) -> None:
         """The journal's session never ended (the runner died in it) and a later one has begun:

@@ -22,6 +22,7 @@ from live_runner.ops import logs
 from live_runner.ops.alerts import sinks_from_env
 from live_runner.core.clock import LOOP_SLICE_S
 from live_runner.core.config import SystemConfig
+from live_runner.live import gc_quiet
 from live_runner.live.health import HealthMonitor
 from live_runner.live.service_health import HealthChecks
 from live_runner.live.service_lease import LeaseFencing, open_account_lease
@@ -118,7 +119,7 @@ class LiveService(HealthChecks, LeaseFencing):
         self.journal = Journal(opts.journal_url, batch_size=jc.batch_size, continue_log=data_feed is not None,
                                connect_timeout_s=jc.connect_timeout_s,
                                statement_timeout_s=jc.statement_timeout_s,
-                               max_queued_batches=jc.max_queued_batches,
+                               max_queued_batches=jc.max_queued_batches, writer=jc.writer,
                                observer=opts.journal_observer)
         self.node = TradingNode(config, self.journal, universe=opts.universe, calendar=calendar,
                                 alert_sinks=sinks_from_env(env))
@@ -237,6 +238,7 @@ class LiveService(HealthChecks, LeaseFencing):
         watchdog = asyncio.create_task(self._watchdog(stop))
         watchdog.add_done_callback(self._watchdog_done)
         self.node.start()
+        gc_quiet.settle()  # start-up's objects frozen; full collections only where the feed waits
         try:
             try:
                 await self._feed(stop)
@@ -249,6 +251,7 @@ class LiveService(HealthChecks, LeaseFencing):
                     self._on_runner_error(self._failure)
                 self.node.state = SystemState.ERROR
         finally:
+            gc_quiet.restore_default()
             watchdog.cancel()
             left: dict[str, Any] = {}
             if self._failure is None:
@@ -380,7 +383,9 @@ class LiveService(HealthChecks, LeaseFencing):
         crash loses at most the burst in flight. An unpaced replay keeps batching by size."""
         on_bar = self.node.data.on_bar
         hand_off = self.journal.hand_off
+        idle = gc_quiet.QuietCollector().idle
         if self.data_feed is not None:
+            self.data_feed.on_idle = idle
             await self.data_feed.run(self.node, stop)
             await self._finished(stop)
             return
@@ -430,6 +435,7 @@ class LiveService(HealthChecks, LeaseFencing):
                 delay = t0_wall + (close - t0_market) / 1e9 / speed - time.monotonic()
                 self._bar_due = self.health.now() + max(delay, 0.0)  # on the health clock
                 if delay > 0:
+                    idle()
                     try:
                         await asyncio.wait_for(stop.wait(), timeout=delay)
                         return

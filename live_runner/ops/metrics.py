@@ -166,6 +166,8 @@ class RunnerCollector(Collector):
         session starts (its `closed_before`) plus those of the current session. Counted here, at
         scrape time, so that closing an order costs the hot path nothing."""
         om = self.node.orders
+        if hasattr(om, "retire_orders"):
+            om.retire_orders()  # the session before's orders the bars have not folded in yet
         counts = Counter(getattr(om, "closed_before", ()))
         for o in om.orders.values():
             if o.status in FINAL_STATUSES:

@@ -5,7 +5,9 @@ a held symbol's close, once per bar, after that bar's fills) is appended as one
 row `(seq, session, ts, kind, key, payload)`. Positions, open orders and P&L are derived from it
 (`live_runner.persistence.journal_state`). Writes are batched off the hot path: `append` only buffers; a full
 batch is handed to a writer thread which writes it in one transaction; `flush` waits until
-everything appended is written.
+everything appended is written. With `writer="process"` (the live service's default,
+journal_process.py) a writer process does the encoding and writing without the runner's GIL:
+the node ships its chunks after each bar's orders are out (`ship_due`).
 
 A database that hangs or fails never blocks the event loop: connections and statements time out
 (`journal.connect_timeout_s`, `journal.statement_timeout_s`), a failed batch is kept and retried
@@ -59,6 +61,7 @@ class JournalDivergence(RuntimeError):
 
 
 WRITERS = ("thread", "process")
+_SPARE_BATCHES = 4
 
 
 class Journal:
@@ -81,6 +84,10 @@ class Journal:
         self.batch_size = batch_size
         # Flat, so that buffering an event allocates nothing the garbage collector tracks.
         self._buffer: list[Any] = []
+        # Written batches, emptied, become buffers again: a list of thousands of slots costs every
+        # young-generation collection a visit of each slot (~1 ms at 2,000 events) until the
+        # collector has moved it to an old generation, which a reused list soon is.
+        self._spare: list[list[Any]] = []
         # Unbounded on purpose: a hand-off never waits for room (the event loop must not block);
         # more than `max_queued_batches` waiting makes the journal unhealthy instead.
         self._batches: deque[list[Any]] = deque()
@@ -111,20 +118,22 @@ class Journal:
         self.closed = False
         self.divergence: JournalDivergence | None = None
         # `writer="process"`: encoded and written by a writer process (journal_process.py), not a
-        # thread sharing the GIL; events are shipped in chunks of `_ship_every`. An explicit
+        # thread sharing the GIL; events are shipped in chunks of `SHIP_EVENTS` (`ship_due`). An explicit
         # engine or an in-memory database cannot be shared with another process: thread.
         writer = writer or os.environ.get("TRADING_JOURNAL_WRITER", "thread")
         if writer not in WRITERS:
             raise ValueError(f"journal writer must be one of {', '.join(WRITERS)}, not {writer!r}")
         self._proc: Any = None
-        self._ship_every = batch_size
+        ship_every = batch_size
         if writer == "process" and engine is None and url not in ("sqlite://", "sqlite:///:memory:"):
             from live_runner.persistence.journal_process import ProcessWriter
 
             self._proc = ProcessWriter(url, connect_timeout_s=connect_timeout_s,
                                        statement_timeout_s=statement_timeout_s,
                                        retry_backoff_s=retry_backoff_s, retry_backoff_max_s=retry_backoff_max_s)
-            self._ship_every = min(batch_size, SHIP_EVENTS)
+            ship_every = min(batch_size, SHIP_EVENTS)
+        self._due = FIELDS * ship_every  # buffered slots `ship_due` hands off at
+        self._full = FIELDS * batch_size  # and `append` itself
 
     @property
     def writer(self) -> str:
@@ -174,11 +183,18 @@ class Journal:
             return seq
         buffer = self._buffer
         buffer += (seq, session, ts, kind, key, payload)
-        if len(buffer) >= FIELDS * self._ship_every:
+        if len(buffer) >= self._full:
             self._hand_off()
         if self.observer is not None:
             self.observer(session, ts, kind, key, payload)
         return seq
+
+    def ship_due(self) -> None:
+        """Hand off once a shipping chunk is buffered: the node calls it after each bar, once the
+        bar's orders are out, so that a writer process's chunk encoding is not part of any
+        bar's tick-to-order time (`append` hands off only at a full batch)."""
+        if len(self._buffer) >= self._due:
+            self._hand_off()
 
     def hand_off(self) -> None:
         """Pass what is buffered to the writer now, without waiting (a live feed calls it after
@@ -200,19 +216,27 @@ class Journal:
 
     def _hand_off(self) -> None:
         """Queue the buffer for the writer; never waits (see `health`)."""
-        batch, self._buffer = self._buffer, []
+        spare = self._spare
+        batch, self._buffer = self._buffer, (spare.pop() if spare else [])
         if self._error is not None:
             raise RuntimeError(f"journal writer failed: {self._error}") from self._error
         if self._proc is not None:
             if self._proc.error is not None:
                 raise RuntimeError(f"journal writer failed: {self._proc.error}")
             self._proc.ship(batch, len(batch) // FIELDS)
+            self._recycle(batch)
             return
         with self._cond:
             self._batches.append(batch)
             self._in_writer += len(batch) // FIELDS
             self._cond.notify_all()
         self._start_writer()
+
+    def _recycle(self, batch: list[Any]) -> None:
+        """Keep an emptied batch as a future buffer (a few: more are garbage)."""
+        if len(self._spare) < _SPARE_BATCHES:
+            batch.clear()
+            self._spare.append(batch)  # list.append/pop are atomic: no lock with the hot path
 
     def _start_writer(self) -> None:
         if self._writer is None:
@@ -305,6 +329,8 @@ class Journal:
                 self._in_writer -= n
                 self._written += n if written else 0
                 self._cond.notify_all()
+            if written:
+                self._recycle(batch)
 
     def _write_retrying(self, batch: list[Any]) -> bool:
         """Write one batch, retrying with backoff while the database fails; False only once the

@@ -39,6 +39,7 @@ import msgspec
 _HEAD = struct.Struct("<cI")  # frame: kind byte, payload length
 EVENTS, COMMIT, FLUSH, STOP = b"E", b"C", b"F", b"S"
 ACK_EVERY_S = 0.2  # "written" reports, unless a flush or commit asks: the runner's GIL is woken rarely
+READY_TIMEOUT_S = 60.0  # the writer process's start-up (imports, engine)
 _F_SETPIPE_SZ = 1031
 
 
@@ -89,8 +90,17 @@ class ProcessWriter:
         self.error: str | None = None  # the writer gave up or died: events were lost
         self._commits: dict[int, Future[int]] = {}
         self._next_commit = 0
+        self._ready = threading.Event()
         self._receiver = threading.Thread(target=self._receive_loop, name="journal-acks", daemon=True)
         self._receiver.start()
+        # Until the writer runs, shipped events would only be in a pipe: a crash in that window
+        # (its start-up takes ~0.3 s, seconds on a busy machine) lost events a thread would have
+        # written. The journal is not returned before the writer can write.
+        if not self._ready.wait(READY_TIMEOUT_S):
+            self.proc.kill()
+            raise RuntimeError(f"the journal writer process did not start within {READY_TIMEOUT_S:.0f} s")
+        if self.error is not None:
+            raise RuntimeError(f"the journal writer process failed to start: {self.error}")
 
     # --- the runner's side (event loop thread) ----------------------------------------------
     def ship(self, flat: list[Any], events: int) -> None:
@@ -185,6 +195,9 @@ class ProcessWriter:
                 kind, size = _HEAD.unpack(head)
                 self._on_message(msgspec.msgpack.decode(pipe.read(size)))
         with self.cond:
+            if not self._ready.is_set() and self.error is None:
+                self.error = f"writer process ended at start-up (exit code {self.proc.wait()})"
+            self._ready.set()
             if self.in_flight and self.error is None:
                 self.error = f"writer process ended (exit code {self.proc.poll()}) with {self.in_flight} events unwritten"
             for fut in self._commits.values():
@@ -195,6 +208,9 @@ class ProcessWriter:
 
     def _on_message(self, msg: list[Any]) -> None:
         what = msg[0]
+        if what == "ready":
+            self._ready.set()
+            return
         with self.cond:
             if what == "written":
                 self.written += msg[1]
@@ -382,11 +398,23 @@ def _die_with_parent(parent: int) -> None:
         os._exit(0)
 
 
+def _yield_to_runner() -> None:
+    """SCHED_BATCH (Linux): a fair share of the CPU, but waking up (events arrived) never
+    preempts the runner's hot thread when both want one core; the writer runs at the end of
+    its time slice instead, which the events can wait for."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    except (AttributeError, OSError):
+        pass
+
+
 def main(argv: list[str]) -> None:
     cfg = json.loads(argv[0])
     _die_with_parent(cfg["parent"])
+    _yield_to_runner()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides when the writer stops
     child = _Child(cfg, int(argv[1]), int(argv[2]))
+    child.send("ready")
     try:
         child.run()
     finally:

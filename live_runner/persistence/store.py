@@ -6,6 +6,8 @@ its writer process (journal_process.py), which imports this module and not the J
 
 from __future__ import annotations
 
+import functools
+import itertools
 import json
 import logging
 from pathlib import Path
@@ -104,14 +106,28 @@ def _rows(flat: list[Any]) -> Iterator[tuple[Any, ...]]:
             for seq, session, ts, kind, key, payload in zip(it, it, it, it, it, it))
 
 
+SQLITE_ROWS_PER_INSERT = 100  # rows per multi-row INSERT (600 parameters; SQLite allows 32,766)
+
+
+@functools.lru_cache(maxsize=8)
+def _sqlite_insert(n: int) -> str:
+    return _SQLITE_INSERT + ", (?, ?, ?, ?, ?, ?)" * (n - 1)
+
+
 def _write_rows(engine: Engine, sqlite: bool, rows: Iterator[tuple[Any, ...]] | list[tuple[Any, ...]]) -> None:
-    """One transaction. SQLite gets the rows through its driver's executemany, which skips
-    SQLAlchemy's per-row parameter processing (GIL time taken from the hot path)."""
+    """One transaction. SQLite gets multi-row INSERTs straight through its driver: the driver
+    releases the GIL while SQLite works and takes it back for each statement, so a statement per
+    row (executemany) left a writer thread waiting for the GIL once per row (a switch interval
+    each while the hot path is busy: it fell behind), and SQLAlchemy's per-row parameter
+    processing is skipped. The rows of a statement are encoded just before it, so the writer
+    holds the GIL for ~100 rows at a time."""
     with engine.begin() as conn:
         if sqlite:
             cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             try:
-                cursor.executemany(_SQLITE_INSERT, rows)
+                it = iter(rows)
+                while chunk := list(itertools.islice(it, SQLITE_ROWS_PER_INSERT)):
+                    cursor.execute(_sqlite_insert(len(chunk)), [v for row in chunk for v in row])
             finally:
                 cursor.close()
         else:

@@ -129,7 +129,9 @@ def test_flush_is_one_transaction(url: str) -> None:
         for i in range(25):
             ev(j, i)
         j.flush()
-        assert len(commits) == 1 and count_rows(url) == 25
+        # A writer process commits in its own engine, which this listener cannot see: its batch
+        # being all or nothing is what the rest of the test checks.
+        assert len(commits) == (1 if j.writer == "thread" else 0) and count_rows(url) == 25
         # A row slipped in behind the journal's back makes the 3rd row of the next batch collide:
         # the batch is all or nothing, so none of its rows may be there afterwards.
         engine = sa.create_engine(url)
