@@ -303,7 +303,8 @@ class Journal:
             return f"writer gave up: {self._error}"
         if self.failure is not None:
             return f"writes failing ({self.write_failures} failed attempts): {self.failure}"
-        queued = sum(1 for b in self._batches if not isinstance(b, Future))
+        with self._cond:  # the writer pops batches meanwhile: counting unlocked can raise
+            queued = sum(1 for b in self._batches if not isinstance(b, Future))
         if queued > self.max_queued_batches:
             return f"writer behind: {queued} batches waiting"
         return None
