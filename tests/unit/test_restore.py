@@ -144,6 +144,7 @@ def test_a_node_restored_mid_session_sends_nothing_on_the_warm_up(bars: list[Bar
     for bar in rest[:2000]:
         restarted.data.on_bar(bar)
     assert not set(sent) & set(plan.orders)
+    assert journal.flush(30), "the journal did not catch up"  # the writer is asynchronous
     kinds = [e["kind"] for e in iter_events(journal.engine)]
     assert kinds.count("restart") == 1
     restarted.stop()
