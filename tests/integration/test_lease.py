@@ -197,12 +197,10 @@ def test_sqlite_store_writes_the_holder_into_the_lock_file(tmp_path):
     held.release()
 
 
-def test_a_runner_past_its_lease_deadline_sends_nothing_and_stops(tmp_path):
-    """The fence: the holder's clock passes its lease deadline (its heartbeat is stuck, e.g. on a
-    hung database); the breakout bar's entry never reaches the broker, `lease_lost` is alerted
-    CRITICAL and the run ends with LeaseLostError (CLI exit 7)."""
+def _service_holding_a_lease(tmp_path):
+    """A live service on a fake clock holding the account's lease (ttl 1000 s), a gapper at 09:31."""
     from live_runner.live.runs import RunOptions
-    from live_runner.live.service import LeaseLostError, LiveService
+    from live_runner.live.service import LiveService
     from tests.kit.live import TOKEN, TOKEN_ENV, Market, ServiceThread, live_config
 
     t = FakeTime()
@@ -217,6 +215,16 @@ def test_a_runner_past_its_lease_deadline_sends_nothing_and_stops(tmp_path):
     svc.service.journal.close()
     svc.service = LiveService(cfg, RunOptions(bars=tmp_path / "unused.csv", journal_url=url, linger=True),
                               environ={TOKEN_ENV: TOKEN}, bar_source=svc.feed, lease=held)
+    return t, held, m, svc
+
+
+def test_a_runner_past_its_lease_deadline_sends_nothing_and_stops(tmp_path):
+    """The fence: the holder's clock passes its lease deadline (its heartbeat is stuck, e.g. on a
+    hung database); the breakout bar's entry never reaches the broker, `lease_lost` is alerted
+    CRITICAL and the run ends with LeaseLostError (CLI exit 7)."""
+    from live_runner.live.service import LeaseLostError
+
+    t, held, m, svc = _service_holding_a_lease(tmp_path)
     with svc:
         svc.feed.push(m.until("09:30"))
         assert svc.status()["lease"] == {
@@ -242,22 +250,7 @@ def test_a_setup_longer_than_ttl_does_not_cost_the_lease(tmp_path):
     """The lease is taken before the journal, the bars file's validation and the restore, and its
     heartbeat starts with the run: a setup that outlasts ttl_s (millions of bars on a loaded
     machine) is renewed over once before anything is sent, so the run trades as usual."""
-    from live_runner.live.runs import RunOptions
-    from live_runner.live.service import LiveService
-    from tests.kit.live import TOKEN, TOKEN_ENV, Market, ServiceThread, live_config
-
-    t = FakeTime()
-    url = f"sqlite:///{tmp_path / 'journal.db'}"
-    held = open_lease(url, "paper:LR", ttl_s=1000.0, heartbeat_s=400.0, clock=t.clock, wall=t.wall,
-                      sleep=t.sleep)
-    held.acquire()
-    cfg = live_config(lease={"enabled": False})
-    m = Market()
-    m.gapper("AAA", "09:31")
-    svc = ServiceThread(tmp_path, cfg)
-    svc.service.journal.close()
-    svc.service = LiveService(cfg, RunOptions(bars=tmp_path / "unused.csv", journal_url=url, linger=True),
-                              environ={TOKEN_ENV: TOKEN}, bar_source=svc.feed, lease=held)
+    t, held, m, svc = _service_holding_a_lease(tmp_path)
     t.t += 1001  # the setup took longer than ttl_s on the runner's own clock
     assert not held.valid()
     with svc:

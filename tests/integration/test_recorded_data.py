@@ -9,16 +9,13 @@ VWAP is the session's from 09:30, typical price (h+l+c)/3, including the bar com
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from tests.kit.recorded import (
-    ROOT,
+    cli_replay,
     d,
     et_ns,
     fills_outside_their_bar,
@@ -65,12 +62,7 @@ def test_two_replays_give_identical_journals(name: str, universe: list[str], tmp
 
 def test_cli_replay_of_a_recorded_file_exits_0_with_json(tmp_path: Path) -> None:
     """The operator's command on real data: exit 0 and the --json summary."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "live_runner", "replay", "--bars", str(recorded("slrx_2024-07-23.csv")),
-         "--journal", f"sqlite:///{tmp_path / 'j.db'}", "--universe", "SLRX", "--json"],
-        check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    summary = json.loads(proc.stdout)
+    summary = cli_replay(recorded("slrx_2024-07-23.csv"), tmp_path / "j.db", "SLRX")
     assert summary["bars_processed"] == 543 and len(summary["trades"]) == 2
 
 

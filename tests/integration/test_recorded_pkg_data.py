@@ -14,16 +14,13 @@ recomputed from the file with Decimal by a script written from DESIGN.md alone, 
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from tests.kit.recorded import (
-    ROOT,
+    cli_replay,
     committed,
     d,
     et_ns,
@@ -87,12 +84,7 @@ def test_regular_hours_only_no_symbol_qualifies_for_gap_and_go(tmp_path: Path) -
 
 
 def test_cli_replay_of_a_committed_file_exits_0_with_json(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "live_runner", "replay", "--bars", str(committed("msft_2023-01.csv")),
-         "--journal", f"sqlite:///{tmp_path / 'j.db'}", "--universe", "MSFT", "--json"],
-        check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    summary = json.loads(proc.stdout)
+    summary = cli_replay(committed("msft_2023-01.csv"), tmp_path / "j.db", "MSFT")
     assert summary["bars_processed"] == 7410 and len(summary["trades"]) == 12
 
 

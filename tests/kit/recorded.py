@@ -12,6 +12,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -100,6 +102,16 @@ def replay(bars: Path, journal: Path, config: dict[str, Any] | None = None,
     finally:
         engine.dispose()
     return Replay(summary, events)
+
+
+def cli_replay(bars: Path, journal: Path, universe: str) -> dict[str, Any]:
+    """`python -m live_runner replay --json` as an operator runs it: exit 0 asserted, the summary."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "live_runner", "replay", "--bars", str(bars), "--journal",
+         f"sqlite:///{journal}", "--universe", universe, "--json"],
+        check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)
 
 
 def fills_outside_their_bar(run: Replay, bars: dict[tuple[str, int], RecordedBar]) -> list[str]:
