@@ -119,7 +119,7 @@ def _run(args: argparse.Namespace, bars: Path, speed: float | None) -> int:
     from live_runner.adapters.replay import BarFileError
     from live_runner.persistence.journal import JournalDivergence
     from live_runner.live.lease import LeaseHeld
-    from live_runner.live.service import LeaseLostError, RunnerError, ShutdownIncomplete
+    from live_runner.live.errors import LeaseLostError, RunnerError, ShutdownIncomplete
 
     try:
         if speed is None:

@@ -23,6 +23,7 @@ from live_runner.ops.alerts import sinks_from_env
 from live_runner.core.clock import LOOP_SLICE_S
 from live_runner.core.config import SystemConfig
 from live_runner.live import gc_quiet
+from live_runner.live.errors import LeaseLostError, RunnerError, ShutdownIncomplete
 from live_runner.live.health import HealthMonitor
 from live_runner.live.service_health import HealthChecks
 from live_runner.live.service_lease import LeaseFencing, open_account_lease
@@ -42,27 +43,6 @@ CONTROL_COMMANDS = {"pause": "pause_trading", "resume": "resume_trading",
                     "flatten": "flatten"}
 _GAP_SKIP_NS = 30 * 60_000_000_000
 _FLATTEN_ROLES = frozenset({OrderRole.MANUAL, OrderRole.EOD})
-
-
-class RunnerError(RuntimeError):
-    """An exception escaped the feed or the chain: the run stopped in SystemState.ERROR.
-
-    Raised by `LiveService.run` after the error was alerted (CRITICAL), journaled and the journal
-    flushed; `summary` is what the run did up to it. The CLI exits non-zero on it."""
-
-    def __init__(self, message: str, summary: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.summary = summary
-
-
-class ShutdownIncomplete(RunnerError):
-    """The runner gave up waiting (shutdown_flatten_timeout_s) for its flatten or for orders
-    still in flight at a broker: alerted CRITICAL and journaled; the CLI exits 5."""
-
-
-class LeaseLostError(RunnerError):
-    """The runner lost its account lease (live_runner/live/lease.py): it sent nothing after that,
-    left the resting exits at the broker, alerted CRITICAL `lease_lost`; the CLI exits 7."""
 
 
 _NO_LEASE: Any = object()
