@@ -247,6 +247,11 @@ class LiveService(HealthChecks, LeaseFencing):
                 # After a lost lease, what was appended before the fence is written best effort,
                 # briefly: a successor may be about to append (the journal's seq key refuses overlaps).
                 self.journal.close(**({"timeout_s": 2.0} if self.lease_lost else {}))
+            except RuntimeError:
+                if self._failure is None:
+                    raise
+                # The run already failed (often because of the journal): report that failure
+                log.exception("journal close after the runner error failed")
             finally:
                 await stop_clients(*brokers)
                 self.node.execution.close()

@@ -88,6 +88,7 @@ class ProcessWriter:
         self.failure: str | None = None
         self.write_failures = 0
         self.error: str | None = None  # the writer gave up or died: events were lost
+        self._closing = False  # close() asked the writer to stop: its end is not a failure
         self._commits: dict[int, Future[int]] = {}
         self._next_commit = 0
         self._ready = threading.Event()
@@ -169,6 +170,7 @@ class ProcessWriter:
 
     def close(self, timeout_s: float) -> None:
         """Ask the writer to write what is left and stop (its next failure is its last)."""
+        self._closing = True
         self._send(frame(STOP))
         self._drain_wait(time.monotonic() + timeout_s)
         os.close(self._to_child)
@@ -199,12 +201,23 @@ class ProcessWriter:
                 self.error = f"writer process ended at start-up (exit code {self.proc.wait()})"
             self._ready.set()
             if self.in_flight and self.error is None:
-                self.error = f"writer process ended (exit code {self.proc.poll()}) with {self.in_flight} events unwritten"
+                self.error = f"writer process ended (exit code {self._exit_code()}) with {self.in_flight} events unwritten"
+            elif self.error is None and not self._closing:
+                # Killed while idle (OOM killer, an operator): nothing is lost yet, but nothing
+                # appended from now on would be written. Unhealthy at once, not when a backlog
+                # of unwritable events has grown past max_queued_batches.
+                self.error = f"writer process ended (exit code {self._exit_code()}): new events cannot be written"
             for fut in self._commits.values():
                 if not fut.done():
                     fut.set_exception(RuntimeError(f"journal writer failed: {self.error or 'writer ended'}"))
             self._commits.clear()
             self.cond.notify_all()
+
+    def _exit_code(self) -> int | None:
+        try:
+            return self.proc.wait(timeout=1.0)  # the pipe's end comes just before the exit
+        except subprocess.TimeoutExpired:
+            return None
 
     def _on_message(self, msg: list[Any]) -> None:
         what = msg[0]
