@@ -56,6 +56,9 @@ def _enc_hook(obj: Any) -> Any:
 _encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
 
 
+_ARGS_ENV = "TRADING_JOURNAL_WRITER_ARGS"  # the writer's settings, runner -> writer process
+
+
 def frame(kind: bytes, payload: bytes = b"") -> bytes:
     return _HEAD.pack(kind, len(payload)) + payload
 
@@ -70,9 +73,12 @@ class ProcessWriter:
                            "backoff_max": retry_backoff_max_s, "parent": os.getpid()})
         to_child_r, self._to_child = os.pipe()
         self._from_child, from_child_w = os.pipe()
+        # The settings (the journal URL may hold a password) go through the environment, which
+        # only the runner's user can read; never argv, which every local user sees in /proc.
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "live_runner.persistence.journal_process", args, str(to_child_r), str(from_child_w)],
-            pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL, close_fds=True)
+            [sys.executable, "-m", "live_runner.persistence.journal_process", str(to_child_r), str(from_child_w)],
+            pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL, close_fds=True,
+            env={**os.environ, _ARGS_ENV: args})
         os.close(to_child_r)
         os.close(from_child_w)
         try:  # room for ~1 MB of events before the spill list is used
@@ -422,11 +428,11 @@ def _yield_to_runner() -> None:
 
 
 def main(argv: list[str]) -> None:
-    cfg = json.loads(argv[0])
+    cfg = json.loads(os.environ.pop(_ARGS_ENV))
     _die_with_parent(cfg["parent"])
     _yield_to_runner()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides when the writer stops
-    child = _Child(cfg, int(argv[1]), int(argv[2]))
+    child = _Child(cfg, int(argv[0]), int(argv[1]))
     child.send("ready")
     try:
         child.run()

@@ -158,6 +158,18 @@ def _runner(bars: Path, cfg: Path, env: dict[str, str], log: Path) -> tuple[subp
     raise AssertionError(f"no ops server: {log.read_text()[-2000:]}")
 
 
+def _process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (Linux /proc)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").iterdir():
+            children = (task / "children").read_text().split()
+            todo.extend(int(c) for c in children)
+    return out
+
+
 def _page_bytes(at) -> bytes:
     """Every element Streamlit would send to the browser, serialized."""
     out: list[bytes] = []
@@ -200,7 +212,12 @@ def test_cli_status_and_dashboard_never_show_the_journal_password(tmp_path, pg_d
     env = {**env, "TRADING_JOURNAL_URL": in_schema["live"], "TRADING_CONTROL_TOKEN": kit.TOKEN}
     proc, ops = _runner(bars, cfg, env, tmp_path / "runner.log")
     try:
-        assert PASSWORD not in Path(f"/proc/{proc.pid}/cmdline").read_text()
+        # Nor on its journal writer process's (a child of the runner, which needs the URL too).
+        tree = _process_tree(proc.pid)
+        assert len(tree) >= 2, "the runner's journal writer process is missing"
+        for pid in tree:
+            assert PASSWORD not in Path(f"/proc/{pid}/cmdline").read_text(), \
+                scrub(Path(f"/proc/{pid}/cmdline").read_text())
         end = time.monotonic() + 90
         status: dict = {}
         while time.monotonic() < end and not (status.get("market_time") or "") >= f"{kit.DAY}T14:39:00Z":
