@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-pytest.importorskip("streamlit")
-from streamlit.testing.v1 import AppTest  # noqa: E402
+# `make test` installs the dashboard extra: a missing streamlit is an error, not a skip
+from streamlit.testing.v1 import AppTest
 
 from live_runner.persistence.journal import iter_events, make_engine, metadata, events as TABLE  # noqa: E402
 from live_runner.persistence.journal_state import load_state  # noqa: E402
