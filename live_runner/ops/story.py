@@ -14,19 +14,18 @@ few events per symbol and day that are told.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable
-from zoneinfo import ZoneInfo
+
+from live_runner.core.clock import to_et
 
 log = logging.getLogger("live_runner.ops.story")
-NY = ZoneInfo("America/New_York")
 EXIT_REASONS = {"stop": "stop hit", "target": "target reached", "vwap_loss": "lost VWAP",
                 "eod": "end-of-day flatten", "manual": "manual/risk flatten"}
 
 
 def _et(ts: int) -> str:
-    return datetime.fromtimestamp(ts / 1e9, tz=NY).strftime("%H:%M ET")
+    return to_et(ts).strftime("%H:%M ET")
 
 
 def _usd(amount: Any) -> str:

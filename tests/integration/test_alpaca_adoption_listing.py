@@ -18,6 +18,7 @@ from alpaca.trading.requests import GetOrdersRequest
 
 from live_runner.adapters.alpaca import adoption
 from live_runner.core.calendar import MarketCalendar
+from live_runner.core.clock import to_utc
 from tests.integration.test_alpaca_exits import REGULAR, Seen, client_for, run
 from tests.kit.alpaca_book import ManualClock
 from tests.kit.alpaca_listing import parse_ts
@@ -201,7 +202,7 @@ def test_after_and_until_are_exclusive_on_submission_time(fake: FakeAlpaca, cloc
         return [o.client_order_id for o in client.get_orders(GetOrdersRequest(**kw))]
 
     def at(ns: int) -> Any:
-        return adoption._utc(ns)
+        return to_utc(ns)
 
     assert ids() == ["LR-2", "LR-1", "LR-0"]                                # newest first
     assert ids(direction="asc") == ["LR-0", "LR-1", "LR-2"]

@@ -21,7 +21,7 @@ which is how `recover` finds the leg (through its parent).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from alpaca.common.enums import Sort
@@ -29,6 +29,7 @@ from alpaca.trading.enums import QueryOrderStatus
 from alpaca.trading.requests import GetOrdersRequest
 
 from live_runner.adapters.alpaca.mapping import shares
+from live_runner.core.clock import to_utc
 from live_runner.core.models import OrderRequest, OrderRole, OrderType, Side
 
 _TYPES = {"limit": OrderType.LIMIT, "stop": OrderType.STOP, "market": OrderType.MARKET}
@@ -60,18 +61,13 @@ def since_ns(wall_ns: int, calendar: Any = None) -> int:
         return wall_ns - FALLBACK_NS
 
 
-def _utc(ns: int) -> datetime:
-    s, rem = divmod(ns, 1_000_000_000)
-    return datetime.fromtimestamp(s, UTC) + timedelta(microseconds=rem // 1000)
-
-
 def orders_query(*, open_only: bool = False, after_ns: int | None = None,
                  until: datetime | None = None, limit: int = LIMIT) -> GetOrdersRequest:
     """One page: open orders, or all orders submitted after `after_ns`; newest first, nested."""
     return GetOrdersRequest(
         status=QueryOrderStatus.OPEN if open_only else QueryOrderStatus.ALL, limit=limit,
         nested=True, direction=Sort.DESC, until=until,
-        after=None if after_ns is None else _utc(after_ns))
+        after=None if after_ns is None else to_utc(after_ns))
 
 
 async def list_all(fetch: Fetch, *, open_only: bool = False, after_ns: int | None = None,
