@@ -13,7 +13,6 @@ from datetime import date
 from decimal import Decimal
 from typing import Callable, Iterable
 
-import msgspec
 import orjson
 
 from live_runner.live.brokers import broker_risk_rules, build_client
@@ -290,8 +289,6 @@ class TradingNode(NodeOperations):
         adopted = 0
         for req in self.execution.unclaimed():
             if req.client_order_id not in known and req.client_order_id not in self.orders.orders:
-                if req.ts <= 0:  # listed at start-up, before the first bar set the market clock
-                    req = msgspec.structs.replace(req, ts=self.clock.now_ns())
                 self.orders.adopt(req)
                 self.execution.recover(req)  # claims it: its reports (fills) reach us now
                 adopted += 1

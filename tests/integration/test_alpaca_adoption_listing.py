@@ -104,22 +104,24 @@ def test_an_open_order_among_the_oldest_of_a_busy_day_is_still_adopted(fake: Fak
 def test_the_listing_bound_comes_from_the_wall_clock_not_the_market_clock(
         fake: FakeAlpaca, clock: ManualClock, market_now: int) -> None:
     """The market clock may read 0 before the first bar, or a replayed time: today's orders (a
-    filled one the journal lost, an open one) are listed all the same."""
-    seed(fake, "LR-FILLED-1", state="filled")
+    filled one the journal lost, an open one) are listed all the same, each stamped with its
+    submission time at Alpaca (what the journal's `adopted` order then carries), never 1970."""
+    filled_at = parse_ts(seed(fake, "LR-FILLED-1", state="filled"))
     clock.advance(3600)
-    seed(fake, "LR-OPEN-1")
+    open_at = parse_ts(seed(fake, "LR-OPEN-1"))
     clock.now = REGULAR
     seen = Seen()
 
-    async def scenario() -> list[str]:
+    async def scenario() -> list[tuple[str, int]]:
         c = client_for(fake, seen)
         c.now_ns = lambda: market_now
         await c.start()
-        found = [r.client_order_id for r in c.unclaimed()]
+        found = [(r.client_order_id, r.ts) for r in c.unclaimed()]
         await c.aclose()
         return found
 
-    assert run(scenario()) == ["LR-FILLED-1", "LR-OPEN-1"] and seen.faults == []
+    assert run(scenario()) == [("LR-FILLED-1", filled_at), ("LR-OPEN-1", open_at)] and seen.faults == []
+    assert filled_at == DAY_OPEN and open_at == DAY_OPEN + 3600 * 10**9
     recent = next(q for q in fake.listings if q.get("status") == "all")
     after = parse_ts(recent["after"])
     assert REGULAR - 5 * 86_400 * 10**9 <= after <= REGULAR - 86_400 * 10**9

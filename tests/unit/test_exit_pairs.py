@@ -160,23 +160,3 @@ def test_a_refused_stop_raises_unprotected_and_flattens() -> None:
     assert "unprotected:GAPR" in alerts(node)
     assert [c[3] for c in broker.sells_sent()] == [QTY]
 
-
-def test_an_order_listed_before_the_first_bar_is_adopted_at_the_market_time() -> None:
-    """A broker lists what it holds under our prefix at start-up, before any bar has set the
-    market clock (Alpaca's listing stamps them then: 0). The journal's `adopted` order carries the
-    market time it was adopted, never 1970."""
-    from live_runner.core.models import OrderRequest, OrderType, Side
-
-    lost = OrderRequest("LR-20241126-GG-GAPR-9", "", "GAPR", Side.SELL, 100, OrderType.STOP,
-                        OrderRole.STOP, 0, stop_price=9.0)
-
-    class HoldingALostOrder(ManualBroker):
-        def unclaimed(self) -> list[OrderRequest]:
-            return [] if lost.client_order_id in self.working else [lost]
-
-    node = started(HoldingALostOrder())
-    node.journal.flush()
-    (adopted,) = [e for e in node.journal.read(kinds=("order",)) if e["payload"].get("adopted")]
-    assert adopted["key"] == lost.client_order_id
-    # the market clock when the node reconciled (the session's data start the evening before)
-    assert et_ns(DAY, "09:30") - 24 * 3600 * 10**9 <= adopted["ts"] <= et_ns(DAY, "09:33")

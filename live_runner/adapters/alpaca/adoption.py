@@ -29,7 +29,7 @@ from alpaca.trading.enums import QueryOrderStatus
 from alpaca.trading.requests import GetOrdersRequest
 
 from live_runner.adapters.alpaca.mapping import shares
-from live_runner.core.clock import to_utc
+from live_runner.core.clock import from_datetime, to_utc
 from live_runner.core.models import OrderRequest, OrderRole, OrderType, Side
 
 _TYPES = {"limit": OrderType.LIMIT, "stop": OrderType.STOP, "market": OrderType.MARKET}
@@ -105,12 +105,16 @@ def merged(*listings: list[Any]) -> list[Any]:
 
 
 def ours(orders: list[Any], prefix: str, now_ns: int) -> list[OrderRequest]:
-    """The listed orders with our prefix, as the requests that would have made them."""
+    """The listed orders with our prefix, as the requests that would have made them, stamped with
+    their submission time at Alpaca (`now_ns` only for a row without one), as a journaled order
+    carries the time it was sent."""
     out = []
     for o in orders:
         cid = getattr(o, "client_order_id", "") or ""
         if not cid.startswith(prefix + "-"):
             continue
+        sent = getattr(o, "submitted_at", None) or getattr(o, "created_at", None)
+        ts = from_datetime(sent) if isinstance(sent, datetime) and sent.tzinfo is not None else now_ns
         side = Side.BUY if _value(o.side) == "buy" else Side.SELL
         kind = _TYPES.get(_value(getattr(o, "order_type", None) or getattr(o, "type", None)), OrderType.MARKET)
         role = OrderRole.ENTRY if side is Side.BUY else {
@@ -119,7 +123,7 @@ def ours(orders: list[Any], prefix: str, now_ns: int) -> list[OrderRequest]:
         oco = cid if legs and role is OrderRole.TARGET else ""
         out.append(OrderRequest(
             client_order_id=cid, strategy="", symbol=o.symbol or "", side=side, qty=shares(o.qty),
-            order_type=kind, role=role, ts=now_ns,
+            order_type=kind, role=role, ts=ts,
             limit_price=float(o.limit_price or 0.0) if kind is OrderType.LIMIT else 0.0,
             stop_price=float(o.stop_price or 0.0) if kind is OrderType.STOP else 0.0,
             oco_group=oco))
@@ -127,7 +131,7 @@ def ours(orders: list[Any], prefix: str, now_ns: int) -> list[OrderRequest]:
             leg = legs[0]
             out.append(OrderRequest(
                 client_order_id=f"{cid}-stop", strategy="", symbol=o.symbol or "", side=Side.SELL,
-                qty=shares(leg.qty), order_type=OrderType.STOP, role=OrderRole.STOP, ts=now_ns,
+                qty=shares(leg.qty), order_type=OrderType.STOP, role=OrderRole.STOP, ts=ts,
                 stop_price=float(leg.stop_price or 0.0), oco_group=oco))
     return sorted(out, key=lambda r: r.client_order_id)
 
